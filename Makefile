@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make test` and `make demo`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test lint typecheck unit demo schema tables bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP) lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check reconciler tests tools bench
+	$(BIN)/ruff format --check reconciler tests tools bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+demo: $(STAMP)
+	$(BIN)/python -m reconciler.demo
+
+schema: $(STAMP)
+	$(BIN)/reconciler schema
+
+# Regenerate the reference tables from ../shared/reference (developers only; output is committed).
+tables: $(STAMP)
+	$(BIN)/python tools/gen_tables.py
+
+DEVICES ?= 1000
+bench: $(STAMP)
+	$(BIN)/python bench/bench_load.py --devices $(DEVICES)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

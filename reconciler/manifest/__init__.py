@@ -1,0 +1,1 @@
+"""Manifests: YAML and CSV files -> located documents -> validated desired resources."""

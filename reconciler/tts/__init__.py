@@ -1,0 +1,1 @@
+"""The Things Stack: reference tables (generated) and the HTTP API v3 provider."""
