@@ -78,11 +78,9 @@ def all_schema_paths(message: str) -> frozenset[str]:
 
 @cache
 def device_field_ownership() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
-    """End-device path -> (servers serving it on Get, servers accepting it on Set); `is/ns/as/js`."""
+    """End-device path -> (registries serving it on Get, registries accepting it on Set)."""
     raw = _load("device_fields.json")
-    return {
-        path: (frozenset(spec["get"]), frozenset(spec["set"])) for path, spec in raw.items()
-    }
+    return {path: (frozenset(spec["get"]), frozenset(spec["set"])) for path, spec in raw.items()}
 
 
 @cache

@@ -1,0 +1,141 @@
+"""Human text for plans, drift and apply reports (pure: returns rich Text; the CLI prints it).
+
+Rendered from the plan data only, so the text can never show more than the JSON holds: sensitive
+fields appear as `(sensitive)` or `(sensitive, changed)`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.text import Text
+
+from reconciler.plan.model import FieldChange, Plan, ResourceChange, Step
+
+SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "no-op": " "}
+STYLE = {
+    "create": "green",
+    "update": "yellow",
+    "replace": "magenta",
+    "delete": "red",
+    "no-op": "dim",
+}
+SERVER_LABEL = {"is": "IS", "ns": "NS", "as": "AS", "js": "JS"}
+MAX_VALUE_WIDTH = 80
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, str):
+        text = json.dumps(value)
+    else:
+        text = json.dumps(value, sort_keys=True, separators=(", ", ": "))
+    if len(text) > MAX_VALUE_WIDTH:
+        text = text[: MAX_VALUE_WIDTH - 4] + " ..."
+    return text
+
+
+def format_change(change: FieldChange, *, registers: bool) -> str:
+    if change.sensitive:
+        if change.unverifiable:
+            return f"{change.path}: (sensitive, unverifiable: rewritten)"
+        return (
+            f"{change.path}: (sensitive)" if registers else f"{change.path}: (sensitive, changed)"
+        )
+    if registers:
+        return f"{change.path}: {format_value(change.new)}"
+    return f"{change.path}: {format_value(change.old)} -> {format_value(change.new)}"
+
+
+def render_step(step: Step, *, show_fields: bool = True) -> list[Text]:
+    label = SERVER_LABEL.get(step.server, step.server)
+    verb = "register" if step.registers and step.operation == "set" else step.operation
+    lines = [Text(f"      {label} {verb}", style="bold")]
+    if show_fields:
+        for change in step.changes:
+            lines.append(Text(f"        {format_change(change, registers=step.registers)}"))
+    return lines
+
+
+def render_resource(change: ResourceChange, *, show_fields: bool = True) -> list[Text]:
+    symbol = SYMBOL[change.action]
+    style = STYLE[change.action]
+    head = Text()
+    head.append(f"  {symbol} ", style=style)
+    head.append(str(change.key), style="bold")
+    if change.adopt:
+        head.append("  (adopt)", style="cyan")
+    if change.reason:
+        head.append(f"  # {change.reason}", style="dim")
+    lines = [head]
+    if change.location:
+        lines.append(Text(f"      at {change.location}", style="dim"))
+    for warning in change.warnings:
+        lines.append(Text(f"      ! {warning}", style="yellow"))
+    for step in change.steps:
+        lines.extend(render_step(step, show_fields=show_fields))
+    return lines
+
+
+def summary_line(plan: Plan) -> Text:
+    counts = plan.summary()
+    text = Text("Plan: ", style="bold")
+    text.append(f"{counts['create']} to create, ", style="green")
+    text.append(f"{counts['update']} to update, ", style="yellow")
+    text.append(f"{counts['replace']} to replace, ", style="magenta")
+    text.append(f"{counts['delete']} to delete", style="red")
+    text.append(f"; {counts['no-op']} unchanged")
+    if counts["adopt"]:
+        text.append(f"; {counts['adopt']} adopted", style="cyan")
+    text.append(".")
+    if plan.write_requests:
+        text.append(f" {plan.write_requests} write request(s)")
+        if plan.estimated_seconds is not None:
+            text.append(f", about {format_duration(plan.estimated_seconds)}")
+        text.append(".")
+    return text
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def render_plan(plan: Plan, *, title: str = "plan") -> list[Text]:
+    lines = [Text(f"reconciler {title} for stack {plan.stack!r}", style="bold")]
+    targets = sorted(set(plan.target.values()))
+    lines.append(Text(f"  target: {', '.join(targets)}", style="dim"))
+    lines.append(Text(""))
+    changes = plan.changes
+    if not changes:
+        lines.append(Text("No changes. The live state matches the manifests.", style="green"))
+    for change in changes:
+        lines.extend(render_resource(change))
+        lines.append(Text(""))
+    for warning in plan.warnings:
+        lines.append(Text(f"Warning: {warning}", style="yellow"))
+    for blocked in plan.blocked:
+        lines.append(Text(f"Blocked: {blocked}", style="bold red"))
+    if changes:
+        lines.append(summary_line(plan))
+    return lines
+
+
+def render_drift(plan: Plan) -> list[Text]:
+    lines = [Text(f"reconciler drift for stack {plan.stack!r}", style="bold")]
+    changes = plan.changes
+    if not changes:
+        lines.append(Text("In sync: the live state matches the manifests.", style="green"))
+        return lines
+    for change in changes:
+        lines.extend(render_resource(change))
+    lines.append(Text(""))
+    lines.append(
+        Text(f"Drift: {len(changes)} resource(s) differ from the manifests.", style="bold yellow")
+    )
+    return lines

@@ -1,0 +1,254 @@
+"""HTTP client for the TTS API v3: one connection pool per server host, typed errors.
+
+Four logical servers (Identity, Network, Application, Join) may live on different hosts (FACTS:
+multi-cluster TTS Cloud). Requests name the server; the client picks its base URL. Errors carry
+the server's error identity (`namespace:name`) and public attributes, never request bodies, so
+no secret can leak through an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from reconciler import __version__
+from reconciler.diagnostics import ReconcilerError
+
+Server = Literal["is", "ns", "as", "js"]
+SERVER_NAMES: dict[Server, str] = {
+    "is": "Identity Server",
+    "ns": "Network Server",
+    "as": "Application Server",
+    "js": "Join Server",
+}
+API_PREFIX = "/api/v3"
+DEFAULT_USER_AGENT = f"reconciler/{__version__} (+https://github.com/reconciler; httpx)"
+
+# Transient conditions worth retrying (issue 5 tunes the policy): rate limited, unavailable.
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerURLs:
+    """Root URLs (without /api/v3) of the four servers."""
+
+    identity: str
+    network: str
+    application: str
+    join: str
+
+    @classmethod
+    def single(cls, url: str) -> ServerURLs:
+        return cls(url, url, url, url)
+
+    def for_server(self, server: Server) -> str:
+        return {
+            "is": self.identity,
+            "ns": self.network,
+            "as": self.application,
+            "js": self.join,
+        }[server]
+
+
+class TTSAPIError(ReconcilerError):
+    """The server answered with an error status."""
+
+    def __init__(
+        self,
+        *,
+        server: Server,
+        method: str,
+        path: str,
+        status: int,
+        body: Mapping[str, Any] | None,
+    ) -> None:
+        self.server = server
+        self.method = method
+        self.path = path
+        self.status = status
+        details = (body or {}).get("details") or []
+        first = details[0] if details and isinstance(details[0], Mapping) else {}
+        self.namespace: str = str(first.get("namespace", ""))
+        self.name: str = str(first.get("name", ""))
+        self.attributes: dict[str, Any] = dict(first.get("attributes") or {})
+        self.grpc_code: int = int((body or {}).get("code", 0) or 0)
+        self.message: str = str((body or {}).get("message", "")) or f"HTTP {status}"
+        self.correlation_id: str = str(first.get("correlation_id", ""))
+        super().__init__(str(self))
+
+    @property
+    def error_id(self) -> str:
+        """`namespace:name` such as `pkg/identityserver:end_device_euis_taken`."""
+        return f"{self.namespace}:{self.name}" if self.name else ""
+
+    def is_not_found(self) -> bool:
+        return self.status == 404
+
+    def __str__(self) -> str:
+        return (
+            f"{SERVER_NAMES[self.server]}: {self.method} {self.path}: "
+            f"HTTP {self.status}: {self.message}"
+        )
+
+
+class TTSTransportError(ReconcilerError):
+    """The request did not get an answer (connection refused, reset, timeout)."""
+
+    def __init__(self, *, server: Server, method: str, path: str, cause: Exception) -> None:
+        self.server = server
+        self.method = method
+        self.path = path
+        self.cause_type = type(cause).__name__
+        super().__init__(
+            f"{SERVER_NAMES[server]}: {method} {path}: no response ({self.cause_type})"
+        )
+
+
+@dataclass
+class RequestStats:
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 5  # total tries per request
+    base_delay: float = 0.2
+    max_delay: float = 10.0
+
+
+class TTSClient:
+    """Async client for the four TTS servers with connection reuse per distinct host."""
+
+    def __init__(
+        self,
+        urls: ServerURLs,
+        api_key: str,
+        *,
+        user_agent: str = DEFAULT_USER_AGENT,
+        verify: str | bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        max_connections: int = 32,
+    ) -> None:
+        self.urls = urls
+        self.retry = retry or RetryPolicy()
+        self.stats = RequestStats()
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Accept": "application/json",
+            "User-Agent": user_agent,
+        }
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        for server in ("is", "ns", "as", "js"):
+            root = urls.for_server(server).rstrip("/")
+            if root not in self._clients:
+                self._clients[root] = httpx.AsyncClient(
+                    base_url=root + API_PREFIX,
+                    headers=self._headers,
+                    verify=verify,
+                    transport=transport,
+                    timeout=timeout,
+                    limits=limits,
+                )
+
+    def _client(self, server: Server) -> httpx.AsyncClient:
+        return self._clients[self.urls.for_server(server).rstrip("/")]
+
+    async def __aenter__(self) -> TTSClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+
+    async def request(
+        self,
+        server: Server,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        """Send one request; retry transient failures; raise TTSAPIError on an error status."""
+        client = self._client(server)
+        attempt = 0
+        while True:
+            attempt += 1
+            self.stats.requests += 1
+            try:
+                response = await client.request(method, path, params=params, json=json)
+            except (httpx.TransportError, httpx.TimeoutException) as error:
+                if attempt >= self.retry.attempts:
+                    raise TTSTransportError(
+                        server=server, method=method, path=path, cause=error
+                    ) from None
+                self.stats.retries += 1
+                await asyncio.sleep(self._backoff(attempt))
+                continue
+            status = response.status_code
+            self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
+            if status < 400:
+                return response
+            if status in RETRYABLE_STATUS and attempt < self.retry.attempts:
+                self.stats.retries += 1
+                if status == 429:
+                    self.stats.rate_limited += 1
+                await asyncio.sleep(self._retry_delay(response, attempt))
+                continue
+            raise TTSAPIError(
+                server=server,
+                method=method,
+                path=path,
+                status=status,
+                body=_json_or_none(response),
+            )
+
+    async def get_json(
+        self, server: Server, path: str, *, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        response = await self.request(server, "GET", path, params=params)
+        return _json_object(response)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter."""
+        ceiling = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)
+
+    def _retry_delay(self, response: httpx.Response, attempt: int) -> float:
+        # TTS sends X-Rate-Limit-Retry (seconds) with a 429; there is no Retry-After (FACTS §f).
+        retry_after = response.headers.get("X-Rate-Limit-Retry")
+        if retry_after is not None:
+            try:
+                return max(0.0, float(retry_after)) + random.uniform(0, 0.05)
+            except ValueError:
+                pass
+        return self._backoff(attempt)
+
+
+def _json_or_none(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    body = _json_or_none(response)
+    return body if body is not None else {}
