@@ -25,7 +25,7 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 demo: $(STAMP)
-	$(BIN)/python -m reconciler.demo
+	$(BIN)/python tools/demo.py
 
 schema: $(STAMP)
 	$(BIN)/reconciler schema

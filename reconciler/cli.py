@@ -3,15 +3,23 @@ codes (0 ok, 1 error, 2 changes/drift where asked)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from reconciler import __version__
 from reconciler.diagnostics import Diagnostic, ManifestError, ReconcilerError
+from reconciler.plan.render import render_drift, render_plan, render_report
+
+if TYPE_CHECKING:
+    from reconciler.engine import PlanRun, RunOptions
+    from reconciler.plan.model import ApplyReport, Plan, ResourceResult
+    from reconciler.tts.client import TTSClient
 
 app = typer.Typer(
     name="reconciler",
@@ -33,7 +41,9 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 PathsArg = Annotated[
     list[Path] | None,
-    typer.Argument(help="Manifest files or directories (default: ./manifests).", show_default=False),
+    typer.Argument(
+        help="Manifest files or directories (default: ./manifests).", show_default=False
+    ),
 ]
 UrlOpt = Annotated[
     str | None,
@@ -83,10 +93,11 @@ def validate(paths: PathsArg = None) -> None:
     from reconciler.manifest.load import load_manifests
 
     result = load_manifests(_paths(paths))
-    print_diagnostics(result.diagnostics)
     if result.has_errors:
-        raise typer.Exit(1)
-    stdout.print(result.summary())
+        # main() prints every diagnostic and the error count, then exits 1.
+        raise ManifestError(result.diagnostics)
+    print_diagnostics(result.diagnostics)  # warnings
+    stdout.print(result.summary(), markup=False)
 
 
 @app.command()
@@ -99,7 +110,61 @@ def schema(
     from reconciler.manifest.schema import write_schemas
 
     for path in write_schemas(out):
-        stdout.print(f"wrote {path}")
+        stdout.print(f"wrote {path}", markup=False)
+
+
+OutFormat = Annotated[str, typer.Option("--format", help="Output format: text or json.")]
+RotateKeysOpt = Annotated[
+    bool,
+    typer.Option(
+        "--rotate-keys",
+        help="Rewrite root and session keys even when the API key cannot read them "
+        "(without RIGHT_APPLICATION_DEVICES_READ_KEYS they are otherwise set on create only).",
+    ),
+]
+ParallelismOpt = Annotated[
+    int, typer.Option("--parallelism", min=1, max=256, help="Concurrent requests.")
+]
+PruneOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--prune/--no-prune",
+        help="Delete owned resources that left the manifests (default: the Stack's safety.prune).",
+        show_default=False,
+    ),
+]
+
+
+def _check_format(output_format: str) -> None:
+    if output_format not in ("text", "json"):
+        fail(f"--format must be text or json, not {output_format!r}")
+
+
+def _run_options(paths: list[Path] | None, url: str | None, **kwargs: Any) -> RunOptions:
+    from reconciler.engine import RunOptions
+
+    return RunOptions(paths=_paths(paths), url=url, **kwargs)
+
+
+def _print_lines(lines: list[Any]) -> None:
+    for line in lines:
+        stdout.print(line)
+
+
+def _make_plan(options: RunOptions) -> tuple[PlanRun, TTSClient]:
+    from reconciler import engine
+
+    loaded = engine.load(options)
+    print_diagnostics(loaded.warnings)
+    client = engine.make_client(loaded, options)
+
+    async def run() -> PlanRun:
+        try:
+            return await engine.make_plan(loaded, client, options)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run()), client
 
 
 @app.command()
@@ -109,18 +174,66 @@ def plan(
     out: Annotated[
         Path | None, typer.Option("--out", help="Save the plan (JSON, no secrets) to this file.")
     ] = None,
-    output_format: Annotated[
-        str, typer.Option("--format", help="Output format: text or json.")
-    ] = "text",
+    output_format: OutFormat = "text",
     detailed_exitcode: Annotated[
         bool,
         typer.Option(
             "--detailed-exitcode", help="Exit 0 when there are no changes, 2 when there are."
         ),
     ] = False,
+    prune: PruneOpt = None,
+    allow_replace: Annotated[
+        bool, typer.Option("--allow-replace", help="Plan replacements as allowed.")
+    ] = False,
+    rotate_keys: RotateKeysOpt = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Do not block on safety thresholds.")
+    ] = False,
+    parallelism: ParallelismOpt = 16,
 ) -> None:
     """Show what apply would change, per resource and server (read-only)."""
-    fail("plan is not implemented yet (issue #4)")
+    _check_format(output_format)
+    options = _run_options(
+        paths,
+        url,
+        prune=prune,
+        allow_replace=allow_replace,
+        rotate_keys=rotate_keys,
+        force=force,
+        parallelism=parallelism,
+    )
+    run, _client = _make_plan(options)
+    if out is not None:
+        _write_plan(out, run.plan)
+    if output_format == "json":
+        stdout.print(run.plan.dumps(), markup=False, highlight=False, end="")
+    else:
+        _print_lines(render_plan(run.plan))
+        if out is not None:
+            stdout.print(f"Saved the plan to {out}; apply it with `reconciler apply --plan {out}`.")
+    if detailed_exitcode and run.plan.has_changes():
+        raise typer.Exit(2)
+
+
+def _write_plan(path: Path, plan_data: Plan) -> None:
+    # Write beside the target, then rename: a plan file is never half-written.
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(plan_data.dumps(), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as error:
+        fail(f"cannot write the plan to {path}: {error.strerror}")
+
+
+def _read_plan(path: Path) -> Plan:
+    from reconciler.plan.model import Plan
+
+    try:
+        return Plan.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        fail(f"{path}: no such plan file")
+    except (ValueError, KeyError, TypeError) as error:
+        fail(f"{path}: not a reconciler plan ({error})")
 
 
 @app.command()
@@ -128,36 +241,108 @@ def apply(
     paths: PathsArg = None,
     url: UrlOpt = None,
     plan_file: Annotated[
-        Path | None, typer.Option("--plan", help="Apply a plan saved by `plan --out`.")
+        Path | None,
+        typer.Option(
+            "--plan",
+            help="Apply a plan saved by `plan --out`; each resource is re-checked first and "
+            "skipped if it changed since.",
+        ),
     ] = None,
     auto_approve: Annotated[
         bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")
     ] = False,
-    prune: Annotated[
-        bool, typer.Option("--prune", help="Delete owned resources that left the manifests.")
-    ] = False,
+    prune: PruneOpt = None,
     allow_replace: Annotated[
         bool,
         typer.Option("--allow-replace", help="Allow replacing devices (immutable field changes)."),
     ] = False,
+    rotate_keys: RotateKeysOpt = False,
     force: Annotated[
         bool, typer.Option("--force", help="Apply even when a safety threshold is exceeded.")
     ] = False,
+    parallelism: ParallelismOpt = 16,
 ) -> None:
-    """Apply the manifests to The Things Stack."""
-    fail("apply is not implemented yet (issue #4)")
+    """Apply the manifests to The Things Stack (shows the plan and asks first on a TTY)."""
+    from reconciler import engine
+
+    saved = _read_plan(plan_file) if plan_file is not None else None
+    if saved is not None:
+        # The saved plan's options decide what it meant; paths default to the planned ones.
+        paths = paths or [Path(p) for p in saved.manifests]
+        prune = bool(saved.options.get("prune", False))
+        allow_replace = bool(saved.options.get("allow_replace", False))
+        rotate_keys = bool(saved.options.get("rotate_keys", False))
+    options = _run_options(
+        paths,
+        url,
+        prune=prune,
+        allow_replace=allow_replace,
+        rotate_keys=rotate_keys,
+        force=force,
+        parallelism=parallelism,
+    )
+    loaded = engine.load(options)
+    print_diagnostics(loaded.warnings)
+    client = engine.make_client(loaded, options)
+
+    async def run() -> tuple[PlanRun, list[ResourceResult], ApplyReport | None]:
+        try:
+            run = await engine.make_plan(loaded, client, options)
+            stale: list[ResourceResult] = []
+            if saved is not None:
+                if saved.stack != run.plan.stack:
+                    raise ReconcilerError(
+                        f"the plan is for stack {saved.stack!r}, the manifests for "
+                        f"{run.plan.stack!r}"
+                    )
+                run.plan, stale = engine.check_saved_plan(saved, run.plan)
+            _print_lines(render_plan(run.plan, title="apply"))
+            for result in stale:
+                stderr.print(f"skipped {result.key}: {result.error}", markup=False)
+            if not run.plan.has_changes():
+                return run, stale, None
+            if run.plan.blocked:
+                raise ReconcilerError("apply blocked: " + "; ".join(run.plan.blocked))
+            if saved is None and not auto_approve:
+                if not sys.stdin.isatty():
+                    raise ReconcilerError(
+                        "not on a terminal: pass --auto-approve, or apply a saved plan with --plan"
+                    )
+                if not typer.confirm("Apply these changes?", default=False):
+                    raise typer.Abort()
+            report = await engine.apply_plan(run, client, options)
+            return run, stale, report
+        finally:
+            await client.aclose()
+
+    _run, stale, report = asyncio.run(run())
+    if report is None:
+        if stale:
+            raise typer.Exit(1)
+        stdout.print("Nothing to apply.")
+        return
+    _print_lines(render_report(report))
+    if report.failed or stale or report.interrupted:
+        raise typer.Exit(1)
 
 
 @app.command()
 def drift(
     paths: PathsArg = None,
     url: UrlOpt = None,
-    output_format: Annotated[
-        str, typer.Option("--format", help="Output format: text or json.")
-    ] = "text",
+    output_format: OutFormat = "text",
+    parallelism: ParallelismOpt = 16,
 ) -> None:
     """Report live changes made outside the manifests (exit 0 in sync, 2 drift, 1 error)."""
-    fail("drift is not implemented yet (issue #4)")
+    _check_format(output_format)
+    options = _run_options(paths, url, prune=False, parallelism=parallelism)
+    run, _client = _make_plan(options)
+    if output_format == "json":
+        stdout.print(run.plan.dumps(), markup=False, highlight=False, end="")
+    else:
+        _print_lines(render_drift(run.plan))
+    if run.plan.has_changes():
+        raise typer.Exit(2)
 
 
 @emulator_app.command("serve")

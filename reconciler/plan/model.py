@@ -20,6 +20,7 @@ Action = Literal["create", "update", "replace", "delete", "no-op"]
 ACTIONS: tuple[Action, ...] = ("create", "update", "replace", "delete", "no-op")
 Operation = Literal["create", "update", "set", "delete"]
 
+
 SENSITIVE = "(sensitive)"
 
 
@@ -202,3 +203,35 @@ class Plan:
                 )
             )
         return plan
+
+
+Outcome = Literal["done", "failed", "skipped"]
+
+
+@dataclass
+class ResourceResult:
+    key: ResourceKey
+    outcome: Outcome
+    action: str
+    error: str = ""  # names the server and the server's error; never secret values
+    server: str = ""
+
+
+@dataclass
+class ApplyReport:
+    results: list[ResourceResult] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[ResourceResult]:
+        return [r for r in self.results if r.outcome == "failed"]
+
+    @property
+    def skipped(self) -> list[ResourceResult]:
+        return [r for r in self.results if r.outcome == "skipped"]
+
+    def counts(self) -> dict[str, int]:
+        counts = {"done": 0, "failed": 0, "skipped": 0}
+        for result in self.results:
+            counts[result.outcome] += 1
+        return counts

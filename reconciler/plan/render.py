@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.text import Text
 
-from reconciler.plan.model import FieldChange, Plan, ResourceChange, Step
+from reconciler.plan.model import ApplyReport, FieldChange, Plan, ResourceChange, Step
 
 SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "no-op": " "}
 STYLE = {
@@ -138,4 +138,25 @@ def render_drift(plan: Plan) -> list[Text]:
     lines.append(
         Text(f"Drift: {len(changes)} resource(s) differ from the manifests.", style="bold yellow")
     )
+    return lines
+
+
+def render_report(report: ApplyReport) -> list[Text]:
+    """The end of an apply: every failed or skipped resource with its server and error."""
+    lines: list[Text] = []
+    for result in report.results:
+        if result.outcome == "failed":
+            where = f" [{result.server}]" if result.server else ""
+            lines.append(Text(f"  failed  {result.key}{where}: {result.error}", style="red"))
+        elif result.outcome == "skipped":
+            lines.append(Text(f"  skipped {result.key}: {result.error}", style="yellow"))
+    counts = report.counts()
+    style = "bold red" if counts["failed"] else "bold green"
+    text = Text(
+        f"Apply: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped.",
+        style=style,
+    )
+    if report.interrupted:
+        text.append(" Interrupted: the remaining changes were not started.", style="yellow")
+    lines.append(text)
     return lines

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,6 +19,7 @@ import httpx
 
 from reconciler import __version__
 from reconciler.diagnostics import ReconcilerError
+from reconciler.tts.pacing import RatePacer
 
 Server = Literal["is", "ns", "as", "js"]
 SERVER_NAMES: dict[Server, str] = {
@@ -115,6 +117,22 @@ class RequestStats:
     retries: int = 0
     rate_limited: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
+    latency_total: float = 0.0
+    answered: int = 0
+    rate_limit_per_minute: int | None = None  # last X-Rate-Limit-Limit seen
+
+    @property
+    def mean_latency(self) -> float | None:
+        return self.latency_total / self.answered if self.answered else None
+
+    def record(self, response: httpx.Response, seconds: float) -> None:
+        status = response.status_code
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+        self.latency_total += seconds
+        self.answered += 1
+        limit = response.headers.get("X-Rate-Limit-Limit")
+        if limit and limit.isdigit():
+            self.rate_limit_per_minute = int(limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +160,7 @@ class TTSClient:
         self.urls = urls
         self.retry = retry or RetryPolicy()
         self.stats = RequestStats()
+        self.pacer = RatePacer()
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Accept": "application/json",
@@ -185,12 +204,16 @@ class TTSClient:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
     ) -> httpx.Response:
-        """Send one request; retry transient failures; raise TTSAPIError on an error status."""
+        """Send one request, paced by the server's rate-limit headers; retry transient failures
+        with backoff; raise TTSAPIError on an error status."""
         client = self._client(server)
+        rpc = rpc_class(method, path)
         attempt = 0
         while True:
             attempt += 1
+            await self.pacer.acquire(rpc)
             self.stats.requests += 1
+            started = time.perf_counter()
             try:
                 response = await client.request(method, path, params=params, json=json)
             except (httpx.TransportError, httpx.TimeoutException) as error:
@@ -202,14 +225,17 @@ class TTSClient:
                 await asyncio.sleep(self._backoff(attempt))
                 continue
             status = response.status_code
-            self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
+            self.stats.record(response, time.perf_counter() - started)
+            self.pacer.observe(rpc, status, response.headers)
             if status < 400:
                 return response
             if status in RETRYABLE_STATUS and attempt < self.retry.attempts:
                 self.stats.retries += 1
                 if status == 429:
                     self.stats.rate_limited += 1
-                await asyncio.sleep(self._retry_delay(response, attempt))
+                    if "X-Rate-Limit-Retry" in response.headers:
+                        continue  # the pacer now holds this RPC until the server's retry time
+                await asyncio.sleep(self._backoff(attempt))
                 continue
             raise TTSAPIError(
                 server=server,
@@ -230,15 +256,20 @@ class TTSClient:
         ceiling = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
 
-    def _retry_delay(self, response: httpx.Response, attempt: int) -> float:
-        # TTS sends X-Rate-Limit-Retry (seconds) with a 429; there is no Retry-After (FACTS §f).
-        retry_after = response.headers.get("X-Rate-Limit-Retry")
-        if retry_after is not None:
-            try:
-                return max(0.0, float(retry_after)) + random.uniform(0, 0.05)
-            except ValueError:
-                pass
-        return self._backoff(attempt)
+
+# Path segments that follow these name one entity; the rest of the path names the RPC.
+_ENTITY_COLLECTIONS = frozenset(
+    {"applications", "devices", "gateways", "webhooks", "users", "organizations", "api-keys"}
+)
+
+
+def rpc_class(method: str, path: str) -> str:
+    """`PUT /ns/applications/*/devices/*`: one rate-limit bucket per RPC, as TTS keys them."""
+    parts = path.strip("/").split("/")
+    for index in range(1, len(parts)):
+        if parts[index - 1] in _ENTITY_COLLECTIONS and parts[index] != "batch":
+            parts[index] = "*"
+    return f"{method} /{'/'.join(parts)}"
 
 
 def _json_or_none(response: httpx.Response) -> dict[str, Any] | None:

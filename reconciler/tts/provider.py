@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from reconciler.plan.model import Plan, ResourceChange, Step
+from reconciler.plan.model import ApplyReport, Plan, ResourceChange, ResourceResult, Step
 from reconciler.resources import (
     KIND_ORDER,
     DesiredResource,
@@ -44,38 +43,6 @@ ENTITY_WRAPPER: dict[ResourceKind, str] = {
     "device": "end_device",
     "gateway": "gateway",
 }
-
-Outcome = Literal["done", "failed", "skipped"]
-
-
-@dataclass
-class ResourceResult:
-    key: ResourceKey
-    outcome: Outcome
-    action: str
-    error: str = ""  # names the server and the server's error; never secret values
-    server: str = ""
-
-
-@dataclass
-class ApplyReport:
-    results: list[ResourceResult] = field(default_factory=list)
-    interrupted: bool = False
-
-    @property
-    def failed(self) -> list[ResourceResult]:
-        return [r for r in self.results if r.outcome == "failed"]
-
-    @property
-    def skipped(self) -> list[ResourceResult]:
-        return [r for r in self.results if r.outcome == "skipped"]
-
-    def counts(self) -> dict[str, int]:
-        counts = {"done": 0, "failed": 0, "skipped": 0}
-        for result in self.results:
-            counts[result.outcome] += 1
-        return counts
-
 
 ProgressCallback = Callable[[str, int, int], None]  # (phase, done, total)
 

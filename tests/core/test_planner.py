@@ -71,9 +71,7 @@ IN_SYNC = {
 }
 
 
-def plan_for(
-    desired: DesiredState, live: LiveState, options: PlanOptions | None = None
-) -> Plan:
+def plan_for(desired: DesiredState, live: LiveState, options: PlanOptions | None = None) -> Plan:
     return Planner(desired, live, options or PlanOptions()).plan(target={}, manifests=[])
 
 

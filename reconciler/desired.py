@@ -1,0 +1,94 @@
+"""Hop 2: the validated project -> desired resources of one stack (pure).
+
+Adds what every managed resource carries: the ownership marker attribute (`<key>: <stack>`),
+and for devices the server addresses the Console and CLI expect (from the device, else its
+application, else the target's hosts, as `ttn-lw-cli end-devices create --defaults` does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from reconciler.manifest.project import Project, ServerRole, Target
+from reconciler.resources import DesiredResource, DesiredState, Owner, ResourceKey
+
+ADDRESS_ROLES: tuple[tuple[str, ServerRole], ...] = (
+    ("network_server_address", "network"),
+    ("application_server_address", "application"),
+    ("join_server_address", "join"),
+)
+
+
+def server_address(url: str) -> str:
+    """`https://eu1.cloud.thethings.network` -> `eu1.cloud.thethings.network` (port kept when
+    not the scheme's default)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    default_port = 443 if parts.scheme == "https" else 80
+    return f"{host}:{parts.port}" if parts.port and parts.port != default_port else host
+
+
+def _owned(fields: dict[str, Any], target: Target) -> dict[str, Any]:
+    attributes = dict(fields.get("attributes") or {})
+    attributes[target.ownership_key] = target.stack
+    return {**fields, "attributes": attributes}
+
+
+def desired_state(project: Project, target: Target) -> DesiredState:
+    state = DesiredState(stack=target.stack, ownership_key=target.ownership_key)
+    for app in project.applications:
+        state.add(
+            DesiredResource(
+                ResourceKey("application", "", app.application_id),
+                _owned(dict(app.fields), target),
+                location=app.location,
+                owner=Owner(app.owner.kind, app.owner.id),
+            )
+        )
+        if app.link:
+            state.add(
+                DesiredResource(
+                    ResourceKey("link", app.application_id, "link"),
+                    dict(app.link),
+                    location=app.location,
+                )
+            )
+        for webhook in app.webhooks:
+            state.add(
+                DesiredResource(
+                    ResourceKey("webhook", app.application_id, webhook.webhook_id),
+                    dict(webhook.fields),
+                    location=webhook.location,
+                )
+            )
+    addresses = {role: server_address(target.server_urls[role]) for _, role in ADDRESS_ROLES}
+    applications = {a.application_id: a for a in project.applications}
+    for device in project.devices:
+        fields = {k: v for k, v in device.fields.items() if k != "ids.device_id"}
+        otaa = bool(fields.get("supports_join"))
+        owner_app = applications.get(device.application_id)
+        for path, role in ADDRESS_ROLES:
+            if path == "join_server_address" and not otaa:
+                continue
+            if path not in fields:
+                from_app = owner_app.fields.get(path) if owner_app else None
+                fields[path] = from_app or addresses[role]
+        state.add(
+            DesiredResource(
+                ResourceKey("device", device.application_id, device.device_id),
+                _owned(fields, target),
+                location=device.location,
+                extra={"otaa": otaa},
+            )
+        )
+    for gateway in project.gateways:
+        state.add(
+            DesiredResource(
+                ResourceKey("gateway", "", gateway.gateway_id),
+                _owned(dict(gateway.fields), target),
+                location=gateway.location,
+                owner=Owner(gateway.owner.kind, gateway.owner.id),
+            )
+        )
+    return state

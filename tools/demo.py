@@ -1,0 +1,165 @@
+"""`make demo`: the main job, end to end, on the embedded TTS emulator.
+
+Starts `reconciler emulator serve` with a temporary SQLite state, then runs what an operator
+runs: validate -> plan -> apply -> plan (empty) -> an out-of-band change through the API (as a
+Console user would make) -> drift (exit 2) -> apply (restores it) -> drift (exit 0). Every
+command is the real CLI in a subprocess; the script checks each exit code and stops the
+emulator at the end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFESTS = ROOT / "manifests"
+EXAMPLE_ENV = MANIFESTS / "example.env"
+BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+def banner(text: str) -> None:
+    print(f"\n\033[1m==> {text}\033[0m" if sys.stdout.isatty() else f"\n==> {text}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.removeprefix("export ").split("=", 1)
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def run(args: list[str], env: dict[str, str], expect: set[int]) -> int:
+    print(f"$ reconciler {shlex.join(args)}", flush=True)
+    code = subprocess.call([sys.executable, "-m", "reconciler", *args], env=env, cwd=ROOT)
+    if code not in expect:
+        raise SystemExit(f"demo failed: `reconciler {shlex.join(args)}` exited {code}")
+    return code
+
+
+def wait_ready(url: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/api/v3/auth_info", timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit("demo failed: the emulator did not start")
+
+
+def main() -> int:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    key_id = "".join(secrets.choice(BASE32) for _ in range(39))
+    key_secret = "".join(secrets.choice(BASE32) for _ in range(52))
+    api_key = f"NNSXS.{key_id}.{key_secret}"
+    env = {
+        **os.environ,
+        **read_env_file(EXAMPLE_ENV),
+        "TTS_API_KEY": api_key,
+        "RECONCILER_TTS_URL": url,
+    }
+    with tempfile.TemporaryDirectory(prefix="reconciler-demo-") as tmp:
+        state = Path(tmp) / "emulator.sqlite"
+        banner(f"Starting the TTS emulator at {url}/api/v3 (state in {state.name})")
+        emulator = subprocess.Popen(
+            [
+                sys.executable, "-m", "reconciler", "emulator", "serve",
+                "--port", str(port), "--api-key", api_key, "--state", str(state),
+            ],
+            cwd=ROOT,
+            env=env,
+        )  # fmt: skip
+        try:
+            wait_ready(url, time.monotonic() + 20)
+            demo(env, url, api_key)
+        finally:
+            emulator.send_signal(signal.SIGINT)
+            try:
+                emulator.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                emulator.kill()
+    banner("Demo finished: the stack converged, drift was found and repaired.")
+    return 0
+
+
+def demo(env: dict[str, str], url: str, api_key: str) -> None:
+    banner("1. Validate the manifests (offline)")
+    run(["validate", "manifests"], env, {0})
+    banner("2. Plan against the empty emulator")
+    run(["plan", "manifests"], env, {0})
+    banner("3. Apply")
+    run(["apply", "manifests", "--auto-approve"], env, {0})
+    banner("4. Plan again: nothing left to do (exit 0 with --detailed-exitcode)")
+    run(["plan", "manifests", "--detailed-exitcode"], env, {0})
+    banner("5. Someone changes a device and a webhook out of band, as in the Console")
+    change_out_of_band(url, api_key)
+    banner("6. Drift finds it (exit 2)")
+    run(["drift", "manifests"], env, {2})
+    banner("7. Apply restores the manifests' state")
+    run(["apply", "manifests", "--auto-approve"], env, {0})
+    banner("8. Drift again: in sync (exit 0)")
+    run(["drift", "manifests"], env, {0})
+
+
+def change_out_of_band(url: str, api_key: str) -> None:
+    headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "console-user/1.0"}
+    with httpx.Client(base_url=f"{url}/api/v3", headers=headers, timeout=10) as client:
+        apps = client.get("/applications", params={"field_mask": "attributes"}).json()
+        app_id = apps["applications"][0]["ids"]["application_id"]
+        listing = client.get(f"/applications/{app_id}/devices", params={"limit": 1}).json()
+        device_id = listing["end_devices"][0]["ids"]["device_id"]
+        print(f"  NS: {app_id}/{device_id}: lorawan_phy_version -> PHY_V1_0_2_REV_A, class C on")
+        ns = client.get(
+            f"/ns/applications/{app_id}/devices/{device_id}", params={"field_mask": "ids"}
+        ).json()
+        response = client.put(
+            f"/ns/applications/{app_id}/devices/{device_id}",
+            json={
+                "end_device": {
+                    "ids": ns["ids"],
+                    "supports_class_c": True,
+                    "lorawan_phy_version": "1.0.2-a",
+                    "lorawan_version": "1.0.2",
+                },
+                "field_mask": {
+                    "paths": ["supports_class_c", "lorawan_phy_version", "lorawan_version"]
+                },
+            },
+        )
+        response.raise_for_status()
+        print(f"  IS: {app_id}/{device_id}: name -> 'renamed in the Console'")
+        client.put(
+            f"/applications/{app_id}/devices/{device_id}",
+            json={
+                "end_device": {"name": "renamed in the Console"},
+                "field_mask": {"paths": ["name"]},
+            },
+        ).raise_for_status()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
