@@ -1,0 +1,266 @@
+"""The event stream `POST /events` and the registry events behind it (FACTS §a Events)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import StreamingResponse
+
+from reconciler.emulator import errors
+from reconciler.emulator.codec import decode_timestamp, now_timestamp, timestamp_key
+
+if TYPE_CHECKING:
+    from reconciler.emulator.app import Call, Operation
+
+_REGISTRY_EVENTS = [
+    f"{prefix}end_device.{verb}"
+    for prefix in ("", "ns.", "as.", "js.")
+    for verb in ("create", "update", "delete")
+]
+KNOWN_EVENTS = frozenset(
+    [
+        "events.stream.start",
+        *_REGISTRY_EVENTS,
+        *(
+            f"{entity}.{verb}"
+            for entity in ("application", "gateway", "organization", "user")
+            for verb in ("create", "update", "delete", "restore", "purge")
+        ),
+        *(
+            f"{entity}.api-key.{verb}"
+            for entity in ("application", "gateway", "organization", "user")
+            for verb in ("create", "update", "delete")
+        ),
+        *(
+            f"{entity}.collaborator.{verb}"
+            for entity in ("application", "gateway")
+            for verb in ("update", "delete")
+        ),
+        "as.webhook.create",
+        "as.webhook.update",
+        "as.webhook.delete",
+        "as.link.set",
+        "as.link.delete",
+        "as.down.data.receive",
+        "as.down.data.forward",
+        "as.up.data.forward",
+        "as.up.data.receive",
+        "ns.up.data.receive",
+        "ns.up.join.receive",
+        "ns.down.data.schedule.attempt",
+        "js.join.accept",
+        "js.join.reject",
+        "gs.up.receive",
+        "gs.gateway.connect",
+        "gs.gateway.disconnect",
+    ]
+)
+_START = "events.stream.start"
+
+
+def _ids_match(wanted: dict[str, Any], event_ids: dict[str, Any]) -> bool:
+    """Whether an event's identifiers fall under a requested identifier."""
+    if "application_ids" in wanted:
+        app = wanted["application_ids"].get("application_id")
+        if "application_ids" in event_ids:
+            return bool(event_ids["application_ids"].get("application_id") == app)
+        if "device_ids" in event_ids:
+            return bool(
+                event_ids["device_ids"].get("application_ids", {}).get("application_id") == app
+            )
+        return False
+    if "device_ids" in wanted and "device_ids" in event_ids:
+        w, e = wanted["device_ids"], event_ids["device_ids"]
+        return bool(
+            w.get("device_id") == e.get("device_id")
+            and w.get("application_ids", {}).get("application_id")
+            == e.get("application_ids", {}).get("application_id")
+        )
+    for kind, key in (
+        ("gateway_ids", "gateway_id"),
+        ("organization_ids", "organization_id"),
+        ("user_ids", "user_id"),
+    ):
+        if kind in wanted and kind in event_ids:
+            return bool(wanted[kind].get(key) == event_ids[kind].get(key))
+    return False
+
+
+class Subscription:
+    def __init__(self, identifiers: list[dict[str, Any]], names: list[str] | None) -> None:
+        self.identifiers = identifiers
+        self.names = frozenset(names) if names else None
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    async def next(self, idle: float | None) -> dict[str, Any] | None:
+        """The next event, or None when the stream ends (shutdown or idle timeout)."""
+        try:
+            return await asyncio.wait_for(self.queue.get(), timeout=idle)
+        except TimeoutError:
+            return None
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        if self.names is not None and event["name"] not in self.names:
+            return False
+        return any(
+            _ids_match(wanted, ids) for wanted in self.identifiers for ids in event["identifiers"]
+        )
+
+
+class EventBus:
+    """Recent events (for `tail`/`after`) and live subscribers."""
+
+    def __init__(self, history: int = 10_000) -> None:
+        self.history: deque[dict[str, Any]] = deque(maxlen=history)
+        self.subscribers: set[Subscription] = set()
+
+    def publish(
+        self, name: str, identifiers: list[dict[str, Any]], data: dict[str, Any] | None = None
+    ) -> None:
+        event: dict[str, Any] = {
+            "name": name,
+            "time": now_timestamp(),
+            "identifiers": identifiers,
+            "correlation_ids": [f"emulator:{uuid.uuid4().hex}"],
+            "origin": "emulator",
+            "visibility": {"rights": ["RIGHT_APPLICATION_ALL"]},
+            "unique_id": uuid.uuid4().hex.upper(),
+        }
+        if data is not None:
+            event["data"] = data
+        self.history.append(event)
+        for subscription in self.subscribers:
+            if subscription.matches(event):
+                subscription.queue.put_nowait(event)
+
+    def close(self) -> None:
+        for subscription in self.subscribers:
+            subscription.queue.put_nowait(None)
+
+
+def paths_data(paths: list[str]) -> dict[str, Any]:
+    return {"@type": "type.googleapis.com/google.protobuf.FieldMask", "paths": list(paths)}
+
+
+def device_identifiers(ids: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"device_ids": ids}]
+
+
+def _names(raw: Any) -> list[str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+        raise errors.DecodeError("invalid value for repeated string field names")
+    if not raw:
+        return None
+    selected: list[str] = []
+    for name in raw:
+        if len(name) > 2 and name.startswith("/") and name.endswith("/"):
+            pattern = name[1:-1]
+            try:
+                regex = re.compile(pattern)
+            except re.error:
+                raise errors.TTSError(
+                    "pkg/events",
+                    "invalid_regexp",
+                    "invalid regexp",
+                    errors.INVALID_ARGUMENT,
+                    {"regexp": pattern},
+                ) from None
+            matched = [known for known in sorted(KNOWN_EVENTS) if regex.search(known)]
+            if not matched:
+                raise errors.TTSError(
+                    "pkg/events",
+                    "no_matching_events",
+                    "no matching events for regexp `{regexp}`",
+                    errors.INVALID_ARGUMENT,
+                    {"regexp": pattern},
+                )
+            selected.extend(matched)
+        elif name in KNOWN_EVENTS:
+            selected.append(name)
+        else:
+            raise errors.TTSError(
+                "pkg/events",
+                "unknown_event_name",
+                "unknown event `{name}`",
+                errors.INVALID_ARGUMENT,
+                {"name": name},
+            )
+    return selected
+
+
+async def stream(call: Call) -> StreamingResponse:
+    from reconciler.emulator.identity import require_entity_access
+
+    body = call.body
+    identifiers = body.get("identifiers")
+    if not isinstance(identifiers, list | type(None)):
+        raise errors.DecodeError("invalid value for repeated field identifiers")
+    identifiers = [i for i in identifiers or [] if isinstance(i, dict) and i]
+    tail = body.get("tail", 0) or 0
+    if isinstance(tail, str) and tail.isdigit():
+        tail = int(tail)
+    if not isinstance(tail, int) or isinstance(tail, bool) or tail < 0:
+        raise errors.DecodeError("invalid value for uint32 field tail")
+    after = decode_timestamp(body["after"], "after") if body.get("after") else None
+    names = _names(body.get("names"))
+    if not identifiers:
+        raise errors.TTSError(
+            "pkg/events/grpc", "no_identifiers", "no identifiers", errors.INVALID_ARGUMENT
+        )
+    caller = call.caller()
+    for ids in identifiers:
+        require_entity_access(call, caller, ids)
+
+    bus = call.emu.events
+    subscription = Subscription(identifiers, names)
+    backlog: list[dict[str, Any]] = []
+    if tail or after:
+        after_key = timestamp_key(after) if after else None
+        backlog = [
+            e
+            for e in bus.history
+            if subscription.matches(e)
+            and (after_key is None or timestamp_key(e["time"]) > after_key)
+        ]
+        if tail:
+            backlog = backlog[-tail:]
+    bus.subscribers.add(subscription)
+    sse = "text/event-stream" in (call.request.headers.get("accept") or "")
+    separator = "\n\n" if sse else "\n"
+    start = {
+        "name": _START,
+        "time": now_timestamp(),
+        "identifiers": identifiers,
+        "origin": "emulator",
+        "unique_id": uuid.uuid4().hex.upper(),
+    }
+    idle = call.emu.faults.event_stream_idle_s
+
+    async def messages() -> AsyncIterator[str]:
+        try:
+            for event in [start, *backlog]:
+                yield json.dumps({"result": event}, separators=(",", ":")) + separator
+            while True:
+                live = await subscription.next(idle)
+                if live is None:
+                    return
+                yield json.dumps({"result": live}, separators=(",", ":")) + separator
+        finally:
+            bus.subscribers.discard(subscription)
+
+    media = "text/event-stream" if sse else "application/json"
+    return StreamingResponse(messages(), media_type=media)
+
+
+def operations() -> list[Operation]:
+    from reconciler.emulator.app import Operation
+
+    return [Operation("POST", "/events", "Events/Stream", stream, body=True, stream=True)]
