@@ -419,17 +419,25 @@ class Planner:
                     reason="owned by this stack and no longer in the manifests (--prune)",
                     live_versions=versions,
                 )
-                if kind == "device":
-                    order: Iterable[Server] = devices.DELETE_ORDER
-                else:
-                    order = (SERVER_OF_KIND[kind],)
+                order: Iterable[Server] = (
+                    self._device_delete_order(live) if kind == "device" else (SERVER_OF_KIND[kind],)
+                )
                 for server in order:
-                    if live is not None and server in live.records:
-                        change.steps.append(
-                            Step(server, "delete", live_version=live.records[server].version)
-                        )
+                    record = live.records.get(server) if live else None
+                    change.steps.append(
+                        Step(server, "delete", live_version=record.version if record else None)
+                    )
                 deletes.append(change)
         return deletes
+
+    @staticmethod
+    def _device_delete_order(live: LiveResource | None) -> list[Server]:
+        """AS, NS, JS, then IS, as the official CLI deletes (FACTS §c). Registries not read are
+        included (a 404 there means already gone); the Join Server only when both EUIs are
+        known, as the CLI does."""
+        ids = (live.records["is"].data.get("ids") or {}) if live and "is" in live.records else {}
+        both_euis = bool(ids.get("dev_eui")) and bool(ids.get("join_eui"))
+        return [s for s in devices.DELETE_ORDER if s != "js" or both_euis]
 
     # -- safety -----------------------------------------------------------------------------
 
