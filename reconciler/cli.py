@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from reconciler import __version__
 from reconciler.diagnostics import Diagnostic, ManifestError, ReconcilerError
@@ -79,20 +82,21 @@ def _paths(paths: list[Path] | None) -> list[Path]:
 def print_diagnostics(diagnostics: list[Diagnostic]) -> None:
     for diagnostic in diagnostics:
         style = "red" if diagnostic.severity == "error" else "yellow"
-        stderr.print(f"[{style}]{diagnostic}[/{style}]", markup=True, highlight=False)
+        # Diagnostics quote manifest text: escape it so `[red]` in a key is shown, not styled.
+        stderr.print(f"[{style}]{escape(str(diagnostic))}[/{style}]", markup=True, highlight=False)
 
 
 def fail(message: str) -> NoReturn:
-    stderr.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    stderr.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(1)
 
 
 @app.command()
-def validate(paths: PathsArg = None) -> None:
+def validate(paths: PathsArg = None, url: UrlOpt = None) -> None:
     """Validate manifests offline: every problem, located, in one run (exit 1 if any)."""
     from reconciler.manifest.load import load_manifests
 
-    result = load_manifests(_paths(paths))
+    result = load_manifests(_paths(paths), url_override=url or None)
     if result.has_errors:
         # main() prints every diagnostic and the error count, then exits 1.
         raise ManifestError(result.diagnostics)
@@ -124,6 +128,14 @@ RotateKeysOpt = Annotated[
 ]
 ParallelismOpt = Annotated[
     int, typer.Option("--parallelism", min=1, max=256, help="Concurrent requests.")
+]
+FullOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--full/--compact",
+        help="Show every field of every creation (default: only when there are few).",
+        show_default=False,
+    ),
 ]
 PruneOpt = Annotated[
     bool | None,
@@ -190,6 +202,7 @@ def plan(
         bool, typer.Option("--force", help="Do not block on safety thresholds.")
     ] = False,
     parallelism: ParallelismOpt = 16,
+    full: FullOpt = None,
 ) -> None:
     """Show what apply would change, per resource and server (read-only)."""
     _check_format(output_format)
@@ -208,7 +221,7 @@ def plan(
     if output_format == "json":
         stdout.print(run.plan.dumps(), markup=False, highlight=False, end="")
     else:
-        _print_lines(render_plan(run.plan))
+        _print_lines(render_plan(run.plan, full=full))
         if out is not None:
             stdout.print(f"Saved the plan to {out}; apply it with `reconciler apply --plan {out}`.")
     if detailed_exitcode and run.plan.has_changes():
@@ -261,6 +274,7 @@ def apply(
         bool, typer.Option("--force", help="Apply even when a safety threshold is exceeded.")
     ] = False,
     parallelism: ParallelismOpt = 16,
+    full: FullOpt = None,
 ) -> None:
     """Apply the manifests to The Things Stack (shows the plan and asks first on a TTY)."""
     from reconciler import engine
@@ -296,7 +310,7 @@ def apply(
                         f"{run.plan.stack!r}"
                     )
                 run.plan, stale = engine.check_saved_plan(saved, run.plan)
-            _print_lines(render_plan(run.plan, title="apply"))
+            _print_lines(render_plan(run.plan, title="apply", full=full))
             for result in stale:
                 stderr.print(f"skipped {result.key}: {result.error}", markup=False)
             if not run.plan.has_changes():
@@ -406,7 +420,9 @@ def emulator_serve(
 def main() -> None:
     """Console-script entry point: user errors become one clean message and exit code 1."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, click returns the code of a typer.Exit instead of raising.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except ManifestError as error:
         print_diagnostics(error.diagnostics)
         stderr.print(str(error), markup=False, highlight=False)
@@ -422,6 +438,19 @@ def main() -> None:
     except KeyboardInterrupt:
         stderr.print("interrupted", markup=False)
         sys.exit(130)
+    except Exception as error:
+        # A bug, not bad input. Its message could hold data (even a secret), so by default
+        # name only the type and where it happened; RECONCILER_DEBUG=1 shows the traceback.
+        if os.environ.get("RECONCILER_DEBUG"):
+            raise
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        stderr.print(
+            f"internal error: {type(error).__name__} at {Path(frame.filename).name}:"
+            f"{frame.lineno}; run again with RECONCILER_DEBUG=1 for details and report it",
+            markup=False,
+            highlight=False,
+        )
+        sys.exit(1)
     except typer.TyperException as error:  # usage errors: bad option, unknown command
         show = getattr(error, "show", None)
         if callable(show):

@@ -60,7 +60,8 @@ class PlanRun:
 
 
 def load(options: RunOptions) -> Loaded:
-    result = load_manifests(options.paths, environ=options.environ)
+    url = options.url or options.environ.get(URL_ENV) or None
+    result = load_manifests(options.paths, environ=options.environ, url_override=url)
     if result.has_errors:
         raise ManifestError(result.diagnostics)
     project = result.project
@@ -69,7 +70,6 @@ def load(options: RunOptions) -> Loaded:
             "no Stack document in the manifests: it names the stack and the server to manage"
         )
     target = project.target
-    url = options.url or options.environ.get(URL_ENV)
     if url:
         target = target.with_url_override(url)
     return Loaded(

@@ -115,7 +115,7 @@ def demo(env: dict[str, str], url: str, api_key: str) -> None:
     run(["apply", "manifests", "--auto-approve"], env, {0})
     banner("4. Plan again: nothing left to do (exit 0 with --detailed-exitcode)")
     run(["plan", "manifests", "--detailed-exitcode"], env, {0})
-    banner("5. Someone changes a device and a webhook out of band, as in the Console")
+    banner("5. Someone changes a device out of band, as a Console user would")
     change_out_of_band(url, api_key)
     banner("6. Drift finds it (exit 2)")
     run(["drift", "manifests"], env, {2})
@@ -123,16 +123,38 @@ def demo(env: dict[str, str], url: str, api_key: str) -> None:
     run(["apply", "manifests", "--auto-approve"], env, {0})
     banner("8. Drift again: in sync (exit 0)")
     run(["drift", "manifests"], env, {0})
+    banner("9. The unmanaged field changed in step 5 was left alone")
+    check_unmanaged_kept(url, api_key)
+
+
+def first_device(client: httpx.Client) -> tuple[str, str]:
+    apps = client.get("/applications", params={"field_mask": "attributes"}).json()
+    app_id = apps["applications"][0]["ids"]["application_id"]
+    listing = client.get(f"/applications/{app_id}/devices", params={"limit": 1}).json()
+    return app_id, listing["end_devices"][0]["ids"]["device_id"]
+
+
+def check_unmanaged_kept(url: str, api_key: str) -> None:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with httpx.Client(base_url=f"{url}/api/v3", headers=headers, timeout=10) as client:
+        app_id, device_id = first_device(client)
+        ns = client.get(
+            f"/ns/applications/{app_id}/devices/{device_id}",
+            params={"field_mask": "supports_class_c"},
+        ).json()
+        if ns.get("supports_class_c") is not True:
+            raise SystemExit("demo failed: an unmanaged field was changed by apply")
+        print(f"  NS: {app_id}/{device_id}: supports_class_c is still true")
 
 
 def change_out_of_band(url: str, api_key: str) -> None:
     headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "console-user/1.0"}
     with httpx.Client(base_url=f"{url}/api/v3", headers=headers, timeout=10) as client:
-        apps = client.get("/applications", params={"field_mask": "attributes"}).json()
-        app_id = apps["applications"][0]["ids"]["application_id"]
-        listing = client.get(f"/applications/{app_id}/devices", params={"limit": 1}).json()
-        device_id = listing["end_devices"][0]["ids"]["device_id"]
-        print(f"  NS: {app_id}/{device_id}: lorawan_phy_version -> PHY_V1_0_2_REV_A, class C on")
+        app_id, device_id = first_device(client)
+        print(
+            f"  NS: {app_id}/{device_id}: lorawan_phy_version -> PHY_V1_0_2_REV_A, and class C "
+            "on (a field the manifests do not manage for this device: it must stay)"
+        )
         ns = client.get(
             f"/ns/applications/{app_id}/devices/{device_id}", params={"field_mask": "ids"}
         ).json()

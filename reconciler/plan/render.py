@@ -49,13 +49,12 @@ def format_change(change: FieldChange, *, registers: bool) -> str:
     return f"{change.path}: {format_value(change.old)} -> {format_value(change.new)}"
 
 
-def render_step(step: Step, *, show_fields: bool = True) -> list[Text]:
+def render_step(step: Step) -> list[Text]:
     label = SERVER_LABEL.get(step.server, step.server)
     verb = "register" if step.registers and step.operation == "set" else step.operation
     lines = [Text(f"      {label} {verb}", style="bold")]
-    if show_fields:
-        for change in step.changes:
-            lines.append(Text(f"        {format_change(change, registers=step.registers)}"))
+    for change in step.changes:
+        lines.append(Text(f"        {format_change(change, registers=step.registers)}"))
     return lines
 
 
@@ -69,13 +68,19 @@ def render_resource(change: ResourceChange, *, show_fields: bool = True) -> list
         head.append("  (adopt)", style="cyan")
     if change.reason:
         head.append(f"  # {change.reason}", style="dim")
+    if not show_fields:
+        servers = ", ".join(SERVER_LABEL.get(s.server, s.server) for s in change.steps)
+        head.append(f"  [{servers}]", style="dim")
+        if change.location:
+            head.append(f"  {change.location}", style="dim")
     lines = [head]
-    if change.location:
+    if show_fields and change.location:
         lines.append(Text(f"      at {change.location}", style="dim"))
     for warning in change.warnings:
         lines.append(Text(f"      ! {warning}", style="yellow"))
-    for step in change.steps:
-        lines.extend(render_step(step, show_fields=show_fields))
+    if show_fields:
+        for step in change.steps:
+            lines.extend(render_step(step))
     return lines
 
 
@@ -93,30 +98,41 @@ def summary_line(plan: Plan) -> Text:
     if plan.write_requests:
         text.append(f" {plan.write_requests} write request(s)")
         if plan.estimated_seconds is not None:
-            text.append(f", about {format_duration(plan.estimated_seconds)}")
+            text.append(f", estimated {format_duration(plan.estimated_seconds)}")
         text.append(".")
     return text
 
 
 def format_duration(seconds: float) -> str:
     if seconds < 1:
-        return "under a second"
+        return "under 1 s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min"
 
 
-def render_plan(plan: Plan, *, title: str = "plan") -> list[Text]:
+# Above this many creations, their fields are collapsed unless asked for (fleets of thousands
+# would otherwise print hundreds of thousands of lines); updates always show every field.
+CREATE_DETAIL_LIMIT = 20
+
+
+def render_plan(plan: Plan, *, title: str = "plan", full: bool | None = None) -> list[Text]:
     lines = [Text(f"reconciler {title} for stack {plan.stack!r}", style="bold")]
     targets = sorted(set(plan.target.values()))
     lines.append(Text(f"  target: {', '.join(targets)}", style="dim"))
     lines.append(Text(""))
     changes = plan.changes
+    creates = sum(1 for c in changes if c.action == "create")
+    show_creates = full if full is not None else creates <= CREATE_DETAIL_LIMIT
     if not changes:
         lines.append(Text("No changes. The live state matches the manifests.", style="green"))
     for change in changes:
-        lines.extend(render_resource(change))
+        lines.extend(render_resource(change, show_fields=show_creates or change.action != "create"))
         lines.append(Text(""))
+    if not show_creates and creates:
+        lines.append(
+            Text(f"({creates} creations shown without their fields; --full shows them)", "dim")
+        )
     for warning in plan.warnings:
         lines.append(Text(f"Warning: {warning}", style="yellow"))
     for blocked in plan.blocked:

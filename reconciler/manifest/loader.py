@@ -1,0 +1,306 @@
+"""Files -> located documents: manifest discovery, YAML documents and CSV fleets.
+
+Every problem is returned as a located `Diagnostic`; nothing here raises on bad input.
+
+Hostile-input policy (limits are the module constants below):
+
+* Size: a file larger than `MAX_FILE_BYTES` (64 MiB) is rejected before it is read.
+* Encoding: files must be UTF-8 (a leading BOM is fine). A NUL byte means a binary file; an
+  invalid UTF-8 sequence is reported with its line, column and byte offset.
+* YAML scalars longer than `YAML_LIMITS.max_scalar_chars` (1 MiB; TTS formatter scripts are at
+  most 40,960 characters) and CSV cells longer than the csv module's field limit (128 KiB) are
+  rejected.
+* Nesting deeper than `YAML_LIMITS.max_depth` collections is rejected. Parsing never recurses
+  per level (see `yaml_build`), so no input depth can overflow a stack.
+* Aliases ("billion laughs"): anchors and aliases are allowed, but the nodes aliases add to a
+  document, counted fully expanded, may not exceed max(100,000, 10 x the nodes written). Data
+  stays shared (never copied), and a recursive alias is an error.
+* Duplicate mapping keys are errors located at the second key, naming the first key's line.
+* Only standard YAML tags are accepted (`!!python/object` and the like are errors); values are
+  plain Python: dict, list, str, int, float, bool, None. Timestamps stay strings.
+
+Positions: valid input is parsed once, by libyaml, without recording positions. Each document's
+`locator` builds a position index for its file on first use (one more libyaml pass) and caches it
+for all documents of that file; `STATS.position_indexes_built` counts those passes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.diagnostics import Diagnostic, Location
+from reconciler.manifest.documents import CsvRow, CsvTable, Document, YamlPath
+from reconciler.manifest.yaml_build import (
+    NodePosition,
+    YamlLimits,
+    build_documents,
+    build_positions,
+    locate_in,
+)
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+YAML_LIMITS = YamlLimits()
+YAML_SUFFIXES = (".yaml", ".yml")
+# More problems than this in one file are not worth listing (the first ones are the useful ones).
+MAX_DIAGNOSTICS_PER_FILE = 100
+
+
+@dataclass
+class LoaderStats:
+    """Introspectable counters (tests use them to prove positions are computed lazily)."""
+
+    yaml_files_parsed: int = 0
+    position_indexes_built: int = 0
+
+
+STATS = LoaderStats()
+
+
+def discover(
+    paths: Sequence[Path], suffixes: Sequence[str] = YAML_SUFFIXES
+) -> tuple[list[Path], list[Diagnostic]]:
+    """Manifest files under `paths`: files as given (their suffix must match), directories
+    searched recursively, skipping hidden directories and files. Each root's files are sorted;
+    roots keep the given order; a file reached twice is listed once."""
+    found: list[Path] = []
+    diagnostics: list[Diagnostic] = []
+    seen: set[Path] = set()
+    wanted = tuple(suffix.lower() for suffix in suffixes)
+
+    def add(path: Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            found.append(path)
+
+    for root in paths:
+        if root.is_dir():
+            files: list[Path] = []
+
+            def walk_error(error: OSError, root: Path = root) -> None:
+                where = error.filename or str(root)
+                diagnostics.append(_file_problem(where, f"cannot read: {error.strerror}", "io"))
+
+            for directory, subdirs, names in os.walk(root, onerror=walk_error):
+                subdirs[:] = [name for name in subdirs if not name.startswith(".")]
+                files.extend(
+                    Path(directory, name)
+                    for name in names
+                    if not name.startswith(".") and name.lower().endswith(wanted)
+                )
+            for path in sorted(files, key=lambda p: p.parts):
+                add(path)
+        elif root.is_file():
+            if root.name.lower().endswith(wanted):
+                add(root)
+            else:
+                diagnostics.append(
+                    _file_problem(
+                        str(root),
+                        f"not a manifest file: expected a name ending in {', '.join(suffixes)}",
+                        "file-type",
+                    )
+                )
+        elif root.exists():
+            diagnostics.append(_file_problem(str(root), "not a file or directory", "file-type"))
+        else:
+            diagnostics.append(_file_problem(str(root), "no such file or directory", "not-found"))
+    return found, diagnostics
+
+
+def load_yaml_file(path: Path) -> tuple[list[Document], list[Diagnostic]]:
+    """One `Document` per non-empty YAML document in `path`, plus located problems."""
+    file = str(path)
+    source, problem = _read_checked(path)
+    if problem is not None:
+        return [], [problem]
+    assert source is not None
+    STATS.yaml_files_parsed += 1
+    built = build_documents(source, YAML_LIMITS)
+    diagnostics = [
+        Diagnostic(Location(file, p.line, p.column), p.message, p.severity, p.code)
+        for p in built.problems[:MAX_DIAGNOSTICS_PER_FILE]
+    ]
+    positions = _FilePositions(source)
+    documents = [
+        Document(file, index, data, positions.locator(index)) for index, data in built.documents
+    ]
+    return documents, diagnostics
+
+
+class _FilePositions:
+    """The lazily built position index of one file, shared by its documents."""
+
+    def __init__(self, source: bytes) -> None:
+        self._source: bytes | None = source
+        self._roots: list[NodePosition | None] | None = None
+
+    def locator(self, index: int) -> _Locator:
+        return _Locator(self, index)
+
+    def locate(self, index: int, path: YamlPath) -> tuple[int, int]:
+        if self._roots is None:
+            assert self._source is not None
+            self._roots = build_positions(self._source, YAML_LIMITS.max_depth)
+            self._source = None  # the index replaces the text
+            STATS.position_indexes_built += 1
+        root = self._roots[index] if index < len(self._roots) else None
+        return locate_in(root, path)
+
+
+@dataclass(frozen=True, slots=True)
+class _Locator:
+    positions: _FilePositions
+    index: int
+
+    def __call__(self, path: YamlPath) -> tuple[int, int]:
+        return self.positions.locate(self.index, path)
+
+
+def load_csv(path: Path) -> tuple[CsvTable | None, list[Diagnostic]]:
+    """A fleet in The Things Stack CSV format: a header line naming the columns, then one
+    device per row. The separator is `;` or `,`, whichever the header line has more of (`,`
+    on a tie). Quoting follows RFC 4180, so a quoted cell may span lines; `CsvRow.line` is the
+    line a row starts on. Header names and cells are stripped; empty cells are left out of
+    `CsvRow.values`, as are cells under an unnamed header column; blank rows are skipped. A
+    row with more non-empty cells than the header has columns is an error (empty extra cells
+    from trailing separators are tolerated). Which columns are known is the models' business.
+
+    Returns no table when the file cannot be parsed as a whole (size, encoding, quoting,
+    missing header, duplicate column names)."""
+    file = str(path)
+    source, problem = _read_checked(path)
+    if problem is not None:
+        return None, [problem]
+    assert source is not None
+    text = source.decode("utf-8-sig")
+    separator = _detect_separator(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, strict=True)
+    header: list[str] | None = None
+    header_line = 0
+    rows: list[CsvRow] = []
+    diagnostics: list[Diagnostic] = []
+    previous_end = 0  # reader.line_num after the previous record
+    while True:
+        start = previous_end + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            message, line = str(error), reader.line_num
+            if "unexpected end of data" in message:
+                message, line = f"unclosed quote in the row starting at line {start}", start
+            return None, [*diagnostics, _file_problem(file, message, "csv-syntax", line)]
+        previous_end = reader.line_num
+        if header is None:
+            if not any(cell.strip() for cell in cells):
+                continue
+            header, header_line = [cell.strip() for cell in cells], start
+            duplicate = _duplicate_column(file, header, header_line)
+            if duplicate is not None:
+                return None, [duplicate]
+            continue
+        if len(cells) > len(header) and any(cell.strip() for cell in cells[len(header) :]):
+            if len(diagnostics) < MAX_DIAGNOSTICS_PER_FILE:
+                diagnostics.append(
+                    Diagnostic(
+                        Location(file, start, len(header) + 1),
+                        f"row has {len(cells)} cells but the header (line {header_line}) "
+                        f"names {len(header)} columns",
+                        code="csv-extra-cells",
+                    )
+                )
+            continue
+        values = {
+            name: value
+            for name, cell in zip(header, cells, strict=False)
+            if name and (value := cell.strip())
+        }
+        if values:
+            rows.append(CsvRow(start, values))
+    if header is None:
+        return None, [_file_problem(file, "empty CSV file: no header line", "csv-header")]
+    return CsvTable(file, separator, header, rows), diagnostics
+
+
+def _detect_separator(text: str) -> str:
+    for line in io.StringIO(text, newline=""):
+        if line.strip():
+            return ";" if line.count(";") > line.count(",") else ","
+    return ","
+
+
+def _duplicate_column(file: str, header: list[str], line: int) -> Diagnostic | None:
+    first: dict[str, int] = {}
+    for column, name in enumerate(header, start=1):
+        if name and name in first:
+            return Diagnostic(
+                Location(file, line, column, name),
+                f'column "{name}" appears twice (columns {first[name]} and {column})',
+                code="csv-duplicate-column",
+            )
+        first.setdefault(name, column)
+    return None
+
+
+def _read_checked(path: Path) -> tuple[bytes | None, Diagnostic | None]:
+    """The file's bytes, if it is a readable, not too large, UTF-8 text file."""
+    file = str(path)
+    try:
+        with path.open("rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                return None, _too_large(file, size)
+            # Read one byte past the limit: the size may lie (growing files, devices).
+            source = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        return None, _file_problem(file, f"cannot read: {error.strerror or error}", "io")
+    if len(source) > MAX_FILE_BYTES:
+        return None, _too_large(file, len(source))
+    if source.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return None, _file_problem(file, "file is UTF-16 encoded: save it as UTF-8", "encoding", 1)
+    nul = source.find(b"\x00")
+    if nul >= 0:
+        line, column = _line_column(source, nul)
+        return None, _file_problem(
+            file, f"binary file: NUL byte at offset {nul}", "binary", line, column
+        )
+    try:
+        source.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line, column = _line_column(source, error.start)
+        byte = source[error.start]
+        return None, _file_problem(
+            file,
+            f"not valid UTF-8: byte 0x{byte:02X} at offset {error.start}",
+            "encoding",
+            line,
+            column,
+        )
+    return source, None
+
+
+def _line_column(source: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in characters) of a byte offset."""
+    line_start = source.rfind(b"\n", 0, offset) + 1
+    column = len(source[line_start:offset].decode("utf-8", "replace")) + 1
+    return source.count(b"\n", 0, offset) + 1, column
+
+
+def _too_large(file: str, size: int) -> Diagnostic:
+    limit_mib = MAX_FILE_BYTES // (1024 * 1024)
+    return _file_problem(
+        file, f"file is too large ({size:,} bytes; the limit is {limit_mib} MiB)", "too-large"
+    )
+
+
+def _file_problem(
+    file: str, message: str, code: str, line: int | None = None, column: int | None = None
+) -> Diagnostic:
+    return Diagnostic(Location(file, line, column), message, code=code)

@@ -1,0 +1,417 @@
+"""The manifest language: one pydantic model per document `kind`.
+
+Documents: `Stack` (the target), `Application` (with webhooks, default formatters, device
+defaults and named device profiles), `Device`, `Fleet` (devices from CSV) and `Gateway`.
+Field names are The Things Stack's own (snake_case proto names) wherever a field maps to one;
+device fields are flat (`dev_eui`, `app_key`, `rx1_delay` under `mac_settings`, ...) and are the
+same names as the TTS CSV import columns, so a YAML device, a profile and a CSV row read alike.
+
+Nothing is filled in for fields a document does not mention (no defaults on optional fields),
+so `model_fields_set` tells "explicitly null" (clear it) from "not mentioned" (leave it alone).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from reconciler.manifest import types as t
+from reconciler.manifest.secrets import AesKey, HeaderValue, Token, context_of
+
+KINDS = ("Stack", "Application", "Device", "Fleet", "Gateway")
+DEFAULT_OWNERSHIP_KEY = "managed-by"
+DEFAULT_CHANGE_THRESHOLD = 0.3
+WEBHOOK_MESSAGE_TYPES = (
+    "uplink_message",
+    "uplink_normalized",
+    "join_accept",
+    "downlink_ack",
+    "downlink_nack",
+    "downlink_sent",
+    "downlink_failed",
+    "downlink_queued",
+    "downlink_queue_invalidated",
+    "location_solved",
+    "service_data",
+)
+
+
+class ManifestModel(BaseModel):
+    # Unknown keys are errors (typos); the validator adds "did you mean" from the field names.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class ScriptFile:
+    """A formatter script read from a file next to the manifest."""
+
+    __slots__ = ("path", "text")
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"ScriptFile({self.path!r}, {len(self.text)} chars)"
+
+
+def _check_script(text: str) -> str:
+    if len(text) > t.FORMATTER_PARAMETER_MAX:
+        raise ValueError(
+            f"formatter script is longer than {t.FORMATTER_PARAMETER_MAX} characters ({len(text)})"
+        )
+    return text
+
+
+def _read_script(value: object, info: ValidationInfo) -> ScriptFile:
+    name = t.max_len(4096, "script file")(value)
+    path = Path(name)
+    if not path.is_absolute():
+        path = context_of(info).base_dir / path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"script file `{name}` does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"script file `{name}` cannot be read ({type(error).__name__})") from None
+    return ScriptFile(name, _check_script(text))
+
+
+ScriptParameter = Annotated[
+    str,
+    PlainValidator(lambda v: _check_script(t.max_len(t.FORMATTER_PARAMETER_MAX, "script")(v))),
+    WithJsonSchema({"type": "string", "maxLength": t.FORMATTER_PARAMETER_MAX}),
+]
+ScriptPath = Annotated[
+    ScriptFile,
+    PlainValidator(_read_script),
+    WithJsonSchema({"type": "string", "description": "File relative to the manifest."}),
+]
+
+
+class Owner(ManifestModel):
+    """Who owns (creates) an application or gateway: exactly one of `user`, `organization`."""
+
+    user: t.UserId | None = None
+    organization: t.EntityId | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Owner:
+        if (self.user is None) == (self.organization is None):
+            raise ValueError("owner needs exactly one of `user` or `organization`")
+        return self
+
+    @property
+    def kind(self) -> Literal["user", "organization"]:
+        return "user" if self.user is not None else "organization"
+
+    @property
+    def id(self) -> str:
+        return self.user or self.organization or ""
+
+
+class Formatters(ManifestModel):
+    """Payload formatters (TTS `MessagePayloadFormatters`); a script inline or from a file."""
+
+    up_formatter: t.Formatter | None = None
+    up_formatter_parameter: ScriptParameter | None = None
+    up_formatter_parameter_file: ScriptPath | None = None
+    down_formatter: t.Formatter | None = None
+    down_formatter_parameter: ScriptParameter | None = None
+    down_formatter_parameter_file: ScriptPath | None = None
+
+    @model_validator(mode="after")
+    def _inline_or_file(self) -> Formatters:
+        for side in ("up", "down"):
+            inline = f"{side}_formatter_parameter"
+            if inline in self.model_fields_set and f"{inline}_file" in self.model_fields_set:
+                raise ValueError(f"set `{inline}` or `{inline}_file`, not both")
+        return self
+
+
+class Location(ManifestModel):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    altitude: int | None = None
+    accuracy: int | None = None
+    source: t.LocationSource | None = None
+
+
+class VersionIds(ManifestModel):
+    """Device repository identifiers (TTS `version_ids`)."""
+
+    brand_id: t.PlainId | None = None
+    model_id: t.PlainId | None = None
+    hardware_version: t.VersionField | None = None
+    firmware_version: t.VersionField | None = None
+    band_id: t.VersionField | None = None
+
+
+class LoRaAllianceProfileIds(ManifestModel):
+    vendor_id: t.HexUint32 | None = None
+    vendor_profile_id: t.HexUint32 | None = None
+
+
+class MacSettings(ManifestModel):
+    """A useful subset of TTS `mac_settings` (bare values, as on the wire)."""
+
+    rx1_delay: t.RxDelay | None = None
+    rx2_data_rate_index: t.DataRateIndex | None = None
+    rx2_frequency: t.Frequency | None = None
+    supports_32_bit_f_cnt: bool | None = None
+    factory_preset_frequencies: (
+        Annotated[list[t.Frequency], Field(max_length=t.FACTORY_PRESET_FREQUENCIES_MAX)] | None
+    ) = None
+    resets_f_cnt: bool | None = None
+    use_adr: bool | None = None
+    ping_slot_periodicity: t.PingSlotPeriodicity | None = None
+    ping_slot_data_rate_index: t.DataRateIndex | None = None
+    ping_slot_frequency: t.Frequency | None = None
+
+
+class DeviceSettings(ManifestModel):
+    """Device fields that application `device_defaults` and `device_profiles` may set too.
+
+    Precedence when a device is resolved: device > its profile > application `device_defaults`.
+    Mappings (`attributes`, `locations`, `mac_settings`, `version_ids`, `formatters`, ...) merge
+    key by key under the same precedence; an explicit `null` at a higher level clears the value.
+    """
+
+    name: t.Name | None = None
+    description: t.Description | None = None
+    attributes: t.Attributes | None = None
+    locations: dict[t.AttributeKey, Location] | None = None
+    version_ids: VersionIds | None = None
+    lora_alliance_profile_ids: LoRaAllianceProfileIds | None = None
+    frequency_plan_id: t.FrequencyPlanId | None = None
+    lorawan_version: t.MacVersion | None = None
+    lorawan_phy_version: t.PhyVersion | None = None
+    supports_join: bool | None = Field(
+        default=None, description="OTAA (true) or ABP (false); derived from the keys if unset."
+    )
+    supports_class_b: bool | None = None
+    supports_class_c: bool | None = None
+    join_eui: t.Eui | None = None
+    app_key: AesKey | None = None
+    nwk_key: AesKey | None = None
+    app_s_key: AesKey | None = None
+    f_nwk_s_int_key: AesKey | None = None
+    s_nwk_s_int_key: AesKey | None = None
+    nwk_s_enc_key: AesKey | None = None
+    mac_settings: MacSettings | None = None
+    formatters: Formatters | None = None
+    network_server_address: t.ServerAddress | None = None
+    application_server_address: t.ServerAddress | None = None
+    join_server_address: t.ServerAddress | None = None
+
+
+class Device(DeviceSettings):
+    """One end device. `application` names its application; `profile` one of its profiles."""
+
+    kind: Literal["Device"]
+    application: t.EntityId
+    profile: t.PlainId | None = None
+    id: t.EntityId
+    dev_eui: t.Eui | None = None
+    dev_addr: t.DevAddr | None = None
+
+
+def _to_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+FileList = Annotated[list[str], BeforeValidator(_to_list), Field(min_length=1)]
+
+
+class Fleet(ManifestModel):
+    """Devices of one application from CSV files in The Things Stack CSV import format."""
+
+    kind: Literal["Fleet"]
+    application: t.EntityId
+    profile: t.PlainId | None = None
+    csv: FileList = Field(description="CSV file(s), relative to this manifest.")
+    secrets_csv: FileList | None = Field(
+        default=None,
+        description="CSV file(s) with key columns joined by device `id` (keep out of git).",
+    )
+
+
+def _message_path(value: object) -> object:
+    return {"path": value} if isinstance(value, str) else value
+
+
+class WebhookMessage(ManifestModel):
+    path: Annotated[str, Field(max_length=t.WEBHOOK_PATH_MAX)] = ""
+
+
+MessageSetting = Annotated[
+    WebhookMessage,
+    BeforeValidator(_message_path),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": t.WEBHOOK_PATH_MAX},
+                {
+                    "type": "object",
+                    "properties": {"path": {"type": "string", "maxLength": t.WEBHOOK_PATH_MAX}},
+                    "additionalProperties": False,
+                },
+            ],
+            "description": "Path appended to base_url for this message type (enables it).",
+        }
+    ),
+]
+HeaderName = Annotated[str, Field(min_length=1, max_length=t.WEBHOOK_HEADER_KEY_MAX)]
+
+
+class Webhook(ManifestModel):
+    id: t.PlainId
+    base_url: t.Uri
+    format: Literal["json", "protobuf"] = "json"
+    headers: (
+        Annotated[dict[HeaderName, HeaderValue], Field(max_length=t.WEBHOOK_HEADERS_MAX)] | None
+    ) = None
+    downlink_api_key: Token | None = None
+    paused: bool | None = None
+    uplink_message: MessageSetting | None = None
+    uplink_normalized: MessageSetting | None = None
+    join_accept: MessageSetting | None = None
+    downlink_ack: MessageSetting | None = None
+    downlink_nack: MessageSetting | None = None
+    downlink_sent: MessageSetting | None = None
+    downlink_failed: MessageSetting | None = None
+    downlink_queued: MessageSetting | None = None
+    downlink_queue_invalidated: MessageSetting | None = None
+    location_solved: MessageSetting | None = None
+    service_data: MessageSetting | None = None
+
+
+class Application(ManifestModel):
+    kind: Literal["Application"]
+    id: t.EntityId
+    name: t.Name | None = None
+    description: t.Description | None = None
+    attributes: t.Attributes | None = None
+    owner: Owner | None = Field(default=None, description="Defaults to the Stack's `owner`.")
+    network_server_address: t.ServerAddress | None = None
+    application_server_address: t.ServerAddress | None = None
+    join_server_address: t.ServerAddress | None = None
+    default_formatters: Formatters | None = Field(
+        default=None, description="Default payload formatters (the Application Server link)."
+    )
+    webhooks: list[Webhook] = Field(default_factory=list)
+    device_defaults: DeviceSettings | None = None
+    device_profiles: dict[t.PlainId, DeviceSettings] = Field(default_factory=dict)
+
+
+class Gateway(ManifestModel):
+    kind: Literal["Gateway"]
+    id: t.EntityId
+    eui: t.Eui | None = None
+    name: t.Name | None = None
+    description: t.Description | None = None
+    attributes: t.Attributes | None = None
+    owner: Owner | None = Field(default=None, description="Defaults to the Stack's `owner`.")
+    frequency_plan_ids: (
+        Annotated[list[t.FrequencyPlanId], Field(min_length=1, max_length=t.FREQUENCY_PLAN_IDS_MAX)]
+        | None
+    ) = None
+    gateway_server_address: t.GatewayServerAddress | None = None
+    location: Location | None = None
+    status_public: bool | None = None
+    location_public: bool | None = None
+
+
+class SecretReference(ManifestModel):
+    """Where to read a secret at run time: exactly one of `env` or `file`."""
+
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SecretReference:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of `env` or `file`")
+        return self
+
+
+def _api_key_reference(value: object) -> object:
+    if isinstance(value, str):
+        for kind in ("env", "file"):
+            if value.startswith(f"{kind}:"):
+                return {kind: value[len(kind) + 1 :]}
+        raise ValueError("the API key is never written inline: use `{env: NAME}` or `{file: path}`")
+    return value
+
+
+class Safety(ManifestModel):
+    prune: bool = Field(default=False, description="Delete owned resources left out (default).")
+    change_threshold: float = Field(
+        default=DEFAULT_CHANGE_THRESHOLD,
+        gt=0,
+        le=1,
+        description="Refuse to apply when more than this fraction of resources would change.",
+    )
+
+
+class Stack(ManifestModel):
+    """The target: which Things Stack, how to reach it, and the ownership marker."""
+
+    kind: Literal["Stack"]
+    name: t.PlainId = Field(description="Written on every managed resource as the ownership mark.")
+    ownership_key: t.AttributeKey = Field(
+        default=DEFAULT_OWNERSHIP_KEY, description="Attribute key that carries the stack name."
+    )
+    url: t.HttpUrl | None = Field(
+        default=None,
+        description="Root URL of all four servers, e.g. https://eu1.cloud.thethings.network",
+    )
+    identity_server_url: t.HttpUrl | None = None
+    network_server_url: t.HttpUrl | None = None
+    application_server_url: t.HttpUrl | None = None
+    join_server_url: t.HttpUrl | None = None
+    api_key: Annotated[SecretReference, BeforeValidator(_api_key_reference)] = Field(
+        default_factory=lambda: SecretReference(env="TTS_API_KEY")
+    )
+    ca_bundle: str | None = Field(default=None, description="PEM file, relative to this manifest.")
+    user_agent: str | None = None
+    owner: Owner | None = Field(
+        default=None, description="Default owner of applications and gateways."
+    )
+    safety: Safety = Field(default_factory=Safety)
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        path = Path(value)
+        if not path.is_absolute():
+            path = context_of(info).base_dir / path
+        if not path.is_file():
+            raise ValueError(f"CA bundle `{value}` does not exist")
+        return str(path)
+
+
+MODELS: dict[str, type[ManifestModel]] = {
+    "Stack": Stack,
+    "Application": Application,
+    "Device": Device,
+    "Fleet": Fleet,
+    "Gateway": Gateway,
+}
+
+
+def model_for_kind(kind: str) -> type[ManifestModel] | None:
+    return MODELS.get(kind)

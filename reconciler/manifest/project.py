@@ -1,0 +1,178 @@
+"""The validated result of loading manifests: one `Project` per run.
+
+Resources carry `fields`: The Things Stack field path (`ids.dev_eui`, `root_keys.app_key.key`,
+`mac_settings.rx1_delay`, `formatters.up_formatter`, ...) -> value in normal form (see
+`reconciler.tts.schema`: canonical enum names, ints for numeric enums, upper-case hex, `Secret`
+for secret values). A path is present only when the manifests set it (after defaults and
+profiles); a value of None means the manifests set it to `null` (clear it). Paths left out are
+never to be changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from reconciler import __version__
+from reconciler.diagnostics import Location, ReconcilerError
+from reconciler.manifest.secrets import SecretContext, SecretError, resolve
+from reconciler.resources import Secret
+
+ServerRole = Literal["identity", "network", "application", "join"]
+SERVER_ROLES: tuple[ServerRole, ...] = ("identity", "network", "application", "join")
+API_PREFIX = "/api/v3"
+DEFAULT_USER_AGENT = f"reconciler/{__version__}"
+
+
+Source = Location | Callable[[], Location]
+
+
+class _Located:
+    """`location` of a resource's declaration. YAML positions are computed on first use (a CSV
+    row's is known), so loading thousands of valid resources does not re-parse files."""
+
+    __slots__ = ()
+    source: Source
+
+    @property
+    def location(self) -> Location:
+        source = self.source
+        if callable(source):
+            source = source()
+            object.__setattr__(self, "source", source)
+        return source
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerRef:
+    kind: Literal["user", "organization"]
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id}"
+
+
+@dataclass(frozen=True)
+class Target(_Located):
+    """Where and how to talk to The Things Stack, and how managed resources are marked."""
+
+    stack: str  # the ownership marker value
+    ownership_key: str  # attribute key carrying it
+    server_urls: Mapping[ServerRole, str]  # root URLs (no /api/v3), per server
+    api_key: Mapping[str, str]  # {"env": NAME} or {"file": path}: resolved only when needed
+    ca_bundle: Path | None = None
+    user_agent: str = DEFAULT_USER_AGENT
+    default_owner: OwnerRef | None = None
+    prune: bool = False
+    change_threshold: float = 0.3
+    source: Source = field(default_factory=lambda: Location("."))
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def with_url_override(self, url: str) -> Target:
+        """All four servers at one root URL (`--url`, `RECONCILER_TTS_URL`)."""
+        root = url.rstrip("/").removesuffix(API_PREFIX)
+        return replace(self, server_urls=dict.fromkeys(SERVER_ROLES, root))
+
+    def api_base(self, role: ServerRole) -> str:
+        """Base URL for HTTP API calls to one server, e.g. `https://host/api/v3`."""
+        return self.server_urls[role] + API_PREFIX
+
+    def resolve_api_key(self, environ: Mapping[str, str] | None = None) -> Secret:
+        """The API key, read from its reference now (validate never needs it)."""
+        context = SecretContext(base_dir=self.base_dir)
+        if environ is not None:
+            context.environ = environ
+        try:
+            return resolve(dict(self.api_key), context, str.strip)
+        except SecretError as error:
+            raise ReconcilerError(f"API key: {error}") from None
+
+
+@dataclass(slots=True)
+class Device(_Located):
+    """One end device, with application defaults and its profile already applied."""
+
+    application_id: str
+    device_id: str
+    fields: dict[str, Any]  # TTS EndDevice field path -> value (see module doc)
+    source: Source
+    profile: str | None = None
+
+    def get(self, path: str, default: Any = None) -> Any:
+        return self.fields.get(path, default)
+
+    @property
+    def dev_eui(self) -> str | None:
+        value: str | None = self.fields.get("ids.dev_eui")
+        return value
+
+    @property
+    def join_eui(self) -> str | None:
+        value: str | None = self.fields.get("ids.join_eui")
+        return value
+
+    @property
+    def supports_join(self) -> bool:
+        return bool(self.fields.get("supports_join"))
+
+    @property
+    def lorawan_version(self) -> str | None:
+        value: str | None = self.fields.get("lorawan_version")
+        return value
+
+
+@dataclass(slots=True)
+class Webhook(_Located):
+    application_id: str
+    webhook_id: str
+    fields: dict[str, Any]  # ApplicationWebhook field path -> value; `headers` maps to Secrets
+    source: Source
+
+
+@dataclass(slots=True)
+class Application(_Located):
+    application_id: str
+    owner: OwnerRef
+    fields: dict[str, Any]  # Application field path -> value
+    source: Source
+    # AS link (`default_formatters.*` paths) when the manifest sets default formatters.
+    link: dict[str, Any] | None = None
+    webhooks: list[Webhook] = field(default_factory=list)
+    profiles: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Gateway(_Located):
+    gateway_id: str
+    owner: OwnerRef
+    fields: dict[str, Any]  # Gateway field path -> value
+    source: Source
+
+
+@dataclass
+class Project:
+    """Everything the manifests declare, validated and resolved."""
+
+    target: Target | None = None
+    applications: list[Application] = field(default_factory=list)
+    devices: list[Device] = field(default_factory=list)
+    gateways: list[Gateway] = field(default_factory=list)
+
+    def application(self, application_id: str) -> Application | None:
+        for application in self.applications:
+            if application.application_id == application_id:
+                return application
+        return None
+
+    def devices_of(self, application_id: str) -> list[Device]:
+        return [d for d in self.devices if d.application_id == application_id]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "applications": len(self.applications),
+            "webhooks": sum(len(a.webhooks) for a in self.applications),
+            "devices": len(self.devices),
+            "gateways": len(self.gateways),
+        }
