@@ -39,12 +39,14 @@ class ResourceKey:
 
 
 class Secret:
-    """A secret value: never printed, compared by fingerprint."""
+    """A secret value: never printed, compared by fingerprint. `source` says where it came from
+    (`env:NAME`, `file:path`, `inline`, `csv:file`), for messages that must not show it."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "source")
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, source: str = "inline") -> None:
         self._value = value
+        self.source = source
 
     def reveal(self) -> str:
         """The plain value, only for building a request body."""
@@ -52,7 +54,11 @@ class Secret:
 
     def fingerprint(self, key: bytes = b"") -> str:
         """Keyed digest for comparing without revealing (the plan stores these, not values)."""
-        return hmac.new(key, self._value.encode(), hashlib.sha256).hexdigest()[:16]
+        return hmac.new(key, self._value.encode(), hashlib.sha256).hexdigest()
+
+    @property
+    def is_inline(self) -> bool:
+        return self.source == "inline"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Secret) and hmac.compare_digest(self._value, other._value)
@@ -61,9 +67,13 @@ class Secret:
         return hash(self._value)
 
     def __repr__(self) -> str:
-        return "Secret(***)"
+        return f"Secret({self.source}, ***)"
 
     __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        # Pickling would write the value somewhere; nothing needs it.
+        raise TypeError("secrets cannot be pickled")
 
 
 def reveal(value: Any) -> Any:

@@ -409,7 +409,7 @@ class TTSProvider:
             resource, resource.fields if step.operation == "create" else step.paths, live, "is"
         )
         ids = {id_field: resource.key.id}
-        if kind == "gateway" and "ids.eui" in body.get("ids", {}):
+        if kind == "gateway" and "eui" in body.get("ids", {}):
             ids["eui"] = body["ids"]["eui"]
         body["ids"] = ids
         if step.operation == "create":
