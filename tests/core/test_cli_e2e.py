@@ -1,0 +1,165 @@
+"""The CLI as an operator runs it, against the served emulator: exit codes, saved plans, drift,
+and no secret in any output or file."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ServedEmulator
+from tests.core.support import KEYS, site
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Cli:
+    def __init__(self, served: ServedEmulator, cwd: Path) -> None:
+        self.env = {
+            **KEYS,
+            "TTS_API_KEY": served.api_key,
+            "RECONCILER_TTS_URL": served.root_url,
+            "PATH": "/usr/bin:/bin",
+        }
+        self.cwd = cwd
+        self.outputs: list[str] = []
+
+    def __call__(self, *args: str, expect: int = 0) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "reconciler", *args],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        self.outputs += [result.stdout, result.stderr]
+        assert result.returncode == expect, (args, result.returncode, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        return result.stdout + result.stderr
+
+
+def secret_forms(value: str) -> list[str]:
+    forms = [value, value.lower()]
+    if len(value) == 32:
+        raw = bytes.fromhex(value)
+        forms += [base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()]
+    return forms
+
+
+@pytest.mark.slow
+def test_operator_workflow_exit_codes_and_no_secret_anywhere(
+    served_emulator: ServedEmulator, tmp_path: Path
+) -> None:
+    manifests = site(tmp_path / "manifests")
+    cli = Cli(served_emulator, tmp_path)
+    plan_file = tmp_path / "plan.json"
+
+    assert "valid" in cli("validate", "manifests")
+    text = cli("plan", "manifests", "--out", str(plan_file), "--full")
+    assert "(sensitive)" in text
+    cli("plan", "manifests", "--detailed-exitcode", expect=2)
+    saved = json.loads(plan_file.read_text())
+    assert saved["format_version"] == 1
+    as_json = json.loads(cli("plan", "manifests", "--format", "json"))
+    assert as_json["summary"]["create"] == saved["summary"]["create"] > 0
+
+    applied = cli("apply", "--plan", str(plan_file))
+    assert "0 failed, 0 skipped" in applied
+    cli("plan", "manifests", "--detailed-exitcode", expect=0)
+    cli("drift", "manifests", expect=0)
+
+    # A stale saved plan: planned, then the device changes on the server before apply.
+    (manifests / "devices.yaml").write_text(
+        (manifests / "devices.yaml").read_text().replace("name: OTAA 1.0.3", "name: Renamed")
+    )
+    cli("plan", "manifests", "--out", str(plan_file))
+    # Out of band (a Console user): a root key on the Join Server and a name on the IS.
+    with served_emulator.client() as client:
+        ids = {
+            "device_id": "otaa-103",
+            "application_ids": {"application_id": "field-sensors"},
+            "dev_eui": "70B3D57ED0000001",
+            "join_eui": "70B3D57ED0000000",
+        }
+        client.put(
+            "/js/applications/field-sensors/devices/otaa-103",
+            json={
+                "end_device": {
+                    "ids": ids,
+                    "root_keys": {"app_key": {"key": "DEADBEEFDEADBEEFDEADBEEFDEADBEEF"}},
+                },
+                "field_mask": {"paths": ["root_keys.app_key.key"]},
+            },
+        ).raise_for_status()
+        client.put(
+            "/applications/field-sensors/devices/otaa-103",
+            json={"end_device": {"name": "Console name"}, "field_mask": {"paths": ["name"]}},
+        ).raise_for_status()
+    stale = cli("apply", "--plan", str(plan_file), expect=1)
+    assert "skipped device field-sensors/otaa-103" in stale
+    assert "since the plan" in stale
+
+    drift = cli("drift", "manifests", expect=2)
+    assert "device field-sensors/otaa-103" in drift
+    assert "root_keys.app_key.key: (sensitive, changed)" in drift
+    assert 'name: "Console name" -> "Renamed"' in drift
+    drift_json = json.loads(cli("drift", "manifests", "--format", "json", expect=2))
+    (change,) = [r for r in drift_json["resources"] if r["action"] != "no-op"]
+    assert {s["server"] for s in change["steps"]} == {"is", "js"}
+
+    cli("apply", "manifests", "--auto-approve")
+    cli("drift", "manifests", expect=0)
+
+    # Errors: a wrong key is a clean message naming the server, exit 1.
+    wrong = Cli(served_emulator, tmp_path)
+    wrong.env["TTS_API_KEY"] = served_emulator.api_key[:-4] + "AAAA"
+    message = wrong("plan", "manifests", expect=1)
+    assert "Identity Server" in message and "HTTP 401" in message
+    cli.outputs += wrong.outputs
+    # Not on a terminal and no --auto-approve: refuses instead of waiting for input.
+    (manifests / "devices.yaml").write_text(
+        (manifests / "devices.yaml").read_text().replace("name: Renamed", "name: Again")
+    )
+    refused = cli("apply", "manifests", expect=1)
+    assert "--auto-approve" in refused
+
+    everything = "\n".join(cli.outputs) + plan_file.read_text()
+    secrets = [*KEYS.values(), served_emulator.api_key, "DEADBEEFDEADBEEFDEADBEEFDEADBEEF"]
+    for secret in secrets:
+        for form in secret_forms(secret):
+            assert form not in everything, "a secret value appears in the output"
+    assert "top-secret-webhook-token" not in everything
+
+
+@pytest.mark.slow
+def test_manifest_errors_exit_1_with_locations(
+    served_emulator: ServedEmulator, tmp_path: Path
+) -> None:
+    manifests = site(tmp_path / "manifests")
+    (manifests / "devices.yaml").write_text(
+        (manifests / "devices.yaml")
+        .read_text()
+        .replace('dev_eui: "70B3D57ED0000002"', "dev_eui: nope")
+    )
+    cli = Cli(served_emulator, tmp_path)
+    for command in ("validate", "plan", "apply", "drift"):
+        out = cli(command, "manifests", expect=1)
+        assert "devices.yaml:" in out and "dev_eui" in out
+
+
+def test_usage_errors_exit_1(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "plan", "--format", "yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "text or json" in result.stderr
