@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -14,6 +16,14 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from reconciler import __version__
 from reconciler.diagnostics import Diagnostic, ManifestError, ReconcilerError
@@ -147,6 +157,82 @@ PruneOpt = Annotated[
 ]
 
 
+class Interrupts:
+    """During apply, the first SIGINT/SIGTERM stops new work from starting (the changes in
+    flight finish and are reported); a second one cancels everything at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._task: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __enter__(self) -> Interrupts:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._loop.add_signal_handler(signum, self._on_signal)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        assert self._loop is not None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._loop.remove_signal_handler(signum)
+
+    def _on_signal(self) -> None:
+        if self.requested and self._task is not None:
+            self._task.cancel()
+            return
+        self.requested = True
+        stderr.print(
+            "Interrupted: no new changes are started; the ones in flight finish "
+            "(interrupt again to abort now).",
+            markup=False,
+        )
+
+
+class ProgressReporter:
+    """Progress of the read and write phases: bars on a terminal, a plain line every few
+    seconds otherwise (CI logs)."""
+
+    PLAIN_INTERVAL = 5.0
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._bars: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self._started: dict[str, float] = {}
+        self._last_line = 0.0
+        if console.is_terminal:
+            self._bars = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        label = {"read": "reading live state", "apply": "applying"}.get(phase, phase)
+        if self._bars is not None:
+            if phase not in self._tasks:
+                self._bars.start()
+                self._tasks[phase] = self._bars.add_task(label, total=total)
+            self._bars.update(self._tasks[phase], completed=done, total=total)
+            return
+        now = time.monotonic()
+        started = self._started.setdefault(phase, now)
+        # Quick phases print nothing; long ones a line every interval and one at the end.
+        due = now - max(started, self._last_line) >= self.PLAIN_INTERVAL
+        if due or (done == total and self._last_line > started):
+            self._last_line = now
+            self.console.print(f"{label}: {done}/{total}", markup=False, highlight=False)
+
+    def close(self) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+
+
 def _check_format(output_format: str) -> None:
     if output_format not in ("text", "json"):
         fail(f"--format must be text or json, not {output_format!r}")
@@ -166,6 +252,8 @@ def _print_lines(lines: list[Any]) -> None:
 def _make_plan(options: RunOptions) -> tuple[PlanRun, TTSClient]:
     from reconciler import engine
 
+    progress = ProgressReporter(stderr)
+    options.progress = progress
     loaded = engine.load(options)
     print_diagnostics(loaded.warnings)
     client = engine.make_client(loaded, options)
@@ -174,6 +262,7 @@ def _make_plan(options: RunOptions) -> tuple[PlanRun, TTSClient]:
         try:
             return await engine.make_plan(loaded, client, options)
         finally:
+            progress.close()
             await client.aclose()
 
     return asyncio.run(run()), client
@@ -286,6 +375,7 @@ def apply(
         prune = bool(saved.options.get("prune", False))
         allow_replace = bool(saved.options.get("allow_replace", False))
         rotate_keys = bool(saved.options.get("rotate_keys", False))
+    progress = ProgressReporter(stderr)
     options = _run_options(
         paths,
         url,
@@ -294,6 +384,7 @@ def apply(
         rotate_keys=rotate_keys,
         force=force,
         parallelism=parallelism,
+        progress=progress,
     )
     loaded = engine.load(options)
     print_diagnostics(loaded.warnings)
@@ -324,19 +415,32 @@ def apply(
                     )
                 if not typer.confirm("Apply these changes?", default=False):
                     raise typer.Abort()
-            report = await engine.apply_plan(run, client, options)
+            with Interrupts() as interrupts:
+                report = await engine.apply_plan(
+                    run, client, options, should_stop=lambda: interrupts.requested
+                )
             return run, stale, report
         finally:
+            progress.close()
             await client.aclose()
 
-    _run, stale, report = asyncio.run(run())
+    try:
+        _run, stale, report = asyncio.run(run())
+    except asyncio.CancelledError:
+        stderr.print(
+            "aborted: requests in flight were cancelled; `reconciler plan` shows what is left",
+            markup=False,
+        )
+        raise typer.Exit(130) from None
     if report is None:
         if stale:
             raise typer.Exit(1)
         stdout.print("Nothing to apply.")
         return
     _print_lines(render_report(report))
-    if report.failed or stale or report.interrupted:
+    if report.interrupted:
+        raise typer.Exit(130)
+    if report.failed or stale:
         raise typer.Exit(1)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,9 +144,15 @@ def estimate_seconds(requests: int, client: TTSClient, parallelism: int) -> floa
     return max(estimates) if estimates else None
 
 
-async def apply_plan(run: PlanRun, client: TTSClient, options: RunOptions) -> ApplyReport:
+async def apply_plan(
+    run: PlanRun,
+    client: TTSClient,
+    options: RunOptions,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> ApplyReport:
     provider = TTSProvider(client, parallelism=options.parallelism, progress=options.progress)
-    return await provider.apply(run.plan, run.loaded.desired, run.live)
+    return await provider.apply(run.plan, run.loaded.desired, run.live, should_stop=should_stop)
 
 
 def check_saved_plan(saved: Plan, fresh: Plan) -> tuple[Plan, list[ResourceResult]]:

@@ -158,14 +158,21 @@ def render_drift(plan: Plan) -> list[Text]:
 
 
 def render_report(report: ApplyReport) -> list[Text]:
-    """The end of an apply: every failed or skipped resource with its server and error."""
+    """The end of an apply: every failed resource with its server and error; skipped ones
+    listed, or counted per reason when there are many (an interrupted fleet run)."""
     lines: list[Text] = []
+    skipped: dict[str, list[str]] = {}
     for result in report.results:
         if result.outcome == "failed":
             where = f" [{result.server}]" if result.server else ""
             lines.append(Text(f"  failed  {result.key}{where}: {result.error}", style="red"))
         elif result.outcome == "skipped":
-            lines.append(Text(f"  skipped {result.key}: {result.error}", style="yellow"))
+            skipped.setdefault(result.error, []).append(str(result.key))
+    for reason, keys in skipped.items():
+        if len(keys) <= SKIPPED_LISTED:
+            lines.extend(Text(f"  skipped {key}: {reason}", style="yellow") for key in keys)
+        else:
+            lines.append(Text(f"  skipped {len(keys)} resources: {reason}", style="yellow"))
     counts = report.counts()
     style = "bold red" if counts["failed"] else "bold green"
     text = Text(
@@ -173,6 +180,9 @@ def render_report(report: ApplyReport) -> list[Text]:
         style=style,
     )
     if report.interrupted:
-        text.append(" Interrupted: the remaining changes were not started.", style="yellow")
+        text.append(" Interrupted: run plan or apply again for the rest.", style="yellow")
     lines.append(text)
     return lines
+
+
+SKIPPED_LISTED = 10

@@ -201,13 +201,14 @@ class TTSClient:
         method: str,
         path: str,
         *,
-        params: Mapping[str, Any] | None = None,
+        params: Mapping[str, str | int] | list[tuple[str, str]] | None = None,
         json: Any = None,
     ) -> httpx.Response:
         """Send one request, paced by the server's rate-limit headers; retry transient failures
         with backoff; raise TTSAPIError on an error status."""
         client = self._client(server)
         rpc = rpc_class(method, path)
+        query = _query(params)
         attempt = 0
         while True:
             attempt += 1
@@ -215,7 +216,7 @@ class TTSClient:
             self.stats.requests += 1
             started = time.perf_counter()
             try:
-                response = await client.request(method, path, params=params, json=json)
+                response = await client.request(method, path, params=query, json=json)
             except (httpx.TransportError, httpx.TimeoutException) as error:
                 if attempt >= self.retry.attempts:
                     raise TTSTransportError(
@@ -246,7 +247,7 @@ class TTSClient:
             )
 
     async def get_json(
-        self, server: Server, path: str, *, params: Mapping[str, Any] | None = None
+        self, server: Server, path: str, *, params: Mapping[str, str | int] | None = None
     ) -> dict[str, Any]:
         response = await self.request(server, "GET", path, params=params)
         return _json_object(response)
@@ -270,6 +271,15 @@ def rpc_class(method: str, path: str) -> str:
         if parts[index - 1] in _ENTITY_COLLECTIONS and parts[index] != "batch":
             parts[index] = "*"
     return f"{method} /{'/'.join(parts)}"
+
+
+def _query(params: Mapping[str, str | int] | list[tuple[str, str]] | None) -> httpx.QueryParams:
+    if params is None:
+        return httpx.QueryParams()
+    pairs: list[tuple[str, str | int | float | bool | None]] = list(
+        params.items() if isinstance(params, Mapping) else params
+    )
+    return httpx.QueryParams(pairs)
 
 
 def _json_or_none(response: httpx.Response) -> dict[str, Any] | None:

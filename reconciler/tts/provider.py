@@ -269,6 +269,10 @@ class TTSProvider:
         *,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> ApplyReport:
+        """Execute the plan's changes: concurrently across resources, each resource's steps in
+        order, kinds in dependency order. One failing resource never stops the others; what was
+        done stays done. After `should_stop()` turns true no new resource is started (the ones
+        in flight finish their steps)."""
         report = ApplyReport()
         semaphore = asyncio.Semaphore(self.parallelism)
         failed_apps: set[str] = set()
@@ -276,32 +280,48 @@ class TTSProvider:
         total = len(changes)
         done = 0
 
-        async def run(change: ResourceChange) -> None:
+        def finished(count: int = 1) -> None:
             nonlocal done
-            async with semaphore:
-                if should_stop():
-                    report.interrupted = True
-                    report.results.append(
-                        ResourceResult(change.key, "skipped", change.action, "interrupted")
-                    )
-                    return
-                if change.key.application_id in failed_apps and change.action != "delete":
-                    report.results.append(
-                        ResourceResult(
-                            change.key,
-                            "skipped",
-                            change.action,
-                            f"application {change.key.application_id} failed",
-                        )
-                    )
-                    return
-                result = await self._apply_change(change, desired, live)
-                report.results.append(result)
-                if result.outcome == "failed" and change.key.kind == "application":
-                    failed_apps.add(change.key.id)
-            done += 1
+            done += count
             if self.progress:
                 self.progress("apply", done, total)
+
+        def skip_reason(change: ResourceChange) -> str:
+            if should_stop():
+                report.interrupted = True
+                return "not started: interrupted"
+            if change.key.application_id in failed_apps and change.action != "delete":
+                return f"not started: application {change.key.application_id} was not created"
+            return ""
+
+        async def run(change: ResourceChange) -> None:
+            async with semaphore:
+                reason = skip_reason(change)
+                if reason:
+                    report.results.append(
+                        ResourceResult(change.key, "skipped", change.action, reason)
+                    )
+                else:
+                    result = await self._apply_change(change, desired, live)
+                    report.results.append(result)
+                    if (
+                        result.outcome == "failed"
+                        and change.key.kind == "application"
+                        and change.action in ("create", "replace")
+                    ):
+                        failed_apps.add(change.key.id)
+            finished()
+
+        async def run_device_deletes(batch: list[ResourceChange]) -> None:
+            async with semaphore:
+                reason = skip_reason(batch[0])
+                if reason:
+                    report.results.extend(
+                        ResourceResult(c.key, "skipped", c.action, reason) for c in batch
+                    )
+                else:
+                    report.results.extend(await self._delete_devices(batch))
+            finished(len(batch))
 
         # Phases keep dependencies: applications before their links, webhooks and devices;
         # deletes in reverse kind order after all creates and updates.
@@ -310,8 +330,44 @@ class TTSProvider:
         for kind in KIND_ORDER:
             await asyncio.gather(*(run(c) for c in upserts if c.key.kind == kind))
         for kind in reversed(KIND_ORDER):
-            await asyncio.gather(*(run(c) for c in deletes if c.key.kind == kind))
+            of_kind = [c for c in deletes if c.key.kind == kind]
+            if kind == "device":
+                await asyncio.gather(*(run_device_deletes(b) for b in device_batches(of_kind)))
+            else:
+                await asyncio.gather(*(run(c) for c in of_kind))
         return report
+
+    async def _delete_devices(self, batch: list[ResourceChange]) -> list[ResourceResult]:
+        """Delete up to 20 devices of one application with one batch request per registry, in
+        the CLI's order (AS, NS, JS, IS). A registry that fails the batch is retried device by
+        device; a device that fails on a registry keeps its IS record (so a rerun finds it)."""
+        app_id = batch[0].key.application_id
+        failed: dict[ResourceKey, ResourceResult] = {}
+        for server in devices.DELETE_ORDER:
+            targets = [
+                c for c in batch if c.key not in failed and any(s.server == server for s in c.steps)
+            ]
+            if not targets:
+                continue
+            base = (
+                f"/applications/{app_id}/devices/batch"
+                if server == "is"
+                else f"/{server}/applications/{app_id}/devices/batch"
+            )
+            params = [("device_ids", c.key.id) for c in targets]
+            try:
+                await self.client.request(server, "DELETE", base, params=params)
+                continue
+            except TTSAPIError:
+                pass  # find out which device it was
+            for change in targets:
+                try:
+                    await self._delete(server, change.key, None)
+                except TTSAPIError as error:
+                    failed[change.key] = ResourceResult(
+                        change.key, "failed", "delete", str(error), SERVER_NAMES[server]
+                    )
+        return [failed.get(c.key) or ResourceResult(c.key, "done", "delete") for c in batch]
 
     async def _apply_change(
         self, change: ResourceChange, desired: DesiredState, live: LiveState
@@ -518,6 +574,21 @@ class TTSProvider:
             # official CLI treats it.
             if error.status != 404:
                 raise
+
+
+BATCH_SIZE = 20  # BatchDeleteEndDevicesRequest.device_ids: at most 20 (api.json)
+
+
+def device_batches(changes: list[ResourceChange]) -> list[list[ResourceChange]]:
+    """Device deletes grouped per application, at most BATCH_SIZE each."""
+    by_app: dict[str, list[ResourceChange]] = {}
+    for change in changes:
+        by_app.setdefault(change.key.application_id, []).append(change)
+    return [
+        group[i : i + BATCH_SIZE]
+        for group in by_app.values()
+        for i in range(0, len(group), BATCH_SIZE)
+    ]
 
 
 def _app_key(app_id: str) -> ResourceKey:

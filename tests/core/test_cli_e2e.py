@@ -27,6 +27,7 @@ class Cli:
         }
         self.cwd = cwd
         self.outputs: list[str] = []
+        self.stdout = ""
 
     def __call__(self, *args: str, expect: int = 0) -> str:
         result = subprocess.run(
@@ -39,6 +40,7 @@ class Cli:
             check=False,
         )
         self.outputs += [result.stdout, result.stderr]
+        self.stdout = result.stdout
         assert result.returncode == expect, (args, result.returncode, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr
         return result.stdout + result.stderr
@@ -66,7 +68,8 @@ def test_operator_workflow_exit_codes_and_no_secret_anywhere(
     cli("plan", "manifests", "--detailed-exitcode", expect=2)
     saved = json.loads(plan_file.read_text())
     assert saved["format_version"] == 1
-    as_json = json.loads(cli("plan", "manifests", "--format", "json"))
+    cli("plan", "manifests", "--format", "json")
+    as_json = json.loads(cli.stdout)
     assert as_json["summary"]["create"] == saved["summary"]["create"] > 0
 
     applied = cli("apply", "--plan", str(plan_file))
@@ -109,7 +112,8 @@ def test_operator_workflow_exit_codes_and_no_secret_anywhere(
     assert "device field-sensors/otaa-103" in drift
     assert "root_keys.app_key.key: (sensitive, changed)" in drift
     assert 'name: "Console name" -> "Renamed"' in drift
-    drift_json = json.loads(cli("drift", "manifests", "--format", "json", expect=2))
+    cli("drift", "manifests", "--format", "json", expect=2)
+    drift_json = json.loads(cli.stdout)
     (change,) = [r for r in drift_json["resources"] if r["action"] != "no-op"]
     assert {s["server"] for s in change["steps"]} == {"is", "js"}
 
