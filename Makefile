@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo schema tables bench clean
+.PHONY: test lint typecheck unit demo schema tables bench bench-load clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +34,15 @@ schema: $(STAMP)
 tables: $(STAMP)
 	$(BIN)/python tools/gen_tables.py
 
+# `make bench DEVICES=10000`: plan/apply against the served emulator (JSON); the manifest
+# load benchmark is `make bench-load LOAD_DEVICES=N`.
 DEVICES ?= 1000
+LOAD_DEVICES ?= 100000
 bench: $(STAMP)
-	$(BIN)/python bench/bench_load.py --devices $(DEVICES)
+	$(BIN)/python bench/bench_reconcile.py --devices $(DEVICES)
+
+bench-load: $(STAMP)
+	$(BIN)/python bench/bench_load.py --devices $(LOAD_DEVICES)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

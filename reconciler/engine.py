@@ -125,22 +125,32 @@ async def make_plan(loaded: Loaded, client: TTSClient, options: RunOptions) -> P
     )
     plan.created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     plan.tool_version = __version__
-    plan.estimated_seconds = estimate_seconds(plan.write_requests, client, options.parallelism)
+    plan.estimated_seconds = estimate_seconds(plan, client, options.parallelism)
     for warning in loaded.warnings:
         plan.warnings.append(str(warning))
     return PlanRun(plan, loaded, live, client.stats.requests - before)
 
 
-def estimate_seconds(requests: int, client: TTSClient, parallelism: int) -> float | None:
-    """At the rate limit the server announced (X-Rate-Limit-Limit, per minute), or else at the
-    latency measured while reading, spread over the parallel workers."""
-    if requests == 0:
+def estimate_seconds(plan: Plan, client: TTSClient, parallelism: int) -> float | None:
+    """Time the plan's writes should take: spread over the parallel workers at the latency
+    measured while reading, and no faster than a learned rate limit allows for the busiest
+    shared bucket (device creations share one per application; the rest are per entity)."""
+    if plan.write_requests == 0:
         return 0.0
     estimates = []
-    if client.stats.rate_limit_per_minute:
-        estimates.append(requests / (client.stats.rate_limit_per_minute / 60.0))
     if client.stats.mean_latency:
-        estimates.append(requests * client.stats.mean_latency / max(1, parallelism))
+        estimates.append(plan.write_requests * client.stats.mean_latency / max(1, parallelism))
+    profile = client.pacer.profile
+    if profile is not None:
+        creates: dict[str, int] = {}
+        for change in plan.changes:
+            if change.key.kind == "device" and any(
+                s.server == "is" and s.operation == "create" for s in change.steps
+            ):
+                app = change.key.application_id
+                creates[app] = creates.get(app, 0) + 1
+        busiest = max(creates.values(), default=0)
+        estimates.append(max(0.0, busiest - profile.capacity) / profile.per_second)
     return max(estimates) if estimates else None
 
 

@@ -104,7 +104,25 @@ def routes(emu: Emulator) -> list[BaseRoute]:
             total += count
         return _json({"total": total, "rpcs": by_rpc})
 
+    async def inventory(request: Request) -> Response:
+        """Device IDs per registry (`app/device`), which the real API cannot list for NS/AS/JS:
+        for checking that a run left no orphan or duplicate registry records."""
+        denied = _authorized(emu, request)
+        if denied is not None:
+            return _error(denied)
+        store = emu.store
+        tables = {
+            "is": store.is_devices,
+            "ns": store.ns_devices,
+            "as": store.as_devices,
+            "js": store.js_devices,
+        }
+        return _json(
+            {name: sorted(key for key, _ in table.items()) for name, table in tables.items()}
+        )
+
     return [
         Route("/_emulator/config", config, methods=["GET", "PUT"]),
         Route("/_emulator/stats", stats, methods=["GET", "DELETE"]),
+        Route("/_emulator/devices", inventory, methods=["GET"]),
     ]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
@@ -300,6 +300,11 @@ class Endpoint:
                 return result
             status = 200
             return JSONResponse(result if result is not None else {}, 200, headers)
+        except ClientDisconnect:
+            # The client went away mid-request (killed, timed out): gRPC Canceled, as the real
+            # server records it; nobody is left to answer.
+            status = 499
+            return Response(status_code=499)
         except (errors.TTSError, errors.DecodeError) as error:
             status = error.status
             if op.stream:

@@ -119,7 +119,6 @@ class RequestStats:
     by_status: dict[int, int] = field(default_factory=dict)
     latency_total: float = 0.0
     answered: int = 0
-    rate_limit_per_minute: int | None = None  # last X-Rate-Limit-Limit seen
 
     @property
     def mean_latency(self) -> float | None:
@@ -130,16 +129,14 @@ class RequestStats:
         self.by_status[status] = self.by_status.get(status, 0) + 1
         self.latency_total += seconds
         self.answered += 1
-        limit = response.headers.get("X-Rate-Limit-Limit")
-        if limit and limit.isdigit():
-            self.rate_limit_per_minute = int(limit)
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    attempts: int = 5  # total tries per request
-    base_delay: float = 0.2
-    max_delay: float = 10.0
+    attempts: int = 8  # tries per request on transient failures (5xx, transport errors)
+    rate_limited_attempts: int = 30  # tries per request on 429 (paced by X-Rate-Limit-Retry)
+    base_delay: float = 0.1
+    max_delay: float = 5.0
 
 
 class TTSClient:
@@ -207,12 +204,13 @@ class TTSClient:
         """Send one request, paced by the server's rate-limit headers; retry transient failures
         with backoff; raise TTSAPIError on an error status."""
         client = self._client(server)
-        rpc = rpc_class(method, path)
+        bucket = f"{method} {path}"  # TTS limits per RPC and entity: the concrete path
         query = _query(params)
         attempt = 0
+        rate_limited = 0
         while True:
             attempt += 1
-            await self.pacer.acquire(rpc)
+            await self.pacer.acquire(bucket)
             self.stats.requests += 1
             started = time.perf_counter()
             try:
@@ -227,15 +225,19 @@ class TTSClient:
                 continue
             status = response.status_code
             self.stats.record(response, time.perf_counter() - started)
-            self.pacer.observe(rpc, status, response.headers)
+            self.pacer.observe(bucket, status, response.headers)
             if status < 400:
                 return response
-            if status in RETRYABLE_STATUS and attempt < self.retry.attempts:
+            if status == 429 and rate_limited < self.retry.rate_limited_attempts:
+                rate_limited += 1
+                attempt -= 1  # waiting out a rate limit is not a failed attempt
                 self.stats.retries += 1
-                if status == 429:
-                    self.stats.rate_limited += 1
-                    if "X-Rate-Limit-Retry" in response.headers:
-                        continue  # the pacer now holds this RPC until the server's retry time
+                self.stats.rate_limited += 1
+                if "X-Rate-Limit-Retry" not in response.headers:
+                    await asyncio.sleep(self._backoff(rate_limited))
+                continue  # otherwise the pacer holds this RPC until the server's retry time
+            if status in RETRYABLE_STATUS and status != 429 and attempt < self.retry.attempts:
+                self.stats.retries += 1
                 await asyncio.sleep(self._backoff(attempt))
                 continue
             raise TTSAPIError(
@@ -256,21 +258,6 @@ class TTSClient:
         """Exponential backoff with full jitter."""
         ceiling = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
-
-
-# Path segments that follow these name one entity; the rest of the path names the RPC.
-_ENTITY_COLLECTIONS = frozenset(
-    {"applications", "devices", "gateways", "webhooks", "users", "organizations", "api-keys"}
-)
-
-
-def rpc_class(method: str, path: str) -> str:
-    """`PUT /ns/applications/*/devices/*`: one rate-limit bucket per RPC, as TTS keys them."""
-    parts = path.strip("/").split("/")
-    for index in range(1, len(parts)):
-        if parts[index - 1] in _ENTITY_COLLECTIONS and parts[index] != "batch":
-            parts[index] = "*"
-    return f"{method} /{'/'.join(parts)}"
 
 
 def _query(params: Mapping[str, str | int] | list[tuple[str, str]] | None) -> httpx.QueryParams:

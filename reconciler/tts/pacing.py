@@ -1,11 +1,16 @@
 """Proactive pacing from TTS rate-limit headers, so a rate-limited server rarely says 429.
 
-TTS limits each API key per RPC with GCRA and reports it on every response (FACTS §f):
-`X-Rate-Limit-Limit` (per minute), `-Available` (requests left in the burst), `-Reset`
-(seconds until the burst is full again) and `-Retry` (seconds to wait after a 429). There is no
-Retry-After. The pacer mirrors the server's bucket per RPC: it learns the rate and the
-remaining burst from responses and makes requests wait for a token before they are sent, so
-concurrent workers share the budget instead of racing into 429s.
+TTS limits each API key per RPC and entity with GCRA (FACTS §f) and reports the bucket on every
+response: `X-Rate-Limit-Limit` (the bucket's capacity: requests allowed at once from a full
+bucket), `-Available` (requests left now), `-Reset` (whole seconds until the bucket is full
+again) and `-Retry` (seconds to wait after a 429). There is no Retry-After.
+
+The pacer mirrors the server's buckets, keyed as the server keys them (the method and the
+concrete path: RPC and entity). A bucket is only tracked once it is under pressure (half used,
+or a 429), so reading 10,000 devices, each its own bucket, costs nothing. Under pressure the
+refill rate follows from GCRA: `Reset` is the time the used part takes to drain, so
+rate = (Limit - Available) / Reset, accurate once much of the bucket is used. Requests then wait
+for a token before they are sent, so concurrent workers share the budget instead of racing.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from dataclasses import dataclass, field
 
 @dataclass
 class _Bucket:
-    rate: float = 0.0  # tokens per second; 0 = unknown (no pacing)
+    capacity: float
+    rate: float = 0.0  # tokens per second; 0 = not known yet
     tokens: float = 0.0
-    capacity: float = 0.0
+    in_flight: int = 0
     updated: float = field(default_factory=time.monotonic)
     blocked_until: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -41,23 +47,26 @@ def _number(headers: Mapping[str, str], name: str) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class RateProfile:
+    """What was learned of the server's limit: bucket capacity and refill rate."""
+
+    capacity: float
+    per_second: float
+
+
 class RatePacer:
     def __init__(self) -> None:
         self._buckets: dict[str, _Bucket] = {}
         self.waited_seconds = 0.0
+        self.profile: RateProfile | None = None
 
-    def _bucket(self, rpc: str) -> _Bucket:
-        bucket = self._buckets.get(rpc)
+    async def acquire(self, key: str) -> None:
+        """Wait until a request to this bucket may be sent without exceeding the limit."""
+        bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[rpc] = _Bucket()
-        return bucket
-
-    async def acquire(self, rpc: str) -> None:
-        """Wait until a request of this RPC may be sent without exceeding the learned limit."""
-        bucket = self._bucket(rpc)
-        if bucket.rate <= 0 and bucket.blocked_until <= time.monotonic():
             return
-        async with bucket.lock:  # FIFO among waiters of one RPC
+        async with bucket.lock:  # FIFO among waiters of one bucket
             while True:
                 now = time.monotonic()
                 if bucket.blocked_until > now:
@@ -65,32 +74,40 @@ class RatePacer:
                 else:
                     bucket.refill(now)
                     if bucket.rate <= 0 or bucket.tokens >= 1:
-                        if bucket.rate > 0:
-                            bucket.tokens -= 1
+                        bucket.tokens -= 1
+                        bucket.in_flight += 1
                         return
                     delay = (1 - bucket.tokens) / bucket.rate
                 self.waited_seconds += delay
                 await asyncio.sleep(delay)
 
-    def observe(self, rpc: str, status: int, headers: Mapping[str, str]) -> None:
+    def observe(self, key: str, status: int, headers: Mapping[str, str]) -> None:
         """Learn from a response's X-Rate-Limit-* headers (absent when limiting is off)."""
-        limit = _number(headers, "X-Rate-Limit-Limit")
-        if limit is None or limit <= 0:
+        bucket = self._buckets.get(key)
+        if bucket is not None and bucket.in_flight > 0:
+            bucket.in_flight -= 1
+        capacity = _number(headers, "X-Rate-Limit-Limit")
+        available = _number(headers, "X-Rate-Limit-Available")
+        if capacity is None or capacity <= 0 or available is None:
             return
-        bucket = self._bucket(rpc)
+        reset = _number(headers, "X-Rate-Limit-Reset") or 0.0
+        used = capacity - available
+        pressured = status == 429 or used >= capacity / 2
+        if bucket is None:
+            if not pressured:
+                return
+            bucket = self._buckets[key] = _Bucket(capacity=capacity, tokens=available)
         now = time.monotonic()
         bucket.refill(now)
-        first = bucket.rate <= 0
-        bucket.rate = limit / 60.0
-        available = _number(headers, "X-Rate-Limit-Available")
-        reset = _number(headers, "X-Rate-Limit-Reset")
-        if available is not None:
-            capacity = available + (reset or 0.0) * bucket.rate
-            bucket.capacity = max(bucket.capacity, capacity, 1.0)
-            # The server has not yet seen our in-flight requests, so its count can only be
-            # higher than ours: keep the lower estimate.
-            bucket.tokens = available if first else min(bucket.tokens, available)
+        bucket.capacity = capacity
+        if reset > 0 and used >= capacity / 2:
+            bucket.rate = used / reset
+            self.profile = RateProfile(capacity, bucket.rate)
+        # The server has not counted our requests in flight yet.
+        bucket.tokens = min(bucket.tokens, available - bucket.in_flight)
         if status == 429:
-            retry = _number(headers, "X-Rate-Limit-Retry") or 1.0 / bucket.rate
+            retry = _number(headers, "X-Rate-Limit-Retry") or 1.0
             bucket.blocked_until = max(bucket.blocked_until, now + retry)
-            bucket.tokens = 0.0
+            bucket.tokens = min(bucket.tokens, 0.0)
+        elif not pressured and bucket.in_flight == 0:
+            del self._buckets[key]  # recovered: stop tracking it

@@ -464,13 +464,15 @@ class Planner:
                     if r.key.kind == kind
                     and r.key in self.live.owned
                     and (r.action == action or (action == "update" and r.action == "replace"))
+                    # Completing a partial registration only adds what is missing.
+                    and not all(step.registers for step in r.steps)
                 )
                 fraction = touched / owned
                 if fraction > self.options.max_change_fraction:
                     verb = "updated" if action == "update" else "deleted"
                     blocked.append(
                         f"{touched} of {owned} owned {kind}s would be {verb} "
-                        f"({fraction:.0%} > {self.options.max_change_fraction:.0%}); "
+                        f"({fraction:.1%} > {self.options.max_change_fraction:.1%} threshold); "
                         "use --force to apply"
                     )
         return blocked

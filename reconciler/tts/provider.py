@@ -491,12 +491,23 @@ class TTSProvider:
             json={wrapper: body, "field_mask": {"paths": step.paths}},
         )
 
-    async def _is_ours(self, path: str, desired: DesiredState) -> bool:
+    async def _is_ours(
+        self, path: str, desired: DesiredState, resource: DesiredResource | None = None
+    ) -> bool:
+        """After a 409 on create: is the existing record the one an earlier attempt made
+        (its response lost)? Ours by the ownership marker, and for devices the same EUIs."""
         data = await self._get_optional("is", path, ["attributes"])
-        return (
-            data is not None
-            and (data.get("attributes") or {}).get(desired.ownership_key) == desired.stack
-        )
+        if data is None:
+            return False
+        if (data.get("attributes") or {}).get(desired.ownership_key) != desired.stack:
+            return False
+        if resource is not None and resource.key.kind == "device":
+            ids = data.get("ids") or {}
+            for eui in ("dev_eui", "join_eui"):
+                want = resource.fields.get(f"ids.{eui}") or ""
+                if want and str(ids.get(eui, "")).upper() != want:
+                    return False
+        return True
 
     async def _write_device(
         self,
@@ -525,7 +536,7 @@ class TTSProvider:
                     )
                 except TTSAPIError as error:
                     if error.status == 409 and await self._is_ours(
-                        f"/applications/{app_id}/devices/{device_id}", desired
+                        f"/applications/{app_id}/devices/{device_id}", desired, resource
                     ):
                         return
                     raise

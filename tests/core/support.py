@@ -154,3 +154,40 @@ def step_summary(run: PlanRun) -> dict[str, list[tuple[str, str, list[str]]]]:
         str(change.key): [(s.server, s.operation, s.paths) for s in change.steps]
         for change in run.plan.changes
     }
+
+
+FLEET_APPLICATION = """
+kind: Application
+id: field-fleet
+name: Fleet
+device_defaults:
+  frequency_plan_id: EU_863_870_TTN
+  lorawan_version: 1.0.3
+  lorawan_phy_version: 1.0.3-a
+  join_eui: "70B3D57ED0000000"
+"""
+
+
+def fleet_site(directory: Path, devices: int, *, skip: int = 0) -> Path:
+    """A Stack, one application and a Fleet of `devices` OTAA devices (CSV + secrets CSV);
+    `skip` leaves out every skip-th device (to exercise prune)."""
+    write_manifests(
+        directory,
+        stack=STACK,
+        application=FLEET_APPLICATION,
+        fleet="kind: Fleet\napplication: field-fleet\ncsv: fleet.csv\nsecrets_csv: keys.csv\n",
+    )
+    rows = ["id;dev_eui;name"]
+    keys = ["id;app_key"]
+    for index in range(devices):
+        if skip and index % skip == 0:
+            continue
+        rows.append(f"node-{index:05d};70B3D57E{index:08X};Node {index}")
+        keys.append(f"node-{index:05d};{index:032X}")
+    (directory / "fleet.csv").write_text("\n".join(rows) + "\n")
+    (directory / "keys.csv").write_text("\n".join(keys) + "\n")
+    return directory
+
+
+def fleet_ids(devices: int, *, skip: int = 0) -> list[str]:
+    return [f"field-fleet/node-{i:05d}" for i in range(devices) if not (skip and i % skip == 0)]

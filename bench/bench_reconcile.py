@@ -1,0 +1,769 @@
+"""Reconcile benchmark: plan and apply N OTAA devices against the served emulator, as JSON.
+
+    .venv/bin/python bench/bench_reconcile.py [--devices 1000 [10000 ...]] [--latency-ms 20]
+        [--rate-limit 6000:300] [--parallelism 16] [--sequential-sample 200] [--profile]
+
+For each size, in a temporary directory: manifests in the project's language (a Stack, one
+Application, a Fleet CSV of N OTAA LoRaWAN 1.0.3 devices with their AppKeys in a secrets CSV),
+and `python -m reconciler emulator serve` with injected latency and a rate limit, pinned to
+CPU 0. Four workloads then run in order, each in a fresh client interpreter pinned to CPU 1 (so
+peak RSS and CPU are the client's own, per workload), driving the engine in-process
+(engine.load / make_client / make_plan / apply_plan):
+
+1. `create`: apply everything into the empty emulator;
+2. `plan_no_changes`: plan again (must find no change);
+3. `drift_1pct`: 1% of the devices are changed out of band through the API before the window
+   (IS `name`; NS `lorawan_version` + `lorawan_phy_version`, rate limit and latency lifted for
+   the setup), then plan (drift detection) and apply (repair), reported as phases;
+4. `prune_10pct`: 10% of the devices leave the manifests; apply with prune and force.
+
+Requests are counted by the emulator (`/_emulator/stats`, reset before each workload) and
+cross-checked with the client's own count and a recording transport wrapped around httpx's.
+The recording also keeps a random sample of the requests, which the child replays one at a time
+with a plain synchronous httpx client after the window (the sequential baseline). See
+`lower_bound_formula` and `sequential_method` in the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import platform
+import random
+import resource
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_ID = "bench-app"
+JOIN_EUI = "70B3D57ED0001A2B"
+SERVER_CPU, CLIENT_CPU = 0, 1
+TARGETS = {
+    "lower_bound_ratio_max": 1.25,
+    "plan_cpu_us_per_device_max": 200.0,
+    "peak_rss_mb_max_at_10000": 500.0,
+}
+PLAN_WORKLOADS = ("plan_no_changes",)
+
+LOWER_BOUND_FORMULA = (
+    "lower_bound_s = sum over the workload's dependent phases (plan, then apply) of "
+    "max(latency_term, rate_term); latency_term = requests * latency_s / parallelism (at most "
+    "`parallelism` requests in flight, each held for the injected latency); rate_term = "
+    "max over rate-limit buckets b of (max(0, n_b - burst) * 60 / per_minute + latency_s), "
+    "where a bucket is what the emulator keys GCRA on: RPC + the entity IDs in the path + the "
+    "API key's ID (here: method + concrete path, one key), n_b its requests in the phase; GCRA "
+    "lets `burst` requests through at once, then one per 60/per_minute s. Ignored (so the "
+    "bound is optimistic): server processing time, the dependency chain (reads before writes, "
+    "IS create before JS/NS/AS), client CPU."
+)
+SEQUENTIAL_METHOD = (
+    "after the measured window, a uniform random sample (reservoir over every request the "
+    "workload sent, retries included) is replayed one request at a time with a synchronous "
+    "httpx.Client (one keep-alive connection, as a sequential CLI sends them) against the same "
+    "emulator, with fresh rate-limit buckets; sequential_s = mean replay time per request * the "
+    "workload's request count; speedup_vs_sequential = sequential_s / wall_s. GETs and PUTs "
+    "(field-mask sets of the values just written) replay idempotently; POST creates and DELETEs "
+    "replay as sent and are answered 409/404 after the same latency, authentication and "
+    "validation."
+)
+RATE_LIMIT_MODEL = (
+    "The emulator (reconciler/emulator/app.py) keys one GCRA bucket per "
+    "`grpc:method:/ttn.lorawan.v3.<RPC>:<entity IDs in the path joined by '.'>:<API key ID>`, "
+    "as TTS does (FACTS §f): per-device RPCs (GET/PUT/DELETE .../devices/{device_id}) get one "
+    "bucket per device, so they never bind here; RPCs addressed to the application "
+    "(POST /applications/{app}/devices = CreateEndDevice, GET .../devices = ListEndDevices, "
+    "rights, link, webhooks) share one bucket per application. X-Rate-Limit-Limit reports "
+    "the burst (RateLimiter.take returns limit=burst), not the per-minute rate; the two are "
+    "equal only when the burst is left at its default (= per_minute)."
+)
+
+
+# --- manifests ---------------------------------------------------------------------------------
+
+STACK = """\
+kind: Stack
+name: bench-stack
+url: https://tts.example.com
+api_key: {env: TTS_API_KEY}
+owner: {user: admin-user}
+"""
+
+APPLICATION = f"""\
+kind: Application
+id: {APP_ID}
+name: Reconcile benchmark
+default_formatters:
+  up_formatter: FORMATTER_CAYENNELPP
+device_defaults:
+  frequency_plan_id: EU_863_870_TTN
+  join_eui: "{JOIN_EUI}"
+  attributes:
+    site: bench
+"""
+
+FLEET = f"""\
+kind: Fleet
+application: {APP_ID}
+csv: fleet.csv
+secrets_csv: fleet.secrets.csv
+"""
+
+
+def device_id(index: int) -> str:
+    return f"dev-{index:06d}"
+
+
+def dev_eui(index: int) -> str:
+    return f"0004A30B{index:08X}"
+
+
+def app_key(index: int) -> str:
+    return hashlib.md5(f"bench-{index}".encode(), usedforsecurity=False).hexdigest().upper()
+
+
+def write_manifests(root: Path, indexes: list[int]) -> Path:
+    root.mkdir(parents=True)
+    (root / "stack.yaml").write_text(STACK)
+    (root / "application.yaml").write_text(APPLICATION)
+    (root / "fleet.yaml").write_text(FLEET)
+    with (root / "fleet.csv").open("w") as fleet, (root / "fleet.secrets.csv").open("w") as keys:
+        fleet.write("id;dev_eui;name;lorawan_version;lorawan_phy_version\n")
+        keys.write("id;app_key\n")
+        for i in indexes:
+            fleet.write(f"{device_id(i)};{dev_eui(i)};Probe {i};1.0.3;1.0.3-a\n")
+            keys.write(f"{device_id(i)};{app_key(i)}\n")
+    return root
+
+
+def pruned_indexes(devices: int, fraction: float) -> list[int]:
+    """Every k-th device leaves the manifests (k = 1/fraction)."""
+    step = max(1, round(1 / fraction))
+    return [i for i in range(devices) if i % step != step - 1]
+
+
+def drifted_indexes(devices: int, fraction: float) -> list[int]:
+    step = max(1, round(1 / fraction))
+    return list(range(0, devices, step))
+
+
+# --- the client child: one workload in a fresh interpreter ---------------------------------------
+
+
+@dataclass
+class Recorded:
+    method: str
+    url: str
+    content: bytes
+    content_type: str | None
+
+
+@dataclass
+class RecordingTransport:
+    """Counts every request per rate-limit bucket and keeps a uniform sample (reservoir)."""
+
+    inner: httpx.AsyncBaseTransport
+    sample_size: int
+    rng: random.Random = field(default_factory=lambda: random.Random(5))
+    count: int = 0
+    sample: list[Recorded] = field(default_factory=list)
+    # hash(method, path) -> requests; names only for buckets seen twice (keeps memory flat).
+    buckets: Counter[int] = field(default_factory=Counter)
+    bucket_names: dict[int, str] = field(default_factory=dict)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.count += 1
+        bucket = hash((request.method, request.url.path))
+        self.buckets[bucket] += 1
+        if self.buckets[bucket] == 2:
+            self.bucket_names[bucket] = f"{request.method} {request.url.path}"
+        if len(self.sample) < self.sample_size:
+            self.sample.append(self._record(request))
+        else:
+            slot = self.rng.randrange(self.count)
+            if slot < self.sample_size:
+                self.sample[slot] = self._record(request)
+        return await self.inner.handle_async_request(request)
+
+    @staticmethod
+    def _record(request: httpx.Request) -> Recorded:
+        return Recorded(
+            request.method, str(request.url), request.content, request.headers.get("content-type")
+        )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def snapshot(self) -> tuple[int, Counter[int]]:
+        return self.count, Counter(self.buckets)
+
+
+class _TransportAdapter(httpx.AsyncBaseTransport):
+    def __init__(self, recorder: RecordingTransport) -> None:
+        self.recorder = recorder
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.recorder.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.recorder.aclose()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _admin(url: str, key: str) -> httpx.Client:
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def _phase_bound(
+    requests: int, buckets: Counter[int], spec: dict[str, Any]
+) -> tuple[float, float, float]:
+    latency = spec["latency_ms"] / 1000
+    latency_term = requests * latency / spec["parallelism"]
+    rate_term = 0.0
+    limit = spec["rate_limit"]
+    if limit is not None and buckets:
+        per_minute, burst = limit
+        busiest = max(buckets.values())
+        rate_term = max(0, busiest - burst) * 60 / per_minute + latency
+    return max(latency_term, rate_term), latency_term, rate_term
+
+
+def _emulator_figures(admin: httpx.Client) -> dict[str, Any]:
+    stats = admin.get("/_emulator/stats").raise_for_status().json()
+    by_status: Counter[str] = Counter()
+    for statuses in stats["rpcs"].values():
+        by_status.update({k: int(v) for k, v in statuses.items()})
+    return {"total": stats["total"], "by_status": dict(by_status), "rpcs": stats["rpcs"]}
+
+
+def _replay(
+    sample: list[Recorded], key: str, user_agent: str, rate_limit: list[int] | None, url: str
+) -> dict[str, Any]:
+    """Send the sampled requests one at a time, as a sequential client would."""
+    with _admin(url, key) as admin:  # fresh buckets: the window may have drained some
+        admin.put("/_emulator/config", json={"rate_limit": rate_limit}).raise_for_status()
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+    headers["User-Agent"] = user_agent
+    statuses: Counter[int] = Counter()
+    waits = 0
+    with httpx.Client(headers=headers, timeout=30) as client:
+        if sample:  # connect outside the timing, as a CLI that already talked to the server
+            client.get(sample[0].url.split("/api/v3")[0] + "/api/v3/auth_info")
+        started = time.perf_counter()
+        for item in sample:
+            extra = {"content-type": item.content_type} if item.content_type else {}
+            while True:
+                response = client.request(
+                    item.method, item.url, content=item.content or None, headers=extra
+                )
+                if response.status_code != 429:
+                    break
+                waits += 1
+                time.sleep(float(response.headers.get("X-Rate-Limit-Retry", "1")))
+            statuses[response.status_code] += 1
+        seconds = time.perf_counter() - started
+    return {
+        "sampled_requests": len(sample),
+        "seconds": round(seconds, 3),
+        "mean_ms_per_request": round(1000 * seconds / len(sample), 3) if sample else None,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "waited_for_429": waits,
+    }
+
+
+def client_main(spec: dict[str, Any]) -> dict[str, Any]:
+    """In the child: run one workload, return its figures."""
+    if hasattr(os, "sched_setaffinity") and CLIENT_CPU in os.sched_getaffinity(0):
+        os.sched_setaffinity(0, {CLIENT_CPU})
+    started_imports = time.perf_counter()
+    from reconciler import engine
+    from reconciler.engine import RunOptions
+
+    imports_s = time.perf_counter() - started_imports
+    url, key, devices = spec["url"], spec["api_key"], spec["devices"]
+    parallelism = spec["parallelism"]
+    inner = httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(
+            max_connections=max(4, parallelism), max_keepalive_connections=max(4, parallelism)
+        )
+    )  # what TTSClient would build itself (a given transport bypasses its `limits`)
+    recorder = RecordingTransport(inner, spec["sequential_sample"])
+    options = RunOptions(
+        paths=[Path(spec["manifests"])],
+        url=url,
+        prune=spec["prune"],
+        force=spec["force"],
+        parallelism=parallelism,
+        environ={"TTS_API_KEY": key},
+        transport=_TransportAdapter(recorder),
+    )
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    loaded = engine.load(options)
+    load_s, load_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    rss_after_load = _peak_rss_mb()
+
+    admin = _admin(url, key)
+    admin.put("/_emulator/config", json={"rate_limit": spec["rate_limit"]}).raise_for_status()
+    admin.delete("/_emulator/stats").raise_for_status()
+    profiler = None
+    if spec.get("profile"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+
+    phases: list[dict[str, Any]] = []
+    outcome: dict[str, Any] = {}
+
+    def mark(name: str, started: tuple[float, float, float, int, Counter[int]]) -> None:
+        wall, cpu, emu_cpu, count0, buckets0 = started
+        count, buckets = recorder.snapshot()
+        phase_buckets = buckets - buckets0
+        requests = count - count0
+        bound, latency_term, rate_term = _phase_bound(requests, phase_buckets, spec)
+        busiest = phase_buckets.most_common(1)
+        elapsed = time.perf_counter() - wall
+        phases.append(
+            {
+                "phase": name,
+                "wall_s": round(elapsed, 3),
+                "requests": requests,
+                "cpu_s": round(time.process_time() - cpu, 3),
+                "cpu_us_per_device": round(1e6 * (time.process_time() - cpu) / devices, 1),
+                "emulator_cpu_s": round(_proc_cpu_seconds(spec["emulator_pid"]) - emu_cpu, 3),
+                "lower_bound_s": round(bound, 3),
+                "latency_term_s": round(latency_term, 3),
+                "rate_term_s": round(rate_term, 3),
+                "busiest_bucket": {
+                    "bucket": recorder.bucket_names.get(busiest[0][0], "(one request each)"),
+                    "requests": busiest[0][1],
+                }
+                if busiest
+                else None,
+                "lower_bound_ratio": round(elapsed / bound, 3) if bound else None,
+            }
+        )
+
+    def begin() -> tuple[float, float, float, int, Counter[int]]:
+        count, buckets = recorder.snapshot()
+        return (
+            time.perf_counter(),
+            time.process_time(),
+            _proc_cpu_seconds(spec["emulator_pid"]),
+            count,
+            buckets,
+        )
+
+    async def workload() -> Any:
+        client = engine.make_client(loaded, options)
+        try:
+            start = begin()
+            run = await engine.make_plan(loaded, client, options)
+            mark("plan", start)
+            summary = run.plan.summary()
+            outcome["plan_summary"] = {k: v for k, v in summary.items() if v}
+            outcome["planned_changes"] = len(run.plan.changes)
+            outcome["blocked"] = run.plan.blocked
+            if spec["apply"] and run.plan.changes:
+                start = begin()
+                report = await engine.apply_plan(run, client, options)
+                mark("apply", start)
+                outcome["apply_counts"] = report.counts()
+                outcome["apply_failures"] = [
+                    f"{r.key}: {r.message}" for r in report.failed[:3]
+                ]  # server errors name the resource, never a secret
+            return client
+        finally:
+            await client.aclose()
+
+    window_cpu, window_wall = time.process_time(), time.perf_counter()
+    emu_cpu0 = _proc_cpu_seconds(spec["emulator_pid"])
+    if profiler is not None:
+        profiler.enable()
+    client = asyncio.run(workload())
+    if profiler is not None:
+        profiler.disable()
+    wall_s = time.perf_counter() - window_wall
+    cpu_s = time.process_time() - window_cpu
+    emulator_cpu_s = _proc_cpu_seconds(spec["emulator_pid"]) - emu_cpu0
+    emulator = _emulator_figures(admin)
+    admin.close()
+
+    lower_bound = sum(p["lower_bound_s"] for p in phases)
+    figures: dict[str, Any] = {
+        "workload": spec["workload"],
+        "devices": devices,
+        "wall_s": round(wall_s, 3),
+        "requests": emulator["total"],
+        "requests_per_device": round(emulator["total"] / devices, 3),
+        "http_429": emulator["by_status"].get("429", 0),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "cpu_us_per_device": round(1e6 * cpu_s / devices, 1),
+        "lower_bound_s": round(lower_bound, 3),
+        "lower_bound_ratio": round(wall_s / lower_bound, 3) if lower_bound else None,
+        "client_requests": client.stats.requests,
+        "recorded_requests": recorder.count,
+        "client_retries": client.stats.retries,
+        "client_rate_limited": client.stats.rate_limited,
+        "client_by_status": {str(k): v for k, v in sorted(client.stats.by_status.items())},
+        "client_mean_latency_ms": round(1000 * (client.stats.mean_latency or 0), 2),
+        "pacer_wait_s_summed_over_waiters": round(client.pacer.waited_seconds, 3),
+        "client_cpu_s": round(cpu_s, 3),
+        "emulator_cpu_s": round(emulator_cpu_s, 3),
+        "emulator_cpu_utilisation": round(emulator_cpu_s / wall_s, 3) if wall_s else None,
+        "emulator_by_status": emulator["by_status"],
+        "emulator_requests_by_rpc": {
+            rpc: sum(statuses.values()) for rpc, statuses in emulator["rpcs"].items()
+        },
+        "phases": phases,
+        "load_s": round(load_s, 3),
+        "load_cpu_s": round(load_cpu, 3),
+        "rss_after_load_mb": round(rss_after_load, 1),
+        "import_s": round(imports_s, 3),
+        **outcome,
+    }
+    if profiler is not None:
+        figures["profile"] = _profile_tables(profiler, spec["profile"])
+        return figures
+    replay = _replay(
+        recorder.sample,
+        key,
+        loaded.target.user_agent or "reconciler-bench",
+        spec["rate_limit"],
+        url,
+    )
+    mean = replay["mean_ms_per_request"]
+    sequential_s = mean / 1000 * emulator["total"] if mean else None
+    figures["sequential"] = {**replay, "extrapolated_s": round(sequential_s or 0, 3)}
+    figures["speedup_vs_sequential"] = round(sequential_s / wall_s, 2) if sequential_s else None
+    return figures
+
+
+def _profile_tables(profiler: Any, path: str) -> dict[str, Any]:
+    import io
+    import pstats
+
+    profiler.dump_stats(path)
+    tables: dict[str, Any] = {"pstats_file": path}
+    for order in ("cumulative", "tottime"):
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats(order).print_stats(15)
+        tables[order] = [line for line in out.getvalue().splitlines() if line.strip()][-16:]
+    return tables
+
+
+# --- the parent: generate, serve, run the workloads ---------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _api_key() -> str:
+    def b32(raw: bytes) -> str:
+        return base64.b32encode(raw).decode().rstrip("=")
+
+    return f"NNSXS.{b32(secrets.token_bytes(24))}.{b32(secrets.token_bytes(32))}"
+
+
+def _parse_rate_limit(text: str) -> list[int] | None:
+    if text.lower() in {"", "none", "off"}:
+        return None
+    per_minute, _, burst = text.partition(":")
+    return [int(per_minute), int(burst or per_minute)]
+
+
+class Emulator:
+    def __init__(self, latency_ms: float, rate_limit: list[int] | None) -> None:
+        self.port, self.api_key = _free_port(), _api_key()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.rate_limit = rate_limit
+        self.latency_ms = latency_ms
+        command = [
+            sys.executable, "-m", "reconciler", "emulator", "serve",
+            "--host", "127.0.0.1", "--port", str(self.port), "--api-key", self.api_key,
+            "--latency-ms", str(latency_ms),
+        ]  # fmt: skip
+        if rate_limit:
+            command += ["--rate-limit", f"{rate_limit[0]}:{rate_limit[1]}"]
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        self.pinned = False
+        if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+            os.sched_setaffinity(self.process.pid, {SERVER_CPU})
+            self.pinned = True
+        assert self.process.stdout is not None
+        if not self.process.stdout.readline():
+            raise SystemExit("the emulator did not start")
+        self.admin = _admin(self.url, self.api_key)
+
+    def configure(self, **settings: Any) -> None:
+        self.admin.put("/_emulator/config", json=settings).raise_for_status()
+
+    def stop(self) -> None:
+        self.admin.close()
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def drift_out_of_band(emulator: Emulator, indexes: list[int]) -> None:
+    """Change devices as a Console user would: IS name, NS MAC/PHY version (both managed)."""
+    emulator.configure(rate_limit=None, latency_ms=0)
+    api = httpx.Client(
+        base_url=emulator.url + "/api/v3",
+        headers={"Authorization": f"Bearer {emulator.api_key}", "User-Agent": "console/1.0"},
+        timeout=30,
+    )
+    with api:
+        for i in indexes:
+            path = f"/applications/{APP_ID}/devices/{device_id(i)}"
+            api.put(
+                path,
+                json={
+                    "end_device": {"name": "renamed in the Console"},
+                    "field_mask": {"paths": ["name"]},
+                },
+            ).raise_for_status()
+            ids = {
+                "device_id": device_id(i),
+                "application_ids": {"application_id": APP_ID},
+                "dev_eui": dev_eui(i),
+                "join_eui": JOIN_EUI,
+            }
+            api.put(
+                "/ns" + path,
+                json={
+                    "end_device": {
+                        "ids": ids,
+                        "lorawan_version": "MAC_V1_0_2",
+                        "lorawan_phy_version": "PHY_V1_0_2_REV_B",
+                    },
+                    "field_mask": {"paths": ["lorawan_version", "lorawan_phy_version"]},
+                },
+            ).raise_for_status()
+    emulator.configure(rate_limit=emulator.rate_limit, latency_ms=emulator.latency_ms)
+
+
+def run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--client", json.dumps(spec)]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, check=False, timeout=timeout, cwd=ROOT
+        )
+    except subprocess.TimeoutExpired:
+        return {"workload": spec["workload"], "devices": spec["devices"], "failed": "timeout"}
+    if done.returncode != 0:
+        return {
+            "workload": spec["workload"],
+            "devices": spec["devices"],
+            "failed": f"exit {done.returncode}",
+            "stderr": done.stderr[-3000:],
+        }
+    figures: dict[str, Any] = json.loads(done.stdout)
+    return figures
+
+
+def check(figures: dict[str, Any], expect: dict[str, Any]) -> None:
+    """Record whether the workload did what it must (not a target: a correctness check)."""
+    problems = []
+    if figures.get("failed"):
+        problems.append(figures["failed"])
+    for name, value in expect.items():
+        if figures.get(name) != value:
+            problems.append(f"{name}: want {value}, got {figures.get(name)}")
+    counts = figures.get("apply_counts") or {}
+    if counts.get("failed") or counts.get("skipped"):
+        problems.append(f"apply: {counts}")
+    if figures.get("client_requests") not in (None, figures.get("requests")):
+        problems.append("the client's and the emulator's request counts differ")
+    figures["correct"] = not problems
+    if problems:
+        figures["problems"] = problems
+
+
+def run_size(devices: int, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    base = scratch / f"n{devices}"
+    full = write_manifests(base / "full", list(range(devices)))
+    kept = pruned_indexes(devices, args.prune_fraction)
+    pruned = write_manifests(base / "pruned", kept)
+    drifted = drifted_indexes(devices, args.drift_fraction)
+    generate_s = time.perf_counter() - started
+    emulator = Emulator(args.latency_ms, args.rate_limit)
+    results: list[dict[str, Any]] = []
+    size_started = time.perf_counter()
+    try:
+        common = {
+            "url": emulator.url,
+            "api_key": emulator.api_key,
+            "emulator_pid": emulator.process.pid,
+            "devices": devices,
+            "parallelism": args.parallelism,
+            "latency_ms": args.latency_ms,
+            "rate_limit": args.rate_limit,
+            "sequential_sample": args.sequential_sample,
+            "prune": False,
+            "force": False,
+            "apply": True,
+        }
+        workloads: list[tuple[str, Path, dict[str, Any], dict[str, Any]]] = [
+            ("create", full, {}, {"planned_changes": devices + 2}),
+            ("plan_no_changes", full, {"apply": False}, {"planned_changes": 0}),
+            ("drift_1pct", full, {}, {"planned_changes": len(drifted)}),
+            (
+                "prune_10pct",
+                pruned,
+                {"prune": True, "force": True},
+                {"planned_changes": devices - len(kept)},
+            ),
+        ]
+        for name, manifests, overrides, expect in workloads:
+            if name == "drift_1pct":
+                drift_out_of_band(emulator, drifted)
+            spec = {**common, **overrides, "workload": name, "manifests": str(manifests)}
+            figures = run_child(spec, args.workload_timeout)
+            check(figures, expect)
+            results.append(figures)
+            print(
+                f"# {devices} devices: {name}: {figures.get('wall_s')} s, "
+                f"ratio {figures.get('lower_bound_ratio')}",
+                file=sys.stderr,
+                flush=True,
+            )
+            if name == "plan_no_changes" and args.profile and devices == min(args.devices):
+                profile_spec = {**spec, "profile": str(Path(args.profile_out).resolve())}
+                profiled = run_child(profile_spec, args.workload_timeout)
+                results.append(
+                    {
+                        "workload": "plan_no_changes (cProfile; figures inflated by profiling)",
+                        "devices": devices,
+                        "wall_s": profiled.get("wall_s"),
+                        "cpu_us_per_device": profiled.get("cpu_us_per_device"),
+                        "profile": profiled.get("profile") or profiled,
+                    }
+                )
+    finally:
+        emulator.stop()
+    return {
+        "devices": devices,
+        "generate_s": round(generate_s, 3),
+        "emulator_pinned_cpu": SERVER_CPU if emulator.pinned else None,
+        "size_wall_s": round(time.perf_counter() - size_started, 1),
+        "workloads": results,
+    }
+
+
+def targets_met(sizes: list[dict[str, Any]]) -> dict[str, Any]:
+    verdict: dict[str, Any] = {}
+    for size in sizes:
+        for w in size["workloads"]:
+            if "profile" in w:
+                continue
+            name = f"{w['workload']}@{size['devices']}"
+            ratio = w.get("lower_bound_ratio")
+            verdict[f"{name}: lower_bound_ratio <= 1.25"] = (
+                ratio is not None and ratio <= TARGETS["lower_bound_ratio_max"]
+            )
+            for phase in w.get("phases") or []:
+                if phase["phase"] == "plan" and w["workload"] in ("plan_no_changes", "drift_1pct"):
+                    verdict[f"{name}: plan cpu_us_per_device <= 200"] = (
+                        phase["cpu_us_per_device"] <= TARGETS["plan_cpu_us_per_device_max"]
+                    )
+            if size["devices"] >= 10_000:
+                verdict[f"{name}: peak_rss_mb <= 500"] = (
+                    w.get("peak_rss_mb", 1e9) <= TARGETS["peak_rss_mb_max_at_10000"]
+                )
+    return verdict
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--devices", type=int, nargs="+", default=[1000], help="sizes to run")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="injected latency")
+    parser.add_argument(
+        "--rate-limit",
+        type=_parse_rate_limit,
+        default=[6000, 300],
+        help="PER_MINUTE[:BURST] per token + RPC + entity (GCRA), or 'none'",
+    )
+    parser.add_argument("--parallelism", type=int, default=16, help="RunOptions.parallelism")
+    parser.add_argument("--drift-fraction", type=float, default=0.01)
+    parser.add_argument("--prune-fraction", type=float, default=0.10)
+    parser.add_argument(
+        "--sequential-sample", type=int, default=200, help="requests replayed one at a time"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also cProfile plan_no_changes (smallest size)"
+    )
+    parser.add_argument("--profile-out", default="bench-reconcile-plan.pstats")
+    parser.add_argument("--workload-timeout", type=float, default=900.0)
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--client", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        print(json.dumps(client_main(json.loads(args.client))))
+        return 0
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as scratch:
+        sizes = [run_size(n, args, Path(scratch)) for n in args.devices]
+    report = {
+        "benchmark": "reconcile",
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "settings": {
+            "latency_ms": args.latency_ms,
+            "rate_limit": None
+            if args.rate_limit is None
+            else {"per_minute": args.rate_limit[0], "burst": args.rate_limit[1]},
+            "parallelism": args.parallelism,
+            "drift_fraction": args.drift_fraction,
+            "prune_fraction": args.prune_fraction,
+            "sequential_sample": args.sequential_sample,
+            "emulator_cpu": SERVER_CPU,
+            "client_cpu": CLIENT_CPU,
+        },
+        "rate_limit_model": RATE_LIMIT_MODEL,
+        "lower_bound_formula": LOWER_BOUND_FORMULA,
+        "sequential_method": SEQUENTIAL_METHOD,
+        "sizes": sizes,
+        "targets": TARGETS,
+        "targets_met": targets_met(sizes),
+        "total_wall_s": round(time.perf_counter() - started, 1),
+    }
+    text = json.dumps(report, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0 if all(w.get("correct", True) for s in sizes for w in s["workloads"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
