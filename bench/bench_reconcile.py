@@ -304,11 +304,13 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
     imports_s = time.perf_counter() - started_imports
     url, key, devices = spec["url"], spec["api_key"], spec["devices"]
     parallelism = spec["parallelism"]
-    inner = httpx.AsyncHTTPTransport(
+    from httpx_aiohttp import AiohttpTransport
+
+    inner = AiohttpTransport(
         limits=httpx.Limits(
             max_connections=max(4, parallelism), max_keepalive_connections=max(4, parallelism)
         )
-    )  # what TTSClient would build itself (a given transport bypasses its `limits`)
+    )  # what TTSClient builds itself (a given transport bypasses its `limits`)
     recorder = RecordingTransport(inner, spec["sequential_sample"])
     options = RunOptions(
         paths=[Path(spec["manifests"])],

@@ -139,6 +139,15 @@ RotateKeysOpt = Annotated[
 ParallelismOpt = Annotated[
     int, typer.Option("--parallelism", min=1, max=256, help="Concurrent requests.")
 ]
+RetriesOpt = Annotated[
+    int,
+    typer.Option(
+        "--retries",
+        min=1,
+        max=50,
+        help="Tries per request on transient failures (5xx, resets, timeouts), with backoff.",
+    ),
+]
 FullOpt = Annotated[
     bool | None,
     typer.Option(
@@ -291,6 +300,7 @@ def plan(
         bool, typer.Option("--force", help="Do not block on safety thresholds.")
     ] = False,
     parallelism: ParallelismOpt = 16,
+    retries: RetriesOpt = 8,
     full: FullOpt = None,
 ) -> None:
     """Show what apply would change, per resource and server (read-only)."""
@@ -303,6 +313,7 @@ def plan(
         rotate_keys=rotate_keys,
         force=force,
         parallelism=parallelism,
+        retries=retries,
     )
     run, _client = _make_plan(options)
     if out is not None:
@@ -363,6 +374,7 @@ def apply(
         bool, typer.Option("--force", help="Apply even when a safety threshold is exceeded.")
     ] = False,
     parallelism: ParallelismOpt = 16,
+    retries: RetriesOpt = 8,
     full: FullOpt = None,
 ) -> None:
     """Apply the manifests to The Things Stack (shows the plan and asks first on a TTY)."""
@@ -384,6 +396,7 @@ def apply(
         rotate_keys=rotate_keys,
         force=force,
         parallelism=parallelism,
+        retries=retries,
         progress=progress,
     )
     loaded = engine.load(options)
@@ -450,10 +463,11 @@ def drift(
     url: UrlOpt = None,
     output_format: OutFormat = "text",
     parallelism: ParallelismOpt = 16,
+    retries: RetriesOpt = 8,
 ) -> None:
     """Report live changes made outside the manifests (exit 0 in sync, 2 drift, 1 error)."""
     _check_format(output_format)
-    options = _run_options(paths, url, prune=False, parallelism=parallelism)
+    options = _run_options(paths, url, prune=False, parallelism=parallelism, retries=retries)
     run, _client = _make_plan(options)
     if output_format == "json":
         stdout.print(run.plan.dumps(), markup=False, highlight=False, end="")

@@ -22,7 +22,7 @@ from reconciler.manifest.load import load_manifests
 from reconciler.manifest.project import Project, Target
 from reconciler.plan.model import ApplyReport, Plan, ResourceChange, ResourceResult
 from reconciler.resources import DesiredState
-from reconciler.tts.client import ServerURLs, TTSClient
+from reconciler.tts.client import RetryPolicy, ServerURLs, TTSClient
 from reconciler.tts.planner import LiveState, Planner, PlanOptions
 from reconciler.tts.provider import ProgressCallback, TTSProvider
 
@@ -38,6 +38,7 @@ class RunOptions:
     rotate_keys: bool = False
     force: bool = False
     parallelism: int = 16
+    retries: int = 8  # tries per request on transient failures
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     transport: httpx.AsyncBaseTransport | None = None  # tests: in-process emulator
     progress: ProgressCallback | None = None
@@ -97,6 +98,7 @@ def make_client(loaded: Loaded, options: RunOptions) -> TTSClient:
         verify=verify,
         transport=options.transport,
         max_connections=max(4, options.parallelism),
+        retry=RetryPolicy(attempts=max(1, options.retries)),
     )
 
 

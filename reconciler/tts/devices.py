@@ -55,9 +55,9 @@ def is_key_path(path: str) -> bool:
     return path.startswith(KEY_PATH_PREFIXES)
 
 
-@cache
-def set_servers(path: str) -> tuple[Server, ...]:
-    """Registries that accept `path` in their Set/Update mask, in create order."""
+def _servers(path: str, side: int, rpcs: dict[Server, str]) -> tuple[Server, ...]:
+    """Registries the ownership table names for `path` on one side (0 get, 1 set) whose RPC
+    allow-list contains it exactly, in create order."""
     ownership = reference.device_field_ownership().get(path)
     if ownership is None:
         return ()
@@ -65,22 +65,20 @@ def set_servers(path: str) -> tuple[Server, ...]:
     return tuple(
         server
         for server in CREATE_ORDER
-        if server in ownership[1] and path in masks[SET_RPC[server]].allowed
+        if server in ownership[side] and path in masks[rpcs[server]].allowed
     )
+
+
+@cache
+def set_servers(path: str) -> tuple[Server, ...]:
+    """Registries that accept `path` in their Set/Update mask, in create order."""
+    return _servers(path, 1, SET_RPC)
 
 
 @cache
 def get_servers(path: str) -> tuple[Server, ...]:
     """Registries that return `path` on Get, in create order."""
-    ownership = reference.device_field_ownership().get(path)
-    if ownership is None:
-        return ()
-    masks = reference.rpc_field_masks()
-    return tuple(
-        server
-        for server in CREATE_ORDER
-        if server in ownership[0] and path in masks[GET_RPC[server]].allowed
-    )
+    return _servers(path, 0, GET_RPC)
 
 
 def compared_servers(path: str) -> tuple[Server, ...]:
