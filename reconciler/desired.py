@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from reconciler.diagnostics import Diagnostic, Location, ManifestError
 from reconciler.manifest.project import Project, ServerRole, Target
 from reconciler.resources import DesiredResource, DesiredState, Owner, ResourceKey
 
@@ -29,19 +30,36 @@ def server_address(url: str) -> str:
     return f"{host}:{parts.port}" if parts.port and parts.port != default_port else host
 
 
-def _owned(fields: dict[str, Any], target: Target) -> dict[str, Any]:
+MAX_ATTRIBUTES = 10  # attributes: at most 10 pairs (FACTS §d)
+
+
+def _owned(
+    fields: dict[str, Any], target: Target, location: Location | None, problems: list[Diagnostic]
+) -> dict[str, Any]:
     attributes = dict(fields.get("attributes") or {})
     attributes[target.ownership_key] = target.stack
+    if len([v for v in attributes.values() if v is not None]) > MAX_ATTRIBUTES:
+        problems.append(
+            Diagnostic(
+                location or Location(str(target.base_dir)),
+                f"more than {MAX_ATTRIBUTES - 1} attributes: the server allows "
+                f"{MAX_ATTRIBUTES} and the ownership marker `{target.ownership_key}` needs one",
+                code="too-many-attributes",
+            )
+        )
     return {**fields, "attributes": attributes}
 
 
 def desired_state(project: Project, target: Target) -> DesiredState:
+    """Raises ManifestError (located) for what only the combination shows, e.g. attributes
+    that leave no room for the ownership marker."""
     state = DesiredState(stack=target.stack, ownership_key=target.ownership_key)
+    problems: list[Diagnostic] = []
     for app in project.applications:
         state.add(
             DesiredResource(
                 ResourceKey("application", "", app.application_id),
-                _owned(dict(app.fields), target),
+                _owned(dict(app.fields), target, app.location, problems),
                 location=app.location,
                 owner=Owner(app.owner.kind, app.owner.id),
             )
@@ -77,7 +95,7 @@ def desired_state(project: Project, target: Target) -> DesiredState:
         state.add(
             DesiredResource(
                 ResourceKey("device", device.application_id, device.device_id),
-                _owned(fields, target),
+                _owned(fields, target, device.location, problems),
                 location=device.location,
                 extra={"otaa": otaa},
             )
@@ -86,9 +104,11 @@ def desired_state(project: Project, target: Target) -> DesiredState:
         state.add(
             DesiredResource(
                 ResourceKey("gateway", "", gateway.gateway_id),
-                _owned(dict(gateway.fields), target),
+                _owned(dict(gateway.fields), target, gateway.location, problems),
                 location=gateway.location,
                 owner=Owner(gateway.owner.kind, gateway.owner.id),
             )
         )
+    if problems:
+        raise ManifestError(problems)
     return state

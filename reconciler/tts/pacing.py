@@ -101,10 +101,12 @@ class RatePacer:
         bucket.refill(now)
         bucket.capacity = capacity
         if reset > 0 and used >= capacity / 2:
-            bucket.rate = used / reset
+            # Reset is rounded up to whole seconds: the drain time is in (reset - 1, reset].
+            bucket.rate = used / max(reset - 0.5, 0.5)
             self.profile = RateProfile(capacity, bucket.rate)
-        # The server has not counted our requests in flight yet.
-        bucket.tokens = min(bucket.tokens, available - bucket.in_flight)
+        # The server's count, less our requests it has not seen yet, corrects any drift of the
+        # local estimate (either way).
+        bucket.tokens = available - bucket.in_flight
         if status == 429:
             retry = _number(headers, "X-Rate-Limit-Retry") or 1.0
             bucket.blocked_until = max(bucket.blocked_until, now + retry)

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from reconciler import engine
+from reconciler.diagnostics import ManifestError
 from reconciler.plan.model import Plan
 from tests.core.support import KEYS, Engine, site, step_summary, write_manifests
 
@@ -329,3 +330,24 @@ async def test_multi_cluster_urls_send_each_server_its_requests(
     # Devices point at the cluster that serves them.
     device = next(r for r in run.loaded.desired.of_kind("device"))
     assert device.fields["network_server_address"] == "cluster.example.test"
+
+
+async def test_attributes_leave_room_for_the_ownership_marker(eng: Engine, tmp_path: Path) -> None:
+    attributes = ", ".join(f"k{i:02d}: v" for i in range(10))
+    devices = DEVICES_WITH_ATTRIBUTES.replace("ATTRIBUTES", attributes)
+    paths = [site(tmp_path, devices=devices)]
+    with pytest.raises(ManifestError) as raised:
+        await eng.plan(paths)
+    (problem,) = raised.value.diagnostics
+    assert problem.location.file.endswith("devices.yaml")
+    assert "ownership marker" in problem.message
+
+
+DEVICES_WITH_ATTRIBUTES = """
+kind: Device
+application: field-sensors
+id: crowded
+dev_eui: "70B3D57ED0000009"
+app_key: {env: OTAA_103_APP_KEY}
+attributes: {ATTRIBUTES}
+"""
