@@ -86,10 +86,8 @@ class TTSProvider:
         await asyncio.gather(
             *(bounded(self._read_link_and_webhooks(desired, live, a, prune)) for a in existing_apps)
         )
-        device_reads: list[Awaitable[None]] = []
-        for app_id in existing_apps:
-            device_reads.extend(await self._list_devices(desired, live, app_id, prune))
-        total = len(device_reads)
+        # Each list page's device reads start as soon as the page arrives.
+        reads: list[asyncio.Task[None]] = []
         done = 0
 
         async def counted(coro: Awaitable[None]) -> None:
@@ -98,9 +96,18 @@ class TTSProvider:
                 await coro
             done += 1
             if self.progress:
-                self.progress("read", done, total)
+                self.progress("read", done, len(reads))
 
-        await asyncio.gather(*(counted(c) for c in device_reads))
+        def start(coro: Awaitable[None]) -> None:
+            reads.append(asyncio.ensure_future(counted(coro)))
+
+        try:
+            for app_id in existing_apps:
+                await self._list_devices(desired, live, app_id, prune, start)
+            await asyncio.gather(*reads)
+        finally:
+            for task in reads:  # on an error, leave nothing running
+                task.cancel()
         return live
 
     async def _read_owned(
@@ -209,9 +216,15 @@ class TTSProvider:
         entry.records["is"] = LiveRecord(data)
 
     async def _list_devices(
-        self, desired: DesiredState, live: LiveState, app_id: str, prune: bool
-    ) -> list[Awaitable[None]]:
-        """List the application's devices from the IS; return the per-registry reads to run."""
+        self,
+        desired: DesiredState,
+        live: LiveState,
+        app_id: str,
+        prune: bool,
+        start: Callable[[Awaitable[None]], None],
+    ) -> None:
+        """List the application's devices from the IS; `start` each declared device's
+        per-registry reads as its page arrives."""
         declared = {
             r.key.id: r for r in desired.of_kind("device") if r.key.application_id == app_id
         }
@@ -222,7 +235,6 @@ class TTSProvider:
         keys_readable = True
         if declared:
             keys_readable = await self._application_keys_readable(app_id)
-        reads: list[Awaitable[None]] = []
         async for item in self._list_pages(
             "is", f"/applications/{app_id}/devices", "end_devices", is_mask
         ):
@@ -237,8 +249,7 @@ class TTSProvider:
                 live.owned.add(key)
             resource = declared.get(key.id)
             if resource is not None:
-                reads.append(self._read_device_registries(resource, entry))
-        return reads
+                start(self._read_device_registries(resource, entry))
 
     async def _read_device_registries(self, resource: DesiredResource, entry: LiveResource) -> None:
         otaa = bool(resource.extra.get("otaa", resource.fields.get("supports_join", False)))
