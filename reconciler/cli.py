@@ -156,6 +156,15 @@ FullOpt = Annotated[
         show_default=False,
     ),
 ]
+AllowReplaceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-replace",
+        help="Allow replacing devices whose immutable fields changed (delete + create; the "
+        "device loses its session and must rejoin).",
+    ),
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Do not stop at the safety thresholds.")]
 PruneOpt = Annotated[
     bool | None,
     typer.Option(
@@ -292,13 +301,9 @@ def plan(
         ),
     ] = False,
     prune: PruneOpt = None,
-    allow_replace: Annotated[
-        bool, typer.Option("--allow-replace", help="Plan replacements as allowed.")
-    ] = False,
+    allow_replace: AllowReplaceOpt = False,
     rotate_keys: RotateKeysOpt = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Do not block on safety thresholds.")
-    ] = False,
+    force: ForceOpt = False,
     parallelism: ParallelismOpt = 16,
     retries: RetriesOpt = 8,
     full: FullOpt = None,
@@ -365,14 +370,9 @@ def apply(
         bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")
     ] = False,
     prune: PruneOpt = None,
-    allow_replace: Annotated[
-        bool,
-        typer.Option("--allow-replace", help="Allow replacing devices (immutable field changes)."),
-    ] = False,
+    allow_replace: AllowReplaceOpt = False,
     rotate_keys: RotateKeysOpt = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Apply even when a safety threshold is exceeded.")
-    ] = False,
+    force: ForceOpt = False,
     parallelism: ParallelismOpt = 16,
     retries: RetriesOpt = 8,
     full: FullOpt = None,
