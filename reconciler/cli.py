@@ -516,7 +516,13 @@ def emulator_serve(
     ] = 0.0,
 ) -> None:
     """Serve the emulator at http://HOST:PORT/api/v3 until SIGINT/SIGTERM."""
-    from reconciler.emulator.server import ServeOptions, serve
+    try:
+        from reconciler.emulator.server import ServeOptions, serve
+    except ImportError as error:  # starlette/uvicorn are the `emulator` extra
+        fail(
+            f"the emulator needs {error.name or 'its dependencies'}: "
+            "pip install 'reconciler[emulator]'"
+        )
 
     serve(
         ServeOptions(
