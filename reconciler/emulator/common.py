@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,22 @@ def missing(needed: tuple[str, ...] | list[str], held: frozenset[str]) -> list[s
     return [r for r in needed if r not in held]
 
 
+def enforce(
+    rights: frozenset[str],
+    needed: tuple[str, ...],
+    uid: str,
+    no_rights: Callable[..., errors.TTSError],
+    insufficient: Callable[..., errors.TTSError],
+) -> None:
+    """The real order of checks: no right at all on the entity (it may not exist, or not be
+    the caller's) is `no_*_rights`; some but not all is `insufficient_*_rights` with `missing`."""
+    if not rights:
+        raise no_rights(uid=uid)
+    lacking = missing(needed, rights)
+    if lacking:
+        raise insufficient(uid=uid, missing=lacking)
+
+
 def require_app(call: Call, app_id: str, *needed: str) -> Caller:
     """Rights on an application: 403 no_application_rights when none (missing app included)."""
     caller = call.caller()
@@ -71,11 +88,9 @@ def require_app(call: Call, app_id: str, *needed: str) -> Caller:
         rights = rights | caller.universal
     elif caller.universal:
         rights = caller.universal
-    if not rights:
-        raise errors.no_application_rights(uid=app_id)
-    lacking = missing(needed, rights)
-    if lacking:
-        raise errors.insufficient_application_rights(uid=app_id, missing=lacking)
+    enforce(
+        rights, needed, app_id, errors.no_application_rights, errors.insufficient_application_rights
+    )
     return caller
 
 
@@ -85,33 +100,27 @@ def require_gateway(call: Call, gtw_id: str, *needed: str) -> Caller:
     rights = call.emu.auth.collaborator_rights(caller, "gateway", gtw)
     if gtw is not None or caller.universal:
         rights = rights | caller.universal
-    if not rights:
-        raise errors.no_gateway_rights(uid=gtw_id)
-    lacking = missing(needed, rights)
-    if lacking:
-        raise errors.insufficient_gateway_rights(uid=gtw_id, missing=lacking)
+    enforce(rights, needed, gtw_id, errors.no_gateway_rights, errors.insufficient_gateway_rights)
     return caller
 
 
 def require_user(call: Call, user_id: str, *needed: str) -> Caller:
     caller = call.caller()
     rights = call.emu.auth.user_rights(caller, user_id)
-    if not rights:
-        raise errors.no_user_rights(uid=user_id)
-    lacking = missing(needed, rights)
-    if lacking:
-        raise errors.insufficient_user_rights(uid=user_id, missing=lacking)
+    enforce(rights, needed, user_id, errors.no_user_rights, errors.insufficient_user_rights)
     return caller
 
 
 def require_organization(call: Call, org_id: str, *needed: str) -> Caller:
     caller = call.caller()
     rights = call.emu.auth.organization_rights(caller, org_id)
-    if not rights:
-        raise errors.no_organization_rights(uid=org_id)
-    lacking = missing(needed, rights)
-    if lacking:
-        raise errors.insufficient_organization_rights(uid=org_id, missing=lacking)
+    enforce(
+        rights,
+        needed,
+        org_id,
+        errors.no_organization_rights,
+        errors.insufficient_organization_rights,
+    )
     return caller
 
 
