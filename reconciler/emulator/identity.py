@@ -122,6 +122,12 @@ class EntityKind:
             **{f"{self.kind}_id": entity_id},
         )
 
+    def publish(
+        self, call: Call, verb: str, ids: dict[str, Any], data: dict[str, Any] | None = None
+    ) -> None:
+        """Emit `<kind>.<verb>` (e.g. `gateway.update`) for this entity, as the IS does."""
+        call.emu.events.publish(f"{self.kind}.{verb}", [{f"{self.kind}_ids": ids}], data)
+
     def live(self, call: Call, entity_id: str) -> dict[str, Any]:
         record = self.table(call).get(entity_id)
         if record is None or record[self.kind].get("deleted_at"):
@@ -211,7 +217,7 @@ def make_create(kind: EntityKind) -> Any:
             entity_id,
             {kind.kind: entity, "collaborators": {_collaborator_key(collaborator): [all_right]}},
         )
-        call.emu.events.publish(f"{kind.kind}.create", [{f"{kind.kind}_ids": entity["ids"]}])
+        kind.publish(call, "create", entity["ids"])
         return encode_message(message(kind.message), entity)
 
     return create
@@ -340,9 +346,10 @@ def make_update(kind: EntityKind) -> Any:
                 _set_gateway_eui(call, stored, entity.get("ids", {}).get("eui", ""))
         stored["updated_at"] = now_timestamp()
         kind.table(call).put(entity_id, {**record, kind.kind: stored})
-        call.emu.events.publish(
-            f"{kind.kind}.update",
-            [{f"{kind.kind}_ids": stored["ids"]}],
+        kind.publish(
+            call,
+            "update",
+            stored["ids"],
             {"@type": "type.googleapis.com/google.protobuf.FieldMask", "paths": paths},
         )
         return output(kind.message, stored, paths)
@@ -380,7 +387,7 @@ def make_delete(kind: EntityKind) -> Any:
         entity["deleted_at"] = now
         entity["updated_at"] = now
         kind.table(call).put(entity_id, {**record, kind.kind: entity})
-        call.emu.events.publish(f"{kind.kind}.delete", [{f"{kind.kind}_ids": entity["ids"]}])
+        kind.publish(call, "delete", entity["ids"])
         return {}
 
     return delete
@@ -428,7 +435,7 @@ def make_restore(kind: EntityKind) -> Any:
         entity.pop("deleted_at", None)
         entity["updated_at"] = now_timestamp()
         kind.table(call).put(entity_id, {**record, kind.kind: entity})
-        call.emu.events.publish(f"{kind.kind}.restore", [{f"{kind.kind}_ids": entity["ids"]}])
+        kind.publish(call, "restore", entity["ids"])
         return {}
 
     return restore
@@ -455,9 +462,7 @@ def make_purge(kind: EntityKind) -> Any:
             for key, _ in call.store.webhooks.items():
                 if key.startswith(entity_id + "/"):
                     call.store.webhooks.delete(key)
-        call.emu.events.publish(
-            f"{kind.kind}.purge", [{f"{kind.kind}_ids": record[kind.kind]["ids"]}]
-        )
+        kind.publish(call, "purge", record[kind.kind]["ids"])
         return {}
 
     return purge
@@ -533,9 +538,7 @@ def make_collaborator_set(kind: EntityKind) -> Any:
         else:
             collaborators.pop(key, None)
         kind.table(call).put(entity_id, {**record, "collaborators": collaborators})
-        call.emu.events.publish(
-            f"{kind.kind}.collaborator.update", [{f"{kind.kind}_ids": record[kind.kind]["ids"]}]
-        )
+        kind.publish(call, "collaborator.update", record[kind.kind]["ids"])
         return {}
 
     return set_
@@ -609,9 +612,7 @@ def make_collaborator_delete(kind: EntityKind) -> Any:
         call.before_write()
         del collaborators[key]
         kind.table(call).put(entity_id, {**record, "collaborators": collaborators})
-        call.emu.events.publish(
-            f"{kind.kind}.collaborator.delete", [{f"{kind.kind}_ids": record[kind.kind]["ids"]}]
-        )
+        kind.publish(call, "collaborator.delete", record[kind.kind]["ids"])
         return {}
 
     return delete
