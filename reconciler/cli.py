@@ -30,7 +30,7 @@ from reconciler.diagnostics import Diagnostic, ManifestError, ReconcilerError
 from reconciler.plan.render import render_drift, render_plan, render_report
 
 if TYPE_CHECKING:
-    from reconciler.engine import PlanRun, RunOptions
+    from reconciler.engine import Loaded, PlanRun, RunOptions
     from reconciler.plan.model import ApplyReport, Plan, ResourceResult
     from reconciler.tts.client import TTSClient
 
@@ -267,14 +267,21 @@ def _print_lines(lines: list[Any]) -> None:
         stdout.print(line)
 
 
-def _make_plan(options: RunOptions) -> tuple[PlanRun, TTSClient]:
+def _prepare(options: RunOptions) -> tuple[Loaded, TTSClient, ProgressReporter]:
+    """Load the manifests (printing their warnings) and build the client, with progress."""
     from reconciler import engine
 
     progress = ProgressReporter(stderr)
     options.progress = progress
     loaded = engine.load(options)
     print_diagnostics(loaded.warnings)
-    client = engine.make_client(loaded, options)
+    return loaded, engine.make_client(loaded, options), progress
+
+
+def _make_plan(options: RunOptions) -> PlanRun:
+    from reconciler import engine
+
+    loaded, client, progress = _prepare(options)
 
     async def run() -> PlanRun:
         try:
@@ -283,7 +290,7 @@ def _make_plan(options: RunOptions) -> tuple[PlanRun, TTSClient]:
             progress.close()
             await client.aclose()
 
-    return asyncio.run(run()), client
+    return asyncio.run(run())
 
 
 @app.command()
@@ -320,7 +327,7 @@ def plan(
         parallelism=parallelism,
         retries=retries,
     )
-    run, _client = _make_plan(options)
+    run = _make_plan(options)
     if out is not None:
         _write_plan(out, run.plan)
     if output_format == "json":
@@ -387,7 +394,6 @@ def apply(
         prune = bool(saved.options.get("prune", False))
         allow_replace = bool(saved.options.get("allow_replace", False))
         rotate_keys = bool(saved.options.get("rotate_keys", False))
-    progress = ProgressReporter(stderr)
     options = _run_options(
         paths,
         url,
@@ -397,11 +403,8 @@ def apply(
         force=force,
         parallelism=parallelism,
         retries=retries,
-        progress=progress,
     )
-    loaded = engine.load(options)
-    print_diagnostics(loaded.warnings)
-    client = engine.make_client(loaded, options)
+    loaded, client, progress = _prepare(options)
 
     async def run() -> tuple[PlanRun, list[ResourceResult], ApplyReport | None]:
         try:
@@ -468,7 +471,7 @@ def drift(
     """Report live changes made outside the manifests (exit 0 in sync, 2 drift, 1 error)."""
     _check_format(output_format)
     options = _run_options(paths, url, prune=False, parallelism=parallelism, retries=retries)
-    run, _client = _make_plan(options)
+    run = _make_plan(options)
     if output_format == "json":
         stdout.print(run.plan.dumps(), markup=False, highlight=False, end="")
     else:
