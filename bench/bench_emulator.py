@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
-import secrets
 import socket
 import statistics
 import subprocess
@@ -23,6 +21,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from reconciler.emulator.config import generate_api_key
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_PER_SECOND = 1000
@@ -33,13 +33,6 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-def _api_key() -> str:
-    def b32(raw: bytes) -> str:
-        return base64.b32encode(raw).decode().rstrip("=")
-
-    return f"NNSXS.{b32(secrets.token_bytes(24))}.{b32(secrets.token_bytes(32))}"
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -127,7 +120,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
-    port, key = _free_port(), _api_key()
+    port, key = _free_port(), generate_api_key()[0]
     command = [
         sys.executable,
         "-m",

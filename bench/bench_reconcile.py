@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import hashlib
 import json
 import os
 import platform
 import random
 import resource
-import secrets
 import signal
 import socket
 import subprocess
@@ -48,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from reconciler.emulator.config import generate_api_key
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_ID = "bench-app"
@@ -486,13 +486,6 @@ def _free_port() -> int:
         return port
 
 
-def _api_key() -> str:
-    def b32(raw: bytes) -> str:
-        return base64.b32encode(raw).decode().rstrip("=")
-
-    return f"NNSXS.{b32(secrets.token_bytes(24))}.{b32(secrets.token_bytes(32))}"
-
-
 def _parse_rate_limit(text: str) -> list[int] | None:
     if text.lower() in {"", "none", "off"}:
         return None
@@ -502,7 +495,7 @@ def _parse_rate_limit(text: str) -> list[int] | None:
 
 class Emulator:
     def __init__(self, latency_ms: float, rate_limit: list[int] | None) -> None:
-        self.port, self.api_key = _free_port(), _api_key()
+        self.port, self.api_key = _free_port(), generate_api_key()[0]
         self.url = f"http://127.0.0.1:{self.port}"
         self.rate_limit = rate_limit
         self.latency_ms = latency_ms

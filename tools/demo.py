@@ -10,7 +10,6 @@ emulator at the end, whatever happens.
 from __future__ import annotations
 
 import os
-import secrets
 import shlex
 import signal
 import socket
@@ -22,10 +21,11 @@ from pathlib import Path
 
 import httpx
 
+from reconciler.emulator.config import generate_api_key
+
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
 EXAMPLE_ENV = MANIFESTS / "example.env"
-BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 
 
 def banner(text: str) -> None:
@@ -73,9 +73,7 @@ def wait_ready(url: str, deadline: float) -> None:
 def main() -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    key_id = "".join(secrets.choice(BASE32) for _ in range(39))
-    key_secret = "".join(secrets.choice(BASE32) for _ in range(52))
-    api_key = f"NNSXS.{key_id}.{key_secret}"
+    api_key, _key_id, _secret = generate_api_key()
     env = {
         **os.environ,
         **read_env_file(EXAMPLE_ENV),
