@@ -32,7 +32,7 @@ from reconciler.plan.render import render_drift, render_plan, render_report
 if TYPE_CHECKING:
     from reconciler.engine import Loaded, PlanRun, RunOptions
     from reconciler.plan.model import ApplyReport, Plan, ResourceResult
-    from reconciler.tts.client import TTSClient
+    from reconciler.providers.tts.client import TTSClient
 
 app = typer.Typer(
     name="reconciler",

@@ -21,10 +21,10 @@ from reconciler.diagnostics import Diagnostic, ManifestError, ReconcilerError
 from reconciler.manifest.load import load_manifests
 from reconciler.manifest.project import Project, Target
 from reconciler.plan.model import ApplyReport, Plan, ResourceChange, ResourceResult
+from reconciler.providers.tts.client import RetryPolicy, ServerURLs, TTSClient
+from reconciler.providers.tts.planner import LiveState, Planner, PlanOptions
+from reconciler.providers.tts.provider import ProgressCallback, TTSProvider
 from reconciler.resources import DesiredState
-from reconciler.tts.client import RetryPolicy, ServerURLs, TTSClient
-from reconciler.tts.planner import LiveState, Planner, PlanOptions
-from reconciler.tts.provider import ProgressCallback, TTSProvider
 
 URL_ENV = "RECONCILER_TTS_URL"
 

@@ -101,8 +101,9 @@ class Owner:
 @dataclass
 class DesiredResource:
     key: ResourceKey
-    # TTS field path -> normal-form value (see reconciler.tts.schema), Secret for secret values,
-    # None to clear. Map fields (`attributes`, webhook `headers`) hold only the managed keys.
+    # TTS field path -> normal-form value (see reconciler.providers.tts.schema), Secret for
+    # secret values, None to clear. Map fields (`attributes`, webhook `headers`) hold only the
+    # managed keys.
     fields: dict[str, Any]
     location: Location | None = None
     owner: Owner | None = None  # applications and gateways: who creates them

@@ -1,8 +1,8 @@
 """Derive the TTS reference tables the product needs from ../shared/reference/tts.
 
-Run with `make tables`. The output under reconciler/tts/data/ is committed, so the product and
-the emulator work without ../shared at run time; tests/test_reference_tables.py regenerates into a
-temporary directory and fails when the committed files are stale.
+Run with `make tables`. The output under reconciler/providers/tts/data/ is committed, so the
+product and the emulator work without ../shared at run time; tests/test_reference_tables.py
+regenerates into a temporary directory and fails when the committed files are stale.
 
 Outputs:
   field_masks.json    allowed field-mask paths per RPC (server truth) + complete schema paths
@@ -24,7 +24,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference" / "tts"
-DEFAULT_OUT = ROOT / "reconciler" / "tts" / "data"
+DEFAULT_OUT = ROOT / "reconciler" / "providers" / "tts" / "data"
 
 # Input aliases the TTS JSON decoder accepts besides canonical names and numbers (FACTS §b; the
 # alias maps live in lorawan-stack pkg/ttnpb, not in api.json). Canonical output is the enum name.

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.emulator import errors
 from reconciler.emulator.codec import parse_timestamp
-from reconciler.tts import reference
+from reconciler.providers.tts import reference
 
 if TYPE_CHECKING:
     from reconciler.emulator.state import Store

@@ -26,8 +26,8 @@ from functools import cache
 from typing import Any
 
 from reconciler.emulator import errors
-from reconciler.tts import reference
-from reconciler.tts.reference import EnumSpec
+from reconciler.providers.tts import reference
+from reconciler.providers.tts.reference import EnumSpec
 
 PKG = "ttn.lorawan.v3."
 TTS_WRAPPERS = frozenset(

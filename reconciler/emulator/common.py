@@ -10,7 +10,7 @@ from reconciler.emulator import errors
 from reconciler.emulator.codec import Message, decode_message, decode_value, encode_message, message
 from reconciler.emulator.fieldmask import project
 from reconciler.emulator.validate import path_tree, validate_request
-from reconciler.tts import reference
+from reconciler.providers.tts import reference
 
 if TYPE_CHECKING:
     from reconciler.emulator.app import Call

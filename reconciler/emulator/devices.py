@@ -123,7 +123,7 @@ def create(call: Call) -> dict[str, Any]:
     stored = {k: v for k, v in device.items() if k not in ("created_at", "updated_at")}
     # Only the IS's own fields are stored (the IS ignores what other servers own).
     allowed = message("EndDevice").fields
-    from reconciler.tts import reference
+    from reconciler.providers.tts import reference
 
     own = reference.rpc_field_masks()["EndDeviceRegistry/Get"].allowed
     stored = {k: v for k, v in stored.items() if k in own and k in allowed}

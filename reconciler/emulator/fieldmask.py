@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any
 
 from reconciler.emulator import errors
-from reconciler.tts import reference
+from reconciler.providers.tts import reference
 
 
 def check_allowed(rpc: str, paths: list[str]) -> None:

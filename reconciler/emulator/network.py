@@ -17,8 +17,8 @@ from reconciler.emulator.registry import (
     apply_ids_on_create,
     touches,
 )
-from reconciler.tts import reference
-from reconciler.tts.lorawan_versions import is_valid_pair
+from reconciler.providers.tts import reference
+from reconciler.providers.tts.lorawan_versions import is_valid_pair
 
 if TYPE_CHECKING:
     from reconciler.emulator.app import Call, Operation

@@ -18,8 +18,8 @@ from typing import Any
 from reconciler.manifest import types as t
 from reconciler.manifest.models import ScriptFile
 from reconciler.manifest.secrets import SecretContext, SecretError, resolve
+from reconciler.providers.tts import lorawan_versions, reference
 from reconciler.resources import Secret
-from reconciler.tts import lorawan_versions, reference
 
 Settings = dict[str, Any]
 

@@ -2,8 +2,8 @@
 
 Resources carry `fields`: The Things Stack field path (`ids.dev_eui`, `root_keys.app_key.key`,
 `mac_settings.rx1_delay`, `formatters.up_formatter`, ...) -> value in normal form (see
-`reconciler.tts.schema`: canonical enum names, ints for numeric enums, upper-case hex, `Secret`
-for secret values). A path is present only when the manifests set it (after defaults and
+`reconciler.providers.tts.schema`: canonical enum names, ints for numeric enums, upper-case hex,
+`Secret` for secret values). A path is present only when the manifests set it (after defaults and
 profiles); a value of None means the manifests set it to `null` (clear it). Paths left out are
 never to be changed.
 """

@@ -3,9 +3,9 @@
 Each rule is a plain function `parse_x(value) -> normal form` that raises `ValueError` with a
 message that never quotes the value (secrets use the same functions). The pydantic field types
 below wrap them for YAML documents; the CSV path calls them directly per cell (fast, no models).
-Limits and patterns come from the server's own tables (`reconciler.tts.reference`, FACTS §d).
-Normal forms follow `reconciler.tts.schema`: canonical enum names, ints for the numeric enums
-(`RxDelay`, `DataRateIndex`), upper-case hex for EUIs/DevAddr/keys.
+Limits and patterns come from the server's own tables (`reconciler.providers.tts.reference`,
+FACTS §d). Normal forms follow `reconciler.providers.tts.schema`: canonical enum names, ints for
+the numeric enums (`RxDelay`, `DataRateIndex`), upper-case hex for EUIs/DevAddr/keys.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, PlainValidator, WithJsonSchema
 
-from reconciler.tts import reference
+from reconciler.providers.tts import reference
 
 ID_REGEX = reference.ID_PATTERN.pattern
 USER_ID_REGEX = reference.USER_ID_PATTERN.pattern

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.tts import devices
+from reconciler.providers.tts import devices
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "tts"
 pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared not available")

@@ -9,8 +9,14 @@ from rich.console import Console
 
 from reconciler.plan.model import Plan
 from reconciler.plan.render import render_plan
+from reconciler.providers.tts.planner import (
+    LiveRecord,
+    LiveResource,
+    LiveState,
+    Planner,
+    PlanOptions,
+)
 from reconciler.resources import DesiredResource, DesiredState, Owner, ResourceKey, Secret
-from reconciler.tts.planner import LiveRecord, LiveResource, LiveState, Planner, PlanOptions
 
 APP_KEY = "0123456789ABCDEF0123456789ABCDEF"
 STACK = "site-a"

@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT.parent / "shared" / "reference" / "tts"
-COMMITTED = ROOT / "reconciler" / "tts" / "data"
+COMMITTED = ROOT / "reconciler" / "providers" / "tts" / "data"
 
 
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference/tts is not beside the repo")

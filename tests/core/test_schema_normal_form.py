@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.tts import schema
-from reconciler.tts.schema import END_DEVICE, field_type, live_value, normalize, to_wire
+from reconciler.providers.tts import schema
+from reconciler.providers.tts.schema import END_DEVICE, field_type, live_value, normalize, to_wire
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ from reconciler.manifest.load import LoadResult, load_manifests
 from reconciler.manifest.models import Device as DeviceDocument
 from reconciler.manifest.schema import schemas
 from reconciler.manifest.secrets import SecretContext
+from reconciler.providers.tts import lorawan_versions, reference
 from reconciler.resources import Secret
-from reconciler.tts import lorawan_versions, reference
 from tests.manifest.support import REPO, run_cli
 
 KEY = "00112233445566778899aabbccddeeff"

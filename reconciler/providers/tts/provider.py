@@ -2,8 +2,9 @@
 
 Reads use the smallest field masks that cover the managed fields: one Identity Server list page
 (limit 1000) per thousand devices, then per-device GETs only on the registries that hold the
-device. Writes send each registry only its own fields and paths (reconciler.tts.devices), so no
-request can trip `field_mask_paths` or `non_zero_path` on the real server.
+device. Writes send each registry only its own fields and paths
+(reconciler.providers.tts.devices), so no request can trip
+`field_mask_paths` or `non_zero_path` on the real server.
 """
 
 from __future__ import annotations
@@ -13,6 +14,16 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
 from reconciler.plan.model import ApplyReport, Plan, ResourceChange, ResourceResult, Step
+from reconciler.providers.tts import devices, schema
+from reconciler.providers.tts.client import SERVER_NAMES, Server, TTSAPIError, TTSClient
+from reconciler.providers.tts.planner import (
+    MERGED_MAPS,
+    MESSAGE_OF_KIND,
+    LiveRecord,
+    LiveResource,
+    LiveState,
+    merged_map,
+)
 from reconciler.resources import (
     KIND_ORDER,
     DesiredResource,
@@ -20,16 +31,6 @@ from reconciler.resources import (
     ResourceKey,
     ResourceKind,
     reveal,
-)
-from reconciler.tts import devices, schema
-from reconciler.tts.client import SERVER_NAMES, Server, TTSAPIError, TTSClient
-from reconciler.tts.planner import (
-    MERGED_MAPS,
-    MESSAGE_OF_KIND,
-    LiveRecord,
-    LiveResource,
-    LiveState,
-    merged_map,
 )
 
 LIST_PAGE_SIZE = 1000

@@ -4,8 +4,8 @@ Pure code: no network. The provider reads the live state and executes the steps.
 
 Diff semantics: the manifests are authoritative for the fields they set; other fields are never
 compared or written; `None` clears a field. Values are compared in normal form (see
-reconciler.tts.schema). `attributes` maps are merged key by key (keys the manifests do not name
-are left alone, so Console-added attributes survive); other maps are compared whole.
+reconciler.providers.tts.schema). `attributes` maps are merged key by key (keys the manifests do
+not name are left alone, so Console-added attributes survive); other maps are compared whole.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.plan.model import FieldChange, Operation, Plan, ResourceChange, Step
+from reconciler.providers.tts import devices, schema
+from reconciler.providers.tts.client import Server
 from reconciler.resources import (
     KIND_ORDER,
     DesiredResource,
@@ -28,8 +30,6 @@ from reconciler.resources import (
     is_sensitive,
     reveal,
 )
-from reconciler.tts import devices, schema
-from reconciler.tts.client import Server
 
 MERGED_MAPS = frozenset({"attributes"})
 

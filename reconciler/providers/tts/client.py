@@ -20,7 +20,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from reconciler import __version__
 from reconciler.diagnostics import ReconcilerError
-from reconciler.tts.pacing import RatePacer
+from reconciler.providers.tts.pacing import RatePacer
 
 Server = Literal["is", "ns", "as", "js"]
 SERVER_NAMES: dict[Server, str] = {

@@ -19,7 +19,7 @@ ID_MAX_LEN = 36
 
 
 def _load(name: str) -> Any:
-    return json.loads(resources.files("reconciler.tts").joinpath("data", name).read_text("utf-8"))
+    return json.loads(resources.files(__package__ or "").joinpath("data", name).read_text("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def routes() -> dict[str, dict[str, list[dict[str, str]]]]:
 
 @cache
 def id_blocklist() -> frozenset[str]:
-    text = resources.files("reconciler.tts").joinpath("data", "id_blocklist.txt").read_text()
+    text = resources.files(__package__ or "").joinpath("data", "id_blocklist.txt").read_text()
     return frozenset(line for line in text.splitlines() if line)
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import cache
 
-from reconciler.tts import reference
-from reconciler.tts.client import Server
+from reconciler.providers.tts import reference
+from reconciler.providers.tts.client import Server
 
 # Create order (FACTS §c: IS first, then JS for OTAA, NS, AS); deletes run in reverse.
 CREATE_ORDER: tuple[Server, ...] = ("is", "js", "ns", "as")

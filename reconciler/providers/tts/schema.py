@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
-from reconciler.tts import reference
+from reconciler.providers.tts import reference
 
 Kind = Literal[
     "string",

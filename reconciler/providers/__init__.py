@@ -1,0 +1,1 @@
+"""Providers: one folder per managed system, each behind the provider contract."""
