@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from reconciler.emulator.config import generate_api_key
+from reconciler.emulator.tts.config import generate_api_key
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_PER_SECOND = 1000

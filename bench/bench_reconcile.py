@@ -47,7 +47,7 @@ from typing import Any
 
 import httpx
 
-from reconciler.emulator.config import generate_api_key
+from reconciler.emulator.tts.config import generate_api_key
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_ID = "bench-app"
@@ -82,7 +82,7 @@ SEQUENTIAL_METHOD = (
     "validation."
 )
 RATE_LIMIT_MODEL = (
-    "The emulator (reconciler/emulator/app.py) keys one GCRA bucket per "
+    "The emulator (reconciler/emulator/tts/app.py) keys one GCRA bucket per "
     "`grpc:method:/ttn.lorawan.v3.<RPC>:<entity IDs in the path joined by '.'>:<API key ID>`, "
     "as TTS does (FACTS §f): per-device RPCs (GET/PUT/DELETE .../devices/{device_id}) get one "
     "bucket per device, so they never bind here; RPCs addressed to the application "

@@ -13,9 +13,9 @@ from pathlib import Path
 import uvicorn
 
 from reconciler.diagnostics import ReconcilerError
-from reconciler.emulator.app import create_app
-from reconciler.emulator.config import EmulatorConfig, parse_rate_limit
-from reconciler.emulator.errors import DroppedConnection
+from reconciler.emulator.tts.app import create_app
+from reconciler.emulator.tts.config import EmulatorConfig, parse_rate_limit
+from reconciler.emulator.tts.errors import DroppedConnection
 
 
 @dataclass

@@ -6,15 +6,21 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from reconciler.emulator import errors
-from reconciler.emulator.codec import Message, decode_message, decode_value, encode_message, message
-from reconciler.emulator.fieldmask import project
-from reconciler.emulator.validate import path_tree, validate_request
+from reconciler.emulator.tts import errors
+from reconciler.emulator.tts.codec import (
+    Message,
+    decode_message,
+    decode_value,
+    encode_message,
+    message,
+)
+from reconciler.emulator.tts.fieldmask import project
+from reconciler.emulator.tts.validate import path_tree, validate_request
 from reconciler.providers.tts import reference
 
 if TYPE_CHECKING:
-    from reconciler.emulator.app import Call
-    from reconciler.emulator.auth import Caller
+    from reconciler.emulator.tts.app import Call
+    from reconciler.emulator.tts.auth import Caller
 
 ALWAYS = ("ids", "created_at", "updated_at", "deleted_at")
 MAX_LIMIT = 1000

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from reconciler.emulator import errors
-from reconciler.emulator.codec import encode_message, message, now_timestamp
-from reconciler.emulator.common import (
+from reconciler.emulator.tts import errors
+from reconciler.emulator.tts.codec import encode_message, message, now_timestamp
+from reconciler.emulator.tts.common import (
     decode_request,
     field_value,
     mask_from_query,
@@ -15,13 +15,19 @@ from reconciler.emulator.common import (
     require_app,
     validate_masked,
 )
-from reconciler.emulator.devices import device_key
-from reconciler.emulator.fieldmask import check_allowed, check_non_zero, get_path, merge, project
-from reconciler.emulator.registry import DeviceRegistry, apply_ids_on_create
-from reconciler.emulator.validate import validate_request
+from reconciler.emulator.tts.devices import device_key
+from reconciler.emulator.tts.fieldmask import (
+    check_allowed,
+    check_non_zero,
+    get_path,
+    merge,
+    project,
+)
+from reconciler.emulator.tts.registry import DeviceRegistry, apply_ids_on_create
+from reconciler.emulator.tts.validate import validate_request
 
 if TYPE_CHECKING:
-    from reconciler.emulator.app import Call, Operation
+    from reconciler.emulator.tts.app import Call, Operation
 
 AS = "pkg/applicationserver"
 SETTINGS_BASIC = "RIGHT_APPLICATION_SETTINGS_BASIC"
@@ -136,7 +142,7 @@ def get_webhook(call: Call) -> dict[str, Any]:
 
 
 def list_webhooks(call: Call) -> Any:
-    from reconciler.emulator.app import JSONResponse
+    from reconciler.emulator.tts.app import JSONResponse
 
     app_id = call.params["app"]
     paths = mask_from_query(call)
@@ -259,7 +265,7 @@ def list_queue(call: Call) -> dict[str, Any]:
 
 
 def operations() -> list[Operation]:
-    from reconciler.emulator.app import Operation
+    from reconciler.emulator.tts.app import Operation
 
     down = "/as/applications/{app}/devices/{dev}/down"
     return [

@@ -26,13 +26,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from reconciler.emulator import errors
-from reconciler.emulator.auth import Authenticator, Caller, hash_secret, token_id
-from reconciler.emulator.codec import now_timestamp
-from reconciler.emulator.config import API_KEY_PATTERN, EmulatorConfig, generate_api_key
-from reconciler.emulator.events import EventBus
 from reconciler.emulator.ratelimit import RateLimiter
 from reconciler.emulator.state import Store
+from reconciler.emulator.tts import errors
+from reconciler.emulator.tts.auth import Authenticator, Caller, hash_secret, token_id
+from reconciler.emulator.tts.codec import now_timestamp
+from reconciler.emulator.tts.config import API_KEY_PATTERN, EmulatorConfig, generate_api_key
+from reconciler.emulator.tts.events import EventBus
 
 PREFIX = "/api/v3"
 JSON_TYPE = "application/json"
@@ -324,7 +324,7 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
 
 
 def create_app(config: EmulatorConfig | None = None) -> Starlette:
-    from reconciler.emulator import admin, application, devices, events, identity, join, network
+    from reconciler.emulator.tts import admin, application, devices, events, identity, join, network
 
     emu = Emulator(config or EmulatorConfig())
     operations: list[Operation] = []

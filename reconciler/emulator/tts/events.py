@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import StreamingResponse
 
-from reconciler.emulator import errors
-from reconciler.emulator.codec import decode_timestamp, now_timestamp, timestamp_key
+from reconciler.emulator.tts import errors
+from reconciler.emulator.tts.codec import decode_timestamp, now_timestamp, timestamp_key
 
 if TYPE_CHECKING:
-    from reconciler.emulator.app import Call, Operation
+    from reconciler.emulator.tts.app import Call, Operation
 
 _REGISTRY_EVENTS = [
     f"{prefix}end_device.{verb}"
@@ -197,7 +197,7 @@ def _names(raw: Any) -> list[str] | None:
 
 
 async def stream(call: Call) -> StreamingResponse:
-    from reconciler.emulator.identity import require_entity_access
+    from reconciler.emulator.tts.identity import require_entity_access
 
     body = call.body
     identifiers = body.get("identifiers")
@@ -261,6 +261,6 @@ async def stream(call: Call) -> StreamingResponse:
 
 
 def operations() -> list[Operation]:
-    from reconciler.emulator.app import Operation
+    from reconciler.emulator.tts.app import Operation
 
     return [Operation("POST", "/events", "Events/Stream", stream, body=True, stream=True)]

@@ -13,11 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from reconciler.emulator import errors
-from reconciler.emulator.config import parse_rate_limit
+from reconciler.emulator.tts import errors
+from reconciler.emulator.tts.config import parse_rate_limit
 
 if TYPE_CHECKING:
-    from reconciler.emulator.app import Emulator
+    from reconciler.emulator.tts.app import Emulator
 
 _FLOATS = ("latency_ms", "jitter_ms", "fail_rate", "drop_rate")
 

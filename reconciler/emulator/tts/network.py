@@ -5,11 +5,17 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from reconciler.emulator import errors
-from reconciler.emulator.common import field_value, mask_from_body, not_found, output, require_app
-from reconciler.emulator.devices import device_key
-from reconciler.emulator.fieldmask import check_allowed, get_path, merge, set_path
-from reconciler.emulator.registry import (
+from reconciler.emulator.tts import errors
+from reconciler.emulator.tts.common import (
+    field_value,
+    mask_from_body,
+    not_found,
+    output,
+    require_app,
+)
+from reconciler.emulator.tts.devices import device_key
+from reconciler.emulator.tts.fieldmask import check_allowed, get_path, merge, set_path
+from reconciler.emulator.tts.registry import (
     READ_KEYS,
     TRAFFIC_READ,
     WRITE,
@@ -21,7 +27,7 @@ from reconciler.providers.tts import reference
 from reconciler.providers.tts.lorawan_versions import is_valid_pair
 
 if TYPE_CHECKING:
-    from reconciler.emulator.app import Call, Operation
+    from reconciler.emulator.tts.app import Call, Operation
 
 NS = "pkg/networkserver"
 MAC_ORDER = ["MAC_V1_0", "MAC_V1_0_1", "MAC_V1_0_2", "MAC_V1_0_3", "MAC_V1_0_4", "MAC_V1_1"]
@@ -218,7 +224,7 @@ class NetworkServer(DeviceRegistry):
         return output("EndDevice", device, paths)
 
     def operations(self) -> list[Operation]:
-        from reconciler.emulator.app import Operation
+        from reconciler.emulator.tts.app import Operation
 
         return [
             *super().operations(),

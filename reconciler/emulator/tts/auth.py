@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from reconciler.emulator import errors
-from reconciler.emulator.codec import parse_timestamp
+from reconciler.emulator.tts import errors
+from reconciler.emulator.tts.codec import parse_timestamp
 from reconciler.providers.tts import reference
 
 if TYPE_CHECKING:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from reconciler.emulator import errors
-from reconciler.emulator.common import field_value, not_found
-from reconciler.emulator.fieldmask import get_path, merge
-from reconciler.emulator.registry import DeviceRegistry, apply_ids_on_create
+from reconciler.emulator.tts import errors
+from reconciler.emulator.tts.common import field_value, not_found
+from reconciler.emulator.tts.fieldmask import get_path, merge
+from reconciler.emulator.tts.registry import DeviceRegistry, apply_ids_on_create
 
 if TYPE_CHECKING:
-    from reconciler.emulator.app import Call, Operation
+    from reconciler.emulator.tts.app import Call, Operation
 
 JS = "pkg/joinserver"
 ROOT_KEY_PATHS = ("root_keys.app_key.key", "root_keys.nwk_key.key")

@@ -13,8 +13,8 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlparse
 
-from reconciler.emulator import errors
-from reconciler.emulator.codec import Field, Message, message, parse_timestamp
+from reconciler.emulator.tts import errors
+from reconciler.emulator.tts.codec import Field, Message, message, parse_timestamp
 
 # A path tree: field name -> subtree, or None for "the whole field".
 PathTree = dict[str, "PathTree | None"]

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from reconciler.emulator import errors
+from reconciler.emulator.tts import errors
 from reconciler.providers.tts import reference
 from reconciler.providers.tts.reference import EnumSpec
 

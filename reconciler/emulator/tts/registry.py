@@ -6,9 +6,9 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from reconciler.emulator import errors
-from reconciler.emulator.codec import now_timestamp
-from reconciler.emulator.common import (
+from reconciler.emulator.tts import errors
+from reconciler.emulator.tts.codec import now_timestamp
+from reconciler.emulator.tts.common import (
     decode_request,
     mask_from_query,
     not_found,
@@ -16,14 +16,14 @@ from reconciler.emulator.common import (
     require_app,
     validate_masked,
 )
-from reconciler.emulator.devices import device_key
-from reconciler.emulator.events import device_identifiers, paths_data
-from reconciler.emulator.fieldmask import check_allowed, check_non_zero
-from reconciler.emulator.validate import validate_request
+from reconciler.emulator.tts.devices import device_key
+from reconciler.emulator.tts.events import device_identifiers, paths_data
+from reconciler.emulator.tts.fieldmask import check_allowed, check_non_zero
+from reconciler.emulator.tts.validate import validate_request
 
 if TYPE_CHECKING:
-    from reconciler.emulator.app import Call, Operation
     from reconciler.emulator.state import Table
+    from reconciler.emulator.tts.app import Call, Operation
 
 READ = "RIGHT_APPLICATION_DEVICES_READ"
 WRITE = "RIGHT_APPLICATION_DEVICES_WRITE"
@@ -248,7 +248,7 @@ class DeviceRegistry:
         return {}
 
     def operations(self) -> list[Operation]:
-        from reconciler.emulator.app import Operation
+        from reconciler.emulator.tts.app import Operation
 
         base = f"/{self.component}/applications/{{app}}/devices"
         service = self.service

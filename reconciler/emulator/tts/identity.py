@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from reconciler.emulator import errors
-from reconciler.emulator.auth import Caller, expand, hash_secret
-from reconciler.emulator.codec import encode_message, message, now_timestamp, timestamp_key
-from reconciler.emulator.common import (
+from reconciler.emulator.tts import errors
+from reconciler.emulator.tts.auth import Caller, expand, hash_secret
+from reconciler.emulator.tts.codec import encode_message, message, now_timestamp, timestamp_key
+from reconciler.emulator.tts.common import (
     check_blocklist,
     decode_request,
     deleted_param,
@@ -24,13 +24,13 @@ from reconciler.emulator.common import (
     sort_entities,
     validate_masked,
 )
-from reconciler.emulator.config import generate_api_key
-from reconciler.emulator.fieldmask import check_allowed, merge
-from reconciler.emulator.validate import validate_request
+from reconciler.emulator.tts.config import generate_api_key
+from reconciler.emulator.tts.fieldmask import check_allowed, merge
+from reconciler.emulator.tts.validate import validate_request
 
 if TYPE_CHECKING:
-    from reconciler.emulator.app import Call, Operation
     from reconciler.emulator.state import Table
+    from reconciler.emulator.tts.app import Call, Operation
 
 IS_STORE = "pkg/identityserver/store"
 IS = "pkg/identityserver"
@@ -253,7 +253,7 @@ def make_get(kind: EntityKind) -> Any:
 
 def make_list(kind: EntityKind) -> Any:
     def list_(call: Call) -> Any:
-        from reconciler.emulator.app import JSONResponse
+        from reconciler.emulator.tts.app import JSONResponse
 
         paths = mask_from_query(call)
         check_allowed(f"{kind.service}/List", paths)
@@ -561,7 +561,7 @@ def make_collaborator_get(kind: EntityKind) -> Any:
 
 def make_collaborator_list(kind: EntityKind) -> Any:
     def list_(call: Call) -> Any:
-        from reconciler.emulator.app import JSONResponse
+        from reconciler.emulator.tts.app import JSONResponse
 
         entity_id = call.params["id"]
         order, limit, page = list_params(call, f"List{kind.message}CollaboratorsRequest")
@@ -738,7 +738,7 @@ def make_key_create(owner: KeyOwner) -> Any:
 
 def make_key_list(owner: KeyOwner) -> Any:
     def list_(call: Call) -> Any:
-        from reconciler.emulator.app import JSONResponse
+        from reconciler.emulator.tts.app import JSONResponse
 
         entity_id = call.params[owner.param]
         order, limit, page = list_params(call, f"List{owner.title}APIKeysRequest")
@@ -948,7 +948,7 @@ def require_entity_access(call: Call, caller: Caller, ids: dict[str, Any]) -> No
 
 
 def operations() -> list[Operation]:
-    from reconciler.emulator.app import Operation
+    from reconciler.emulator.tts.app import Operation
 
     ops = [
         Operation("GET", "/auth_info", "EntityAccess/AuthInfo", auth_info),

@@ -6,7 +6,7 @@ import copy
 from functools import cache
 from typing import Any
 
-from reconciler.emulator import errors
+from reconciler.emulator.tts import errors
 from reconciler.providers.tts import reference
 
 

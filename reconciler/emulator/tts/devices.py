@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from reconciler.emulator import errors
-from reconciler.emulator.codec import decode_timestamp, message, now_timestamp, timestamp_key
-from reconciler.emulator.common import (
+from reconciler.emulator.tts import errors
+from reconciler.emulator.tts.codec import decode_timestamp, message, now_timestamp, timestamp_key
+from reconciler.emulator.tts.common import (
     check_blocklist,
     decode_request,
     list_params,
@@ -20,12 +20,12 @@ from reconciler.emulator.common import (
     sort_entities,
     validate_masked,
 )
-from reconciler.emulator.events import device_identifiers, paths_data
-from reconciler.emulator.fieldmask import check_allowed, merge
-from reconciler.emulator.validate import validate_request
+from reconciler.emulator.tts.events import device_identifiers, paths_data
+from reconciler.emulator.tts.fieldmask import check_allowed, merge
+from reconciler.emulator.tts.validate import validate_request
 
 if TYPE_CHECKING:
-    from reconciler.emulator.app import Call, Operation
+    from reconciler.emulator.tts.app import Call, Operation
 
 IS = "pkg/identityserver"
 READ = "RIGHT_APPLICATION_DEVICES_READ"
@@ -150,7 +150,7 @@ def get(call: Call) -> dict[str, Any]:
 def _list(
     call: Call, paths: list[str], updated_since: str | None, overrides: dict[str, str] | None = None
 ) -> Any:
-    from reconciler.emulator.app import JSONResponse
+    from reconciler.emulator.tts.app import JSONResponse
 
     app_id = call.params["app"]
     check_allowed("EndDeviceRegistry/List", paths)
@@ -274,7 +274,7 @@ def batch_delete(call: Call) -> dict[str, Any]:
 
 
 def operations() -> list[Operation]:
-    from reconciler.emulator.app import Operation
+    from reconciler.emulator.tts.app import Operation
 
     base = "/applications/{app}/devices"
     return [

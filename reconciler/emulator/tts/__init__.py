@@ -1,0 +1,1 @@
+"""The Things Stack HTTP API v3, emulated."""
