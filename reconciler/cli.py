@@ -480,6 +480,90 @@ def drift(
         raise typer.Exit(2)
 
 
+@app.command("import")
+def import_command(
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory to write the manifest tree to (new or empty).")
+    ],
+    url: UrlOpt = None,
+    application: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--application", help="Application ID to import (repeatable).", show_default=False
+        ),
+    ] = None,
+    gateway: Annotated[
+        list[str] | None,
+        typer.Option("--gateway", help="Gateway ID to import (repeatable).", show_default=False),
+    ] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Import every application and gateway the key can see.")
+    ] = False,
+    stack: Annotated[
+        str, typer.Option("--stack", help="Stack name for the manifests (the ownership marker).")
+    ] = "imported",
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-file",
+            help="Read devices from a The Things Stack export instead of the server: the "
+            "Console's JSON import format (stream, array, template form, lorawan-stack-migrate "
+            "output) or its CSV format. Needs one --application and --owner.",
+            show_default=False,
+        ),
+    ] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            "--owner",
+            help="Owner of applications and gateways on a new server: user:ID or "
+            "organization:ID (default: the API key's user or organization).",
+            show_default=False,
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a non-empty --out directory.")
+    ] = False,
+    parallelism: ParallelismOpt = 16,
+    retries: RetriesOpt = 8,
+) -> None:
+    """Write manifests for existing resources (read-only on the server): a Stack, applications
+    with formatters, webhooks and device fleets, gateways. Secrets go to git-ignored files."""
+    from reconciler.providers.tts.importing.live import Selection
+    from reconciler.providers.tts.importing.run import ImportOptions, run_import
+
+    progress = ProgressReporter(stderr)
+    options = ImportOptions(
+        out=out,
+        stack=stack,
+        url=url,
+        selection=Selection(tuple(application or ()), tuple(gateway or ()), everything),
+        from_file=from_file,
+        owner=owner,
+        overwrite=overwrite,
+        parallelism=parallelism,
+        retries=retries,
+        progress=progress,
+    )
+
+    async def run() -> Any:
+        try:
+            return await run_import(options)
+        finally:
+            progress.close()
+
+    try:
+        report = asyncio.run(run())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        stderr.print(f"interrupted: nothing was written to {out}", markup=False)
+        raise typer.Exit(130) from None
+    for line in report.lines():
+        stderr.print(f"not imported: {line}", markup=False, highlight=False)
+    stdout.print(
+        f"{report.summary()} into {out} (report: {out / 'import-report.txt'})", markup=False
+    )
+
+
 @emulator_app.command("serve")
 def emulator_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",

@@ -1,0 +1,172 @@
+"""Read what to import from live servers, through the provider's read path.
+
+Discovery (which applications, devices, webhooks and gateways exist) lists the Identity Server
+and the Application Server; the records themselves are read by `TTSProvider.read` for a probe
+state that declares every discovered resource with every path import can use, so import reads
+with the same masks, concurrency, pacing and progress as `plan`. Nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.importer.output import ImportFailure
+from reconciler.providers.tts import schema
+from reconciler.providers.tts.client import TTSAPIError, TTSClient
+from reconciler.providers.tts.importing import fields as f
+from reconciler.providers.tts.importing import records as r
+from reconciler.providers.tts.planner import LiveState
+from reconciler.providers.tts.provider import ProgressCallback, TTSProvider
+from reconciler.resources import DesiredResource, DesiredState, Owner, ResourceKey
+
+
+@dataclass(frozen=True)
+class Selection:
+    application_ids: Sequence[str] = ()
+    gateway_ids: Sequence[str] = ()
+    everything: bool = False  # --all: every application and gateway the key can see
+
+
+async def read_live(
+    client: TTSClient,
+    selection: Selection,
+    *,
+    parallelism: int = 16,
+    progress: ProgressCallback | None = None,
+) -> r.Snapshot:
+    provider = TTSProvider(client, parallelism=parallelism, progress=progress)
+    snapshot = r.Snapshot()
+    snapshot.owner = await _caller(client)
+    app_ids = list(dict.fromkeys(selection.application_ids))
+    gateway_ids = list(dict.fromkeys(selection.gateway_ids))
+    if selection.everything:
+        async for item in provider._list_pages("is", "/applications", "applications", ["ids"]):
+            app_ids.append(item["ids"]["application_id"])
+        async for item in provider._list_pages("is", "/gateways", "gateways", ["ids"]):
+            gateway_ids.append(item["ids"]["gateway_id"])
+        app_ids = list(dict.fromkeys(app_ids))
+        gateway_ids = list(dict.fromkeys(gateway_ids))
+
+    # Stack name and ownership key do not matter for reading: nothing is planned.
+    probe = DesiredState(stack="import", ownership_key="managed-by")
+    owner = Owner("user", "import")
+    app_fields = dict.fromkeys(r.APPLICATION_PATHS + r.APPLICATION_EXTRAS)
+    link_fields = dict.fromkeys(r.LINK_PATHS + r.LINK_EXTRAS)
+    # One dict shared by every device: the provider only reads it (10,000 copies would not fit
+    # the memory budget as well).
+    device_fields: dict[str, Any] = dict.fromkeys(f.live_read_paths())
+    webhooks: dict[str, list[dict[str, Any]]] = {}
+    for app_id in app_ids:
+        await _check_application(client, app_id)
+        probe.add(DesiredResource(ResourceKey("application", "", app_id), app_fields, owner=owner))
+        probe.add(DesiredResource(ResourceKey("link", app_id, "link"), link_fields))
+        async for item in provider._list_pages(
+            "is", f"/applications/{app_id}/devices", "end_devices", ["ids"]
+        ):
+            key = ResourceKey("device", app_id, item["ids"]["device_id"])
+            # Every registry is read: the Join Server answers 404 for ABP devices.
+            probe.add(DesiredResource(key, device_fields, extra={"otaa": True}))
+        listing = await client.get_json(
+            "as",
+            f"/as/webhooks/{app_id}",
+            params={"field_mask": ",".join(r.WEBHOOK_READ_PATHS)},
+        )
+        webhooks[app_id] = list(listing.get("webhooks") or [])
+    gateway_fields = dict.fromkeys(r.GATEWAY_PATHS + r.GATEWAY_EXTRAS)
+    for gateway_id in gateway_ids:
+        probe.add(
+            DesiredResource(ResourceKey("gateway", "", gateway_id), gateway_fields, owner=owner)
+        )
+
+    live = await provider.read(probe, prune=False)
+    for gateway_id in gateway_ids:
+        if live.get(ResourceKey("gateway", "", gateway_id)) is None:
+            raise ImportFailure(
+                f"gateway `{gateway_id}`: not found on the Identity Server (or the API key has "
+                "no rights to it)"
+            )
+    _collect(snapshot, live, app_ids, gateway_ids, webhooks)
+    return snapshot
+
+
+def _collect(
+    snapshot: r.Snapshot,
+    live: LiveState,
+    app_ids: list[str],
+    gateway_ids: list[str],
+    webhooks: dict[str, list[dict[str, Any]]],
+) -> None:
+    report = snapshot.report
+    by_app: dict[str, list[ResourceKey]] = {}
+    for key in live.resources:
+        if key.kind == "device":
+            by_app.setdefault(key.application_id, []).append(key)
+    for app_id in app_ids:
+        app_live = live.get(ResourceKey("application", "", app_id))
+        data = app_live.records["is"].data if app_live and "is" in app_live.records else {}
+        app = r.ApplicationRecord(
+            app_id,
+            r.values(
+                schema.APPLICATION,
+                data,
+                r.APPLICATION_PATHS,
+                r.APPLICATION_EXTRAS,
+                report,
+                "application",
+                app_id,
+            ),
+            {},
+        )
+        link_live = live.get(ResourceKey("link", app_id, "link"))
+        if link_live and "as" in link_live.records:
+            app.link = r.values(
+                schema.APPLICATION_LINK,
+                link_live.records["as"].data,
+                r.LINK_PATHS,
+                r.LINK_EXTRAS,
+                report,
+                "link",
+                app_id,
+            )
+        app.webhooks = [r.webhook_record(item, app_id, report) for item in webhooks[app_id]]
+        keys = sorted(by_app.get(app_id, []))
+        for key in keys:
+            entry = live.resources[key]
+            app.keys_readable = entry.keys_readable
+            sources = [(s, entry.records[s].data) for s in r.SERVER_ORDER if s in entry.records]
+            app.devices.append(
+                r.device_record(app_id, key.id, sources, report, keys_read=entry.keys_readable)
+            )
+        snapshot.applications.append(app)
+        report.count("application")
+        report.count("device", len(keys))
+        report.count("webhook", len(app.webhooks))
+    for gateway_id in gateway_ids:
+        entry = live.resources[ResourceKey("gateway", "", gateway_id)]
+        snapshot.gateways.append(r.gateway_record(entry.records["is"].data, report))
+        report.count("gateway")
+
+
+async def _caller(client: TTSClient) -> tuple[str, str] | None:
+    """The user or organization the API key belongs to (the default owner on a new server)."""
+    info = await client.get_json("is", "/auth_info")
+    ids = (info.get("api_key") or {}).get("entity_ids") or {}
+    for kind in ("user", "organization"):
+        entity = ids.get(f"{kind}_ids")
+        if entity and entity.get(f"{kind}_id"):
+            return kind, str(entity[f"{kind}_id"])
+    return None
+
+
+async def _check_application(client: TTSClient, app_id: str) -> None:
+    try:
+        await client.get_json("is", f"/applications/{app_id}", params={"field_mask": "ids"})
+    except TTSAPIError as error:
+        if error.status in (403, 404):
+            raise ImportFailure(
+                f"application `{app_id}`: not found on the Identity Server, or the API key has "
+                f"no rights to it ({error})"
+            ) from None
+        raise

@@ -1,0 +1,255 @@
+"""Imported resources as TTS field paths in normal form (`reconciler.providers.tts.schema`),
+built from server responses or export files; what does not fit is added to the report."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.importer.report import ImportReport
+from reconciler.manifest import models as m
+from reconciler.providers.tts import devices, schema
+from reconciler.providers.tts.client import SERVER_NAMES, Server
+from reconciler.providers.tts.importing import fields as f
+
+
+@dataclass
+class DeviceRecord:
+    application_id: str
+    device_id: str
+    fields: dict[str, Any]  # device slot path -> normal form (zero values left out)
+    otaa: bool
+    keys_read: bool = True  # False: the API key could not read the root/session keys
+
+    @property
+    def name(self) -> str:
+        return f"{self.application_id}/{self.device_id}"
+
+
+@dataclass
+class WebhookRecord:
+    webhook_id: str
+    base_url: str
+    format: str
+    headers: dict[str, str]
+    downlink_api_key: str
+    paused: bool
+    messages: dict[str, str]  # enabled message type -> path
+
+
+@dataclass
+class ApplicationRecord:
+    application_id: str
+    fields: dict[str, Any]  # name, description, attributes, server addresses (normal form)
+    link: dict[str, Any]  # default_formatters.* (normal form)
+    webhooks: list[WebhookRecord] = field(default_factory=list)
+    devices: list[DeviceRecord] = field(default_factory=list)
+    keys_readable: bool = True
+
+
+@dataclass
+class GatewayRecord:
+    gateway_id: str
+    fields: dict[str, Any]  # gateway paths (normal form), `location` for the first antenna's
+
+
+@dataclass
+class Snapshot:
+    applications: list[ApplicationRecord] = field(default_factory=list)
+    gateways: list[GatewayRecord] = field(default_factory=list)
+    owner: tuple[str, str] | None = None  # ("user" | "organization", id)
+    report: ImportReport = field(default_factory=ImportReport)
+
+
+# -- devices ----------------------------------------------------------------------------------
+
+SERVER_ORDER: tuple[Server, ...] = devices.CREATE_ORDER
+
+
+def device_record(
+    application_id: str,
+    device_id: str,
+    sources: Iterable[tuple[Server | None, Mapping[str, Any]]],
+    report: ImportReport,
+    *,
+    keys_read: bool = True,
+) -> DeviceRecord:
+    """One device from its records (per registry when read live, `None` for a file's single
+    object). A path is taken from a registry the planner compares it on, so the import reads
+    what the plan will compare."""
+    slots = f.device_slots()
+    seen: dict[str, dict[Server | None, Any]] = {}
+    others: list[str] = []
+    servers: list[Server] = []
+    for server, data in sources:
+        if server is not None:
+            servers.append(server)
+        for path, raw in f.leaves(data):
+            if path not in slots:
+                others.append(path)
+                continue
+            if (
+                server is not None
+                and not path.startswith("ids.")
+                and server not in devices.compared_servers(path)
+            ):
+                continue
+            value = f.normal(path, raw)
+            seen.setdefault(path, {}).setdefault(server, value)
+    found: dict[str, Any] = {}
+    for path, by_server in seen.items():
+        if not path.startswith("ids."):
+            for server in servers:  # a registry that omits the field holds its zero value
+                if server not in by_server and server in devices.compared_servers(path):
+                    by_server[server] = f.normal(path, None)
+        distinct = {json.dumps(v, sort_keys=True) for v in by_server.values()}
+        value = next(iter(by_server.values()))
+        if len(distinct) > 1:
+            first = next(iter(by_server))
+            report.add(
+                f"device field `{path}` differs between registries: imported the "
+                f"{SERVER_NAMES[first] if first else 'first'} value",
+                f"{application_id}/{device_id}",
+            )
+        if not f.is_zero(path, value):
+            found[path] = value
+    otaa = found.get("supports_join") is True or any(p.startswith("root_keys.") for p in found)
+    name = f"{application_id}/{device_id}"
+    if otaa:
+        for path in [p for p in found if p in f.SESSION_PATHS]:
+            del found[path]
+            others.append(path)
+    found.pop("ids.device_id", None)
+    for path in dict.fromkeys(others):
+        label = f.unrepresented_label(path, otaa=otaa)
+        if label is not None:
+            report.add(label, name)
+    return DeviceRecord(application_id, device_id, found, otaa, keys_read)
+
+
+# -- applications, links, webhooks, gateways ----------------------------------------------------
+
+APPLICATION_PATHS = (
+    "name",
+    "description",
+    "attributes",
+    "network_server_address",
+    "application_server_address",
+    "join_server_address",
+)
+APPLICATION_EXTRAS = ("administrative_contact", "technical_contact", "contact_info")
+LINK_PATHS = tuple(f"default_formatters.{n}" for n in m.Formatters.model_fields if "file" not in n)
+LINK_EXTRAS = ("skip_payload_crypto",)
+GATEWAY_PATHS = (
+    "name",
+    "description",
+    "attributes",
+    "frequency_plan_ids",
+    "gateway_server_address",
+    "status_public",
+    "location_public",
+    "antennas",
+)
+# Gateway settings the manifest language lacks (secrets such as the LNS key are not read).
+GATEWAY_EXTRAS = (
+    "administrative_contact",
+    "technical_contact",
+    "contact_info",
+    "auto_update",
+    "disable_packet_broker_forwarding",
+    "downlink_path_constraint",
+    "enforce_duty_cycle",
+    "lrfhss",
+    "require_authenticated_connection",
+    "schedule_anytime_delay",
+    "schedule_downlink_late",
+    "target_cups_uri",
+    "update_channel",
+    "update_location_from_status",
+    "version_ids",
+)
+WEBHOOK_EXTRAS = ("field_mask", "template_ids", "template_fields")
+WEBHOOK_READ_PATHS = (
+    "ids",
+    "base_url",
+    "format",
+    "headers",
+    "downlink_api_key",
+    "paused",
+    *m.WEBHOOK_MESSAGE_TYPES,
+    *WEBHOOK_EXTRAS,
+)
+
+
+def values(
+    message: str,
+    data: Mapping[str, Any],
+    paths: Iterable[str],
+    extras: Iterable[str],
+    report: ImportReport,
+    kind: str,
+    name: str,
+) -> dict[str, Any]:
+    """Non-zero normal-form values at `paths`; non-zero `extras` are reported."""
+    result: dict[str, Any] = {}
+    for path in paths:
+        value = schema.live_value(message, data, path)
+        if value != schema.zero_value(schema.field_type(message, path)):
+            result[path] = value
+    for path in extras:
+        value = schema.live_value(message, data, path)
+        if value != schema.zero_value(schema.field_type(message, path)):
+            report.add(f"{kind} field `{path}`: not in the manifest language", name)
+    return result
+
+
+def webhook_record(
+    data: Mapping[str, Any], application_id: str, report: ImportReport
+) -> WebhookRecord:
+    webhook_id = str((data.get("ids") or {}).get("webhook_id", ""))
+    name = f"{application_id}/{webhook_id}"
+    for path in WEBHOOK_EXTRAS:
+        value = schema.live_value(schema.WEBHOOK, data, path)
+        if value != schema.zero_value(schema.field_type(schema.WEBHOOK, path)):
+            report.add(f"webhook field `{path}`: not in the manifest language", name)
+    messages = {}
+    for message in m.WEBHOOK_MESSAGE_TYPES:
+        setting = data.get(message)
+        if isinstance(setting, Mapping):
+            messages[message] = str(setting.get("path") or "")
+    fmt = str(data.get("format") or "json")
+    return WebhookRecord(
+        webhook_id=webhook_id,
+        base_url=str(data.get("base_url") or ""),
+        format=fmt,
+        headers={str(k): str(v) for k, v in (data.get("headers") or {}).items()},
+        downlink_api_key=str(data.get("downlink_api_key") or ""),
+        paused=bool(data.get("paused")),
+        messages=messages,
+    )
+
+
+def gateway_record(data: Mapping[str, Any], report: ImportReport) -> GatewayRecord:
+    ids = data.get("ids") or {}
+    gateway_id = str(ids.get("gateway_id", ""))
+    found = values(
+        schema.GATEWAY, data, GATEWAY_PATHS, GATEWAY_EXTRAS, report, "gateway", gateway_id
+    )
+    eui = schema.live_value(schema.GATEWAY, data, "ids.eui")
+    if eui:
+        found["ids.eui"] = eui
+    antennas = found.pop("antennas", [])
+    if antennas:
+        first = dict(antennas[0])
+        location = first.pop("location", None)
+        if location:
+            found["location"] = location
+        if first or len(antennas) > 1:
+            report.add(
+                "gateway antennas beyond the first antenna's location: not in the manifest "
+                "language",
+                gateway_id,
+            )
+    return GatewayRecord(gateway_id, found)
