@@ -18,7 +18,7 @@ peak RSS and CPU are the client's own, per workload), driving the engine in-proc
 4. `prune_10pct`: 10% of the devices leave the manifests; apply with prune and force.
 
 Requests are counted by the emulator (`/_emulator/stats`, reset before each workload) and
-cross-checked with the client's own count and a recording transport wrapped around httpx's.
+cross-checked with the client's own count and a recorder the client calls before each request.
 The recording also keeps a random sample of the requests, which the child replays one at a time
 with a plain synchronous httpx client after the window (the sequential baseline). See
 `lower_bound_formula` and `sequential_method` in the output.
@@ -173,10 +173,10 @@ class Recorded:
 
 
 @dataclass
-class RecordingTransport:
-    """Counts every request per rate-limit bucket and keeps a uniform sample (reservoir)."""
+class Recorder:
+    """Counts every request per rate-limit bucket and keeps a uniform sample (reservoir); the
+    client calls `observe` before each attempt (TTSClient.observer)."""
 
-    inner: httpx.AsyncBaseTransport
     sample_size: int
     rng: random.Random = field(default_factory=lambda: random.Random(5))
     count: int = 0
@@ -185,42 +185,26 @@ class RecordingTransport:
     buckets: Counter[int] = field(default_factory=Counter)
     bucket_names: dict[int, str] = field(default_factory=dict)
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def observe(self, method: str, url: str, body: bytes | None) -> None:
         self.count += 1
-        bucket = hash((request.method, request.url.path))
+        path = url.split("?", 1)[0]
+        bucket = hash((method, path))
         self.buckets[bucket] += 1
         if self.buckets[bucket] == 2:
-            self.bucket_names[bucket] = f"{request.method} {request.url.path}"
+            self.bucket_names[bucket] = f"{method} {path.split('/api/v3', 1)[-1]}"
         if len(self.sample) < self.sample_size:
-            self.sample.append(self._record(request))
+            self.sample.append(self._record(method, url, body))
         else:
             slot = self.rng.randrange(self.count)
             if slot < self.sample_size:
-                self.sample[slot] = self._record(request)
-        return await self.inner.handle_async_request(request)
+                self.sample[slot] = self._record(method, url, body)
 
     @staticmethod
-    def _record(request: httpx.Request) -> Recorded:
-        return Recorded(
-            request.method, str(request.url), request.content, request.headers.get("content-type")
-        )
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    def _record(method: str, url: str, body: bytes | None) -> Recorded:
+        return Recorded(method, url, body or b"", "application/json" if body else None)
 
     def snapshot(self) -> tuple[int, Counter[int]]:
         return self.count, Counter(self.buckets)
-
-
-class _TransportAdapter(httpx.AsyncBaseTransport):
-    def __init__(self, recorder: RecordingTransport) -> None:
-        self.recorder = recorder
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self.recorder.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.recorder.aclose()
 
 
 def _peak_rss_mb() -> float:
@@ -304,14 +288,7 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
     imports_s = time.perf_counter() - started_imports
     url, key, devices = spec["url"], spec["api_key"], spec["devices"]
     parallelism = spec["parallelism"]
-    from httpx_aiohttp import AiohttpTransport
-
-    inner = AiohttpTransport(
-        limits=httpx.Limits(
-            max_connections=max(4, parallelism), max_keepalive_connections=max(4, parallelism)
-        )
-    )  # what TTSClient builds itself (a given transport bypasses its `limits`)
-    recorder = RecordingTransport(inner, spec["sequential_sample"])
+    recorder = Recorder(spec["sequential_sample"])
     options = RunOptions(
         paths=[Path(spec["manifests"])],
         url=url,
@@ -319,7 +296,6 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
         force=spec["force"],
         parallelism=parallelism,
         environ={"TTS_API_KEY": key},
-        transport=_TransportAdapter(recorder),
     )
     cpu0, wall0 = time.process_time(), time.perf_counter()
     loaded = engine.load(options)
@@ -379,6 +355,7 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
 
     async def workload() -> Any:
         client = engine.make_client(loaded, options)
+        client.observer = recorder.observe  # the production transport, observed
         try:
             start = begin()
             run = await engine.make_plan(loaded, client, options)

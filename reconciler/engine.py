@@ -11,9 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__
 from reconciler.desired import desired_state
@@ -24,7 +22,12 @@ from reconciler.plan.model import ApplyReport, Plan, ResourceChange, ResourceRes
 from reconciler.providers.tts.client import RetryPolicy, ServerURLs, TTSClient
 from reconciler.providers.tts.planner import LiveState, Planner, PlanOptions
 from reconciler.providers.tts.provider import ProgressCallback, TTSProvider
-from reconciler.resources import DesiredState
+from reconciler.redact import Redactor
+from reconciler.resources import DesiredState, Secret
+from reconciler.transport import HttpLimits
+
+if TYPE_CHECKING:
+    import httpx
 
 URL_ENV = "RECONCILER_TTS_URL"
 
@@ -40,6 +43,7 @@ class RunOptions:
     parallelism: int = 16
     retries: int = 8  # tries per request on transient failures
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    limits: HttpLimits = field(default_factory=HttpLimits)  # deadlines and caps per run
     transport: httpx.AsyncBaseTransport | None = None  # tests: in-process emulator
     progress: ProgressCallback | None = None
 
@@ -99,7 +103,21 @@ def make_client(loaded: Loaded, options: RunOptions) -> TTSClient:
         transport=options.transport,
         max_connections=max(4, options.parallelism),
         retry=RetryPolicy(attempts=max(1, options.retries)),
+        limits=options.limits,
+        redactor=Redactor([api_key, *secret_values(loaded.desired)]),
     )
+
+
+def secret_values(desired: DesiredState) -> list[str]:
+    """Every secret value the manifests hold (keys, webhook headers): what a server's echo of a
+    request must never print."""
+    values: list[str] = []
+    for resource in desired.resources.values():
+        for value in resource.fields.values():
+            for item in value.values() if isinstance(value, dict) else (value,):
+                if isinstance(item, Secret):
+                    values.append(item.reveal())
+    return values
 
 
 def plan_options(loaded: Loaded, options: RunOptions, api_key: str) -> PlanOptions:

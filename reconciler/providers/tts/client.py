@@ -1,26 +1,46 @@
-"""HTTP client for the TTS API v3: one connection pool per server host, typed errors.
+"""HTTP client for the TTS API v3: pacing, retries, the response contract, typed errors.
 
-Four logical servers (Identity, Network, Application, Join) may live on different hosts (FACTS:
-multi-cluster TTS Cloud). Requests name the server; the client picks its base URL. Errors carry
-the server's error identity (`namespace:name`) and public attributes, never request bodies, so
-no secret can leak through an exception.
+Four logical servers (Identity, Network, Application, Join) may live on different hosts (TTS
+Cloud runs them on several clusters). Requests name the server; the client picks its base URL.
+The bytes travel through `reconciler.transport` (aiohttp in production, any httpx transport in
+tests). Errors carry the server's error identity (`namespace:name`) and a scrubbed, shortened
+message, never request bodies, so no secret can leak through an exception.
+
+The response contract: a success is HTTP 200 with a JSON object; a write's answer echoes the
+identifiers it wrote. Anything else (a redirect, an HTML page from a proxy, malformed JSON,
+another entity) is an error naming the server, the request and a short excerpt of the answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json as jsonlib
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
-import httpx
-from httpx_aiohttp import AiohttpTransport
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote, urlencode
 
 from reconciler import __version__
 from reconciler.diagnostics import ReconcilerError
-from reconciler.providers.tts.pacing import RatePacer
+from reconciler.providers.tts.pacing import DeadlineReached, RatePacer
+from reconciler.redact import Redactor
+from reconciler.transport import (
+    AiohttpTransport,
+    HttpLimits,
+    HttpResponse,
+    HttpxTransport,
+    Transport,
+    TransportFailure,
+    host_of,
+    validate_root_url,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import httpx
 
 Server = Literal["is", "ns", "as", "js"]
 SERVER_NAMES: dict[Server, str] = {
@@ -30,10 +50,13 @@ SERVER_NAMES: dict[Server, str] = {
     "js": "Join Server",
 }
 API_PREFIX = "/api/v3"
-DEFAULT_USER_AGENT = f"reconciler/{__version__} (+https://github.com/reconciler; httpx)"
+DEFAULT_USER_AGENT = f"reconciler/{__version__} (+https://github.com/reconciler; aiohttp)"
 
-# Transient conditions worth retrying (issue 5 tunes the policy): rate limited, unavailable.
+# Transient conditions worth retrying: rate limited, unavailable.
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+EXCERPT_CHARS = 200
+
+Params = Mapping[str, str | int] | list[tuple[str, str]] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +82,7 @@ class ServerURLs:
 
 
 class TTSAPIError(ReconcilerError):
-    """The server answered with an error status."""
+    """The server answered, but not with the documented success."""
 
     def __init__(
         self,
@@ -69,19 +92,23 @@ class TTSAPIError(ReconcilerError):
         path: str,
         status: int,
         body: Mapping[str, Any] | None,
+        message: str = "",
     ) -> None:
         self.server = server
         self.method = method
         self.path = path
         self.status = status
-        details = (body or {}).get("details") or []
+        details = (body or {}).get("details") if isinstance(body, Mapping) else None
+        details = details if isinstance(details, list) else []
         first = details[0] if details and isinstance(details[0], Mapping) else {}
-        self.namespace: str = str(first.get("namespace", ""))
-        self.name: str = str(first.get("name", ""))
-        self.attributes: dict[str, Any] = dict(first.get("attributes") or {})
-        self.grpc_code: int = int((body or {}).get("code", 0) or 0)
-        self.message: str = str((body or {}).get("message", "")) or f"HTTP {status}"
-        self.correlation_id: str = str(first.get("correlation_id", ""))
+        self.namespace: str = str(first.get("namespace", ""))[:100]
+        self.name: str = str(first.get("name", ""))[:100]
+        attributes = first.get("attributes")
+        self.attributes: dict[str, Any] = dict(attributes) if isinstance(attributes, dict) else {}
+        code = (body or {}).get("code", 0)
+        self.grpc_code: int = code if isinstance(code, int) else 0
+        self.message: str = message or f"HTTP {status}"
+        self.correlation_id: str = str(first.get("correlation_id", ""))[:100]
         super().__init__(str(self))
 
     @property
@@ -93,23 +120,18 @@ class TTSAPIError(ReconcilerError):
         return self.status == 404
 
     def __str__(self) -> str:
-        return (
-            f"{SERVER_NAMES[self.server]}: {self.method} {self.path}: "
-            f"HTTP {self.status}: {self.message}"
-        )
+        return f"{SERVER_NAMES[self.server]}: {self.method} {self.path}: {self.message}"
 
 
 class TTSTransportError(ReconcilerError):
-    """The request did not get an answer (connection refused, reset, timeout)."""
+    """No answer: connection refused, unknown host, TLS failure, timeout, deadline."""
 
-    def __init__(self, *, server: Server, method: str, path: str, cause: Exception) -> None:
+    def __init__(self, *, server: Server, method: str, path: str, reason: str) -> None:
         self.server = server
         self.method = method
         self.path = path
-        self.cause_type = type(cause).__name__
-        super().__init__(
-            f"{SERVER_NAMES[server]}: {method} {path}: no response ({self.cause_type})"
-        )
+        self.reason = reason
+        super().__init__(f"{SERVER_NAMES[server]}: {method} {path}: no response: {reason}")
 
 
 @dataclass
@@ -125,8 +147,7 @@ class RequestStats:
     def mean_latency(self) -> float | None:
         return self.latency_total / self.answered if self.answered else None
 
-    def record(self, response: httpx.Response, seconds: float) -> None:
-        status = response.status_code
+    def record(self, status: int, seconds: float) -> None:
         self.by_status[status] = self.by_status.get(status, 0) + 1
         self.latency_total += seconds
         self.answered += 1
@@ -140,8 +161,20 @@ class RetryPolicy:
     max_delay: float = 5.0
 
 
+@dataclass(slots=True)
+class TTSResponse:
+    """A successful answer: HTTP 200 and a JSON object."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    data: dict[str, Any]
+
+    def json(self) -> dict[str, Any]:
+        return self.data
+
+
 class TTSClient:
-    """Async client for the four TTS servers with connection reuse per distinct host."""
+    """Async client for the four TTS servers over one connection pool."""
 
     def __init__(
         self,
@@ -151,37 +184,47 @@ class TTSClient:
         user_agent: str = DEFAULT_USER_AGENT,
         verify: str | bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
         retry: RetryPolicy | None = None,
         max_connections: int = 32,
+        limits: HttpLimits | None = None,
+        redactor: Redactor | None = None,
+        # Called with (method, url, body) before every attempt (benchmarks record with it).
+        observer: Callable[[str, str, bytes | None], None] | None = None,
     ) -> None:
+        for server, name in SERVER_NAMES.items():
+            problem = validate_root_url(urls.for_server(server))
+            if problem:
+                raise ReconcilerError(f"{name} URL: {problem}")
         self.urls = urls
         self.retry = retry or RetryPolicy()
+        self.limits = limits or HttpLimits()
+        if timeout is not None:
+            self.limits = replace(self.limits, request_timeout=timeout)
         self.stats = RequestStats()
-        self.pacer = RatePacer()
+        self.pacer = RatePacer(max_wait=self.limits.max_server_wait)
+        self.redactor = redactor or Redactor([api_key])
+        self.observer = observer
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
             "User-Agent": user_agent,
         }
-        self._clients: dict[str, httpx.AsyncClient] = {}
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
+        self._write_headers = {**self._headers, "Content-Type": "application/json"}
+        self._bases: dict[str, str] = {
+            server: urls.for_server(server).rstrip("/") + API_PREFIX for server in SERVER_NAMES
+        }
+        self._deadline = (
+            time.monotonic() + self.limits.run_deadline if self.limits.run_deadline else None
         )
-        for server in ("is", "ns", "as", "js"):
-            root = urls.for_server(server).rstrip("/")
-            if root not in self._clients:
-                self._clients[root] = httpx.AsyncClient(
-                    base_url=root + API_PREFIX,
-                    headers=self._headers,
-                    # aiohttp underneath costs a quarter of httpcore's CPU per request
-                    # (measured), which is what a 10,000-device plan is made of.
-                    transport=transport or AiohttpTransport(verify=verify, limits=limits),
-                    timeout=timeout,
-                )
-
-    def _client(self, server: Server) -> httpx.AsyncClient:
-        return self._clients[self.urls.for_server(server).rstrip("/")]
+        self.transport: Transport
+        if transport is not None:
+            self.transport = HttpxTransport(transport, limits=self.limits)
+        else:
+            self.transport = AiohttpTransport(
+                limits=self.limits, verify=verify, max_connections=max_connections
+            )
 
     async def __aenter__(self) -> TTSClient:
         return self
@@ -190,8 +233,14 @@ class TTSClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
+        await self.transport.aclose()
+
+    def url(self, server: Server, path: str, params: Params = None) -> str:
+        url = self._bases[server] + quote(path, safe="/-_.~")
+        if params:
+            pairs = params.items() if isinstance(params, Mapping) else params
+            url += "?" + urlencode(list(pairs), safe=",")
+        return url
 
     async def request(
         self,
@@ -199,85 +248,180 @@ class TTSClient:
         method: str,
         path: str,
         *,
-        params: Mapping[str, str | int] | list[tuple[str, str]] | None = None,
+        params: Params = None,
         json: Any = None,
-    ) -> httpx.Response:
+    ) -> TTSResponse:
         """Send one request, paced by the server's rate-limit headers; retry transient failures
-        with backoff; raise TTSAPIError on an error status."""
-        client = self._client(server)
+        with backoff; raise TTSAPIError on anything but the documented success."""
+        url = self.url(server, path, params)
+        body = None if json is None else jsonlib.dumps(json, separators=(",", ":")).encode()
+        headers = self._headers if body is None else self._write_headers
         bucket = f"{method} {path}"  # TTS limits per RPC and entity: the concrete path
-        query = _query(params)
         attempt = 0
         rate_limited = 0
         while True:
             attempt += 1
-            await self.pacer.acquire(bucket)
+            try:
+                await self.pacer.acquire(bucket, self._deadline)
+            except DeadlineReached:
+                raise self._deadline_error(server, method, path) from None
+            timeout = self.limits.request_timeout
+            if self._deadline is not None:
+                remaining = self._deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._deadline_error(server, method, path)
+                timeout = min(timeout, remaining)
             self.stats.requests += 1
+            if self.observer is not None:
+                self.observer(method, url, body)
             started = time.perf_counter()
             try:
-                response = await client.request(method, path, params=query, json=json)
-            except (httpx.TransportError, httpx.TimeoutException) as error:
-                if attempt >= self.retry.attempts:
+                response = await self.transport.send(method, url, headers, body, timeout)
+            except TransportFailure as failure:
+                self.pacer.observe(bucket, 0, {})
+                if not failure.retryable or attempt >= self.retry.attempts:
+                    tries = f" (after {attempt} tries)" if attempt > 1 else ""
                     raise TTSTransportError(
-                        server=server, method=method, path=path, cause=error
+                        server=server, method=method, path=path, reason=f"{failure}{tries}"
                     ) from None
                 self.stats.retries += 1
-                await asyncio.sleep(self._backoff(attempt))
+                await self._sleep(self._backoff(attempt), server, method, path)
                 continue
             status = response.status_code
-            self.stats.record(response, time.perf_counter() - started)
+            self.stats.record(status, time.perf_counter() - started)
             self.pacer.observe(bucket, status, response.headers)
-            if status < 400:
-                return response
+            if status == 200:
+                return self._success(server, method, path, response, json)
             if status == 429 and rate_limited < self.retry.rate_limited_attempts:
                 rate_limited += 1
                 attempt -= 1  # waiting out a rate limit is not a failed attempt
                 self.stats.retries += 1
                 self.stats.rate_limited += 1
                 if "X-Rate-Limit-Retry" not in response.headers:
-                    await asyncio.sleep(self._backoff(rate_limited))
+                    await self._sleep(self._backoff(rate_limited), server, method, path)
                 continue  # otherwise the pacer holds this RPC until the server's retry time
             if status in RETRYABLE_STATUS and status != 429 and attempt < self.retry.attempts:
                 self.stats.retries += 1
-                await asyncio.sleep(self._backoff(attempt))
+                await self._sleep(self._backoff(attempt), server, method, path)
                 continue
-            raise TTSAPIError(
-                server=server,
-                method=method,
-                path=path,
-                status=status,
-                body=_json_or_none(response),
-            )
+            raise self._error(server, method, path, response)
 
-    async def get_json(
-        self, server: Server, path: str, *, params: Mapping[str, str | int] | None = None
-    ) -> dict[str, Any]:
-        response = await self.request(server, "GET", path, params=params)
-        return _json_object(response)
+    async def get_json(self, server: Server, path: str, *, params: Params = None) -> dict[str, Any]:
+        return (await self.request(server, "GET", path, params=params)).data
+
+    def _success(
+        self, server: Server, method: str, path: str, response: HttpResponse, sent: Any
+    ) -> TTSResponse:
+        try:
+            data = jsonlib.loads(response.content)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise self._malformed(server, method, path, response, "the answer is not a JSON object")
+        if sent is not None:
+            problem = _ids_echo_problem(sent, data)
+            if problem:
+                raise self._malformed(server, method, path, response, problem)
+        return TTSResponse(response.status_code, response.headers, data)
+
+    def _malformed(
+        self, server: Server, method: str, path: str, response: HttpResponse, problem: str
+    ) -> TTSAPIError:
+        excerpt = self.redactor.excerpt(response.text, EXCERPT_CHARS)
+        return TTSAPIError(
+            server=server,
+            method=method,
+            path=path,
+            status=response.status_code,
+            body=None,
+            message=f"HTTP {response.status_code}: {problem}: {excerpt or '(empty)'}",
+        )
+
+    def _error(self, server: Server, method: str, path: str, response: HttpResponse) -> TTSAPIError:
+        status = response.status_code
+        if 300 <= status < 400:
+            location = response.headers.get("Location", "")
+            where = f" to {self.redactor.excerpt(location, 100)}" if location else ""
+            message = f"HTTP {status}: redirect{where} (redirects are not followed)"
+            return TTSAPIError(
+                server=server, method=method, path=path, status=status, body=None, message=message
+            )
+        try:
+            body = jsonlib.loads(response.content)
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            text = body["message"]
+        else:
+            body = None
+            text = response.text
+        excerpt = self.redactor.excerpt(text, EXCERPT_CHARS)
+        return TTSAPIError(
+            server=server,
+            method=method,
+            path=path,
+            status=status,
+            body=body,
+            message=f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}",
+        )
+
+    def _deadline_error(self, server: Server, method: str, path: str) -> TTSTransportError:
+        return TTSTransportError(
+            server=server,
+            method=method,
+            path=path,
+            reason=f"the run's deadline of {self.limits.run_deadline:g} s has passed",
+        )
+
+    async def _sleep(self, seconds: float, server: Server, method: str, path: str) -> None:
+        if self._deadline is not None and time.monotonic() + seconds > self._deadline:
+            raise self._deadline_error(server, method, path)
+        await asyncio.sleep(seconds)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter."""
         ceiling = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
 
-
-def _query(params: Mapping[str, str | int] | list[tuple[str, str]] | None) -> httpx.QueryParams:
-    if params is None:
-        return httpx.QueryParams()
-    pairs: list[tuple[str, str | int | float | bool | None]] = list(
-        params.items() if isinstance(params, Mapping) else params
-    )
-    return httpx.QueryParams(pairs)
+    def host(self, server: Server) -> str:
+        return host_of(self._bases[server])
 
 
-def _json_or_none(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
+def _ids_echo_problem(sent: Any, answer: dict[str, Any]) -> str:
+    """Why the answer to a write is not the entity written ('' when it is): the request's
+    `<entity>.ids` identifiers must come back (TTS returns the written entity with its ids)."""
+    if not isinstance(sent, dict):
+        return ""
+    for key, entity in sent.items():
+        if key == "field_mask" or not isinstance(entity, dict):
+            continue
+        ids = entity.get("ids")
+        if not isinstance(ids, dict):
+            continue
+        echoed = answer.get("ids")
+        if not isinstance(echoed, dict):
+            return "the answer does not name the written entity"
+        for name, want in _id_fields(ids):
+            if _lookup(echoed, name) != want:
+                return f"the answer names another entity ({name})"
+    return ""
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    body = _json_or_none(response)
-    return body if body is not None else {}
+def _id_fields(ids: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for key, value in ids.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            found += _id_fields(value, name + ".")
+        elif key.endswith("_id") and isinstance(value, str):
+            found.append((name, value))
+    return found
+
+
+def _lookup(data: dict[str, Any], dotted: str) -> Any:
+    value: Any = data
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value

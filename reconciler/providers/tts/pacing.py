@@ -16,6 +16,7 @@ for a token before they are sent, so concurrent workers share the budget instead
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,13 +39,20 @@ class _Bucket:
 
 
 def _number(headers: Mapping[str, str], name: str) -> float | None:
+    """A header's finite, non-negative number; None when absent or not one (`inf`, `nan`,
+    `-1`, text): a server's nonsense never turns into an endless or negative wait."""
     value = headers.get(name)
     if value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+class DeadlineReached(Exception):
+    """A wait for a token would end after the run's deadline."""
 
 
 @dataclass(frozen=True)
@@ -56,13 +64,15 @@ class RateProfile:
 
 
 class RatePacer:
-    def __init__(self) -> None:
+    def __init__(self, *, max_wait: float = 60.0) -> None:
+        self.max_wait = max_wait  # upper bound on any one wait the server's headers ask for
         self._buckets: dict[str, _Bucket] = {}
         self.waited_seconds = 0.0
         self.profile: RateProfile | None = None
 
-    async def acquire(self, key: str) -> None:
-        """Wait until a request to this bucket may be sent without exceeding the limit."""
+    async def acquire(self, key: str, deadline: float | None = None) -> None:
+        """Wait until a request to this bucket may be sent without exceeding the limit; raise
+        DeadlineReached instead of waiting past `deadline` (time.monotonic())."""
         bucket = self._buckets.get(key)
         if bucket is None:
             return
@@ -78,6 +88,9 @@ class RatePacer:
                         bucket.in_flight += 1
                         return
                     delay = (1 - bucket.tokens) / bucket.rate
+                delay = min(delay, self.max_wait)
+                if deadline is not None and now + delay > deadline:
+                    raise DeadlineReached
                 self.waited_seconds += delay
                 await asyncio.sleep(delay)
 
@@ -108,7 +121,7 @@ class RatePacer:
         # local estimate (either way).
         bucket.tokens = available - bucket.in_flight
         if status == 429:
-            retry = _number(headers, "X-Rate-Limit-Retry") or 1.0
+            retry = min(_number(headers, "X-Rate-Limit-Retry") or 1.0, self.max_wait)
             bucket.blocked_until = max(bucket.blocked_until, now + retry)
             bucket.tokens = min(bucket.tokens, 0.0)
         elif not pressured and bucket.in_flight == 0:

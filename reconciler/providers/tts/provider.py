@@ -118,9 +118,10 @@ class TTSProvider:
         id_field = "application_id" if kind == "application" else "gateway_id"
         owned: set[str] = set()
         async for item in self._list_pages("is", f"/{plural}", plural, ["attributes"]):
-            attributes = item.get("attributes") or {}
-            if attributes.get(desired.ownership_key) == desired.stack:
-                entity_id = item["ids"][id_field]
+            if _attribute(item, desired.ownership_key) == desired.stack:
+                entity_id = _entity_id(item, id_field)
+                if entity_id is None:
+                    raise self._malformed("is", f"/{plural}", f"an item without ids.{id_field}")
                 key = ResourceKey(kind, "", entity_id) if kind == "gateway" else _app_key(entity_id)
                 live.owned.add(key)
                 resource = live.resources.setdefault(key, LiveResource(key))
@@ -131,7 +132,10 @@ class TTSProvider:
     async def _list_pages(
         self, server: Server, path: str, list_field: str, mask: Iterable[str]
     ) -> Any:
+        """The listing's items, page by page: never more pages than X-Total-Count needs, nor
+        than the client's page ceiling (a server that answers full pages forever)."""
         page = 1
+        ceiling = self.client.limits.max_list_pages
         while True:
             response = await self.client.request(
                 server,
@@ -143,14 +147,30 @@ class TTSProvider:
                     "page": page,
                 },
             )
-            items = (response.json() or {}).get(list_field) or []
+            items = response.data.get(list_field) or []
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise self._malformed(server, path, f"`{list_field}` is not a list of objects")
             for item in items:
                 yield item
-            total = response.headers.get("X-Total-Count")
+            total_header = response.headers.get("X-Total-Count")
+            total = None
+            if total_header is not None:
+                if not total_header.strip().isdigit():
+                    raise self._malformed(server, path, "X-Total-Count is not a number")
+                total = int(total_header)
             seen = (page - 1) * LIST_PAGE_SIZE + len(items)
-            if not items or len(items) < LIST_PAGE_SIZE or (total and seen >= int(total)):
+            if not items or len(items) < LIST_PAGE_SIZE or (total is not None and seen >= total):
                 return
+            if page >= ceiling:
+                raise self._malformed(
+                    server, path, f"more than {ceiling} pages of {LIST_PAGE_SIZE} (the ceiling)"
+                )
             page += 1
+
+    def _malformed(self, server: Server, path: str, problem: str) -> TTSAPIError:
+        return TTSAPIError(
+            server=server, method="GET", path=path, status=200, body=None, message=problem
+        )
 
     async def _get_optional(
         self, server: Server, path: str, mask: Iterable[str]
@@ -175,12 +195,15 @@ class TTSProvider:
             return
         entry = live.resources.setdefault(key, LiveResource(key))
         entry.records["is"] = LiveRecord(data)
-        if (data.get("attributes") or {}).get(desired.ownership_key) == desired.stack:
+        if _attribute(data, desired.ownership_key) == desired.stack:
             live.owned.add(key)
 
     async def _application_keys_readable(self, app_id: str) -> bool:
         rights = await self.client.get_json("is", f"/applications/{app_id}/rights")
-        return bool(READ_KEYS_RIGHTS & set(rights.get("rights") or []))
+        granted = rights.get("rights")
+        if not isinstance(granted, list):
+            granted = []
+        return any(isinstance(r, str) and r in READ_KEYS_RIGHTS for r in granted)
 
     async def _read_link_and_webhooks(
         self, desired: DesiredState, live: LiveState, app_id: str, prune: bool
@@ -199,8 +222,11 @@ class TTSProvider:
         listing = await self.client.get_json(
             "as", f"/as/webhooks/{app_id}", params={"field_mask": ",".join(sorted(mask))}
         )
-        for item in listing.get("webhooks") or []:
-            webhook_id = item["ids"]["webhook_id"]
+        webhooks = listing.get("webhooks") or []
+        for item in webhooks if isinstance(webhooks, list) else [None]:
+            webhook_id = _entity_id(item, "webhook_id")
+            if webhook_id is None or not isinstance(item, dict):
+                raise self._malformed("as", f"/as/webhooks/{app_id}", "a webhook without ids")
             key = ResourceKey("webhook", app_id, webhook_id)
             live.resources[key] = LiveResource(key, {"as": LiveRecord(item)})
             # Webhooks carry no attributes: in an application this stack owns, the manifests'
@@ -239,9 +265,13 @@ class TTSProvider:
         async for item in self._list_pages(
             "is", f"/applications/{app_id}/devices", "end_devices", is_mask
         ):
-            device_id = item["ids"]["device_id"]
+            device_id = _entity_id(item, "device_id")
+            if device_id is None:
+                raise self._malformed(
+                    "is", f"/applications/{app_id}/devices", "a device without ids.device_id"
+                )
             key = ResourceKey("device", app_id, device_id)
-            owned = (item.get("attributes") or {}).get(desired.ownership_key) == desired.stack
+            owned = _attribute(item, desired.ownership_key) == desired.stack
             if key.id not in declared and not (prune and owned):
                 continue
             entry = LiveResource(key, {"is": LiveRecord(item)}, keys_readable=keys_readable)
@@ -511,7 +541,7 @@ class TTSProvider:
         data = await self._get_optional("is", path, ["attributes"])
         if data is None:
             return False
-        if (data.get("attributes") or {}).get(desired.ownership_key) != desired.stack:
+        if _attribute(data, desired.ownership_key) != desired.stack:
             return False
         if resource is not None and resource.key.kind == "device":
             ids = data.get("ids") or {}
@@ -612,6 +642,19 @@ def device_batches(changes: list[ResourceChange]) -> list[list[ResourceChange]]:
         for group in by_app.values()
         for i in range(0, len(group), BATCH_SIZE)
     ]
+
+
+def _entity_id(item: Any, id_field: str) -> str | None:
+    """`item.ids.<id_field>` when the server sent one (a string), else None."""
+    ids = item.get("ids") if isinstance(item, dict) else None
+    value = ids.get(id_field) if isinstance(ids, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _attribute(item: dict[str, Any], key: str) -> Any:
+    """`item.attributes[key]`, None when the server sent no such map."""
+    attributes = item.get("attributes")
+    return attributes.get(key) if isinstance(attributes, dict) else None
 
 
 def _app_key(app_id: str) -> ResourceKey:

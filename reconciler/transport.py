@@ -1,0 +1,428 @@
+"""The HTTP layer under every provider client: one request in, status + headers + bytes out.
+
+Production sends through aiohttp directly (`AiohttpTransport`): a plan is thousands of small
+GETs, and aiohttp's ClientSession costs about a third of the client CPU per request of httpx
+(with or without an aiohttp transport underneath; measured, see the README). Tests keep httpx's
+transport seam: `HttpxTransport` adapts any `httpx.AsyncBaseTransport` (the in-process emulator
+through `httpx.ASGITransport`, or a recording wrapper) to the same interface, so the client
+above is the same code either way.
+
+Both enforce the limits an untrusted server must not lift: a deadline per request (connect,
+send and the whole body), caps on the body as received and as decompressed, no redirects
+followed. Failures to get an answer are one typed error naming the host and the cause
+(refused, unknown host, TLS, timeout, connection closed), which the client retries or not.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import socket
+import ssl
+import urllib.request
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+from reconciler.diagnostics import ReconcilerError
+
+if TYPE_CHECKING:
+    import aiohttp
+    import httpx
+
+MiB = 1024 * 1024
+
+FailureCause = Literal[
+    "refused",
+    "unknown host",
+    "TLS",
+    "timeout",
+    "connection closed",
+    "proxy",
+    "malformed response",
+    "too large",
+    "network",
+]
+# Causes that another try may cure. A TLS failure (wrong CA, wrong host name), an unknown host
+# or an oversized answer will fail the same way again.
+RETRYABLE_CAUSES = frozenset({"refused", "timeout", "connection closed", "network"})
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """What one run allows a server; every field is configurable (CLI options, RunOptions)."""
+
+    request_timeout: float = 30.0  # one request: connect, send, and the whole answer
+    connect_timeout: float = 10.0
+    run_deadline: float | None = None  # seconds for the whole run; None: no limit
+    max_body_bytes: int = 64 * MiB  # as received (compressed or not)
+    max_decoded_bytes: int = 64 * MiB  # after decompression
+    max_server_wait: float = 60.0  # upper bound on any wait a server asks for
+    max_list_pages: int = 1000  # per listing, whatever X-Total-Count says
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    status_code: int
+    headers: Mapping[str, str]  # case-insensitive
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
+class TransportFailure(ReconcilerError):
+    """No usable answer: the host and the cause, never the request."""
+
+    def __init__(self, cause: FailureCause, host: str, detail: str = "") -> None:
+        self.cause: FailureCause = cause
+        self.host = host
+        self.detail = detail
+        self.retryable = cause in RETRYABLE_CAUSES
+        super().__init__(f"{host}: {describe(cause)}" + (f" ({detail})" if detail else ""))
+
+
+def describe(cause: FailureCause) -> str:
+    return {
+        "refused": "connection refused",
+        "unknown host": "unknown host (DNS lookup failed)",
+        "TLS": "TLS handshake failed",
+        "timeout": "timed out",
+        "connection closed": "connection closed without a complete answer",
+        "proxy": "proxy failed",
+        "malformed response": "not a valid HTTP response",
+        "too large": "answer too large",
+        "network": "network error",
+    }[cause]
+
+
+class Transport(Protocol):
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: float,
+    ) -> HttpResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+def host_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc.rpartition("@")[2] or url
+
+
+def validate_root_url(url: str) -> str | None:
+    """Why `url` cannot be a server root URL, or None when it can."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return (
+            f"{url!r} is not an http:// or https:// URL (e.g. https://eu1.cloud.thethings.network)"
+        )
+    if not parts.hostname:
+        return f"{url!r} names no host"
+    if parts.query or parts.fragment:
+        return f"{url!r} must not have a query or fragment"
+    try:
+        _ = parts.port
+    except ValueError:
+        return f"{url!r} has an invalid port"
+    return None
+
+
+def ssl_context(verify: str | Path | bool) -> ssl.SSLContext | bool:
+    """The TLS context for https:// (certifi's bundle, or a given CA bundle); False: no checks."""
+    if verify is False:
+        return False
+    if verify is True:
+        try:
+            import certifi
+
+            cafile: str | None = certifi.where()
+        except ImportError:  # the system store then
+            cafile = None
+        return ssl.create_default_context(cafile=cafile)
+    path = Path(verify)
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, ValueError) as error:
+        raise ReconcilerError(
+            f"ca_bundle {path}: not a PEM certificate bundle ({error.__class__.__name__})"
+        ) from None
+    except OSError as error:
+        raise ReconcilerError(f"ca_bundle {path}: cannot read it ({error.strerror})") from None
+
+
+def decode_body(raw: bytes, encoding: str | None, limits: HttpLimits, host: str) -> bytes:
+    """The body as sent, decompressed within `max_decoded_bytes` (gzip and deflate)."""
+    if not encoding or encoding == "identity":
+        if len(raw) > limits.max_decoded_bytes:
+            raise _too_large(host, limits.max_decoded_bytes)
+        return raw
+    encoding = encoding.strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    elif encoding == "deflate":
+        decompressor = zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or raw, as servers vary
+    else:
+        raise TransportFailure("malformed response", host, f"unsupported encoding {encoding!r}")
+    try:
+        data = decompressor.decompress(raw, limits.max_decoded_bytes + 1)
+    except zlib.error:
+        raise TransportFailure("malformed response", host, "corrupt compressed body") from None
+    if len(data) > limits.max_decoded_bytes or decompressor.unconsumed_tail:
+        raise _too_large(host, limits.max_decoded_bytes, "decompressed")
+    return data
+
+
+def _too_large(host: str, cap: int, what: str = "") -> TransportFailure:
+    return TransportFailure("too large", host, f"{what} body over {cap // MiB} MiB".strip())
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY), decided
+    once per server instead of on every request."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if not proxies or (parts.hostname and urllib.request.proxy_bypass(parts.hostname)):
+        return None
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
+# -- production: aiohttp -----------------------------------------------------------------------
+
+
+class AiohttpTransport:
+    """aiohttp's ClientSession with one connection pool; created in the running event loop."""
+
+    def __init__(
+        self,
+        *,
+        limits: HttpLimits,
+        verify: str | Path | bool = True,
+        max_connections: int = 32,
+    ) -> None:
+        self.limits = limits
+        self.verify = verify
+        self.max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl: ssl.SSLContext | bool | None = None  # built on the first https:// request
+        self._proxies: dict[str, tuple[str | None, Any]] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def _client_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections, limit_per_host=0, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                # We decompress ourselves, within the caps; cookies are never ours to keep.
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("Accept-Encoding",),
+            )
+        return self._session
+
+    def _tls(self) -> ssl.SSLContext | bool:
+        if self._ssl is None:
+            self._ssl = ssl_context(self.verify)
+        return self._ssl
+
+    def _proxy(self, url: str) -> tuple[str | None, Any]:
+        root = url[: url.find("/", url.find("//") + 2)] if url.count("/") > 2 else url
+        found = self._proxies.get(root)
+        if found is None:
+            import aiohttp
+
+            proxy = proxy_for(root)
+            auth = None
+            if proxy:
+                parts = urlsplit(proxy)
+                if parts.username:
+                    auth = aiohttp.BasicAuth(parts.username, parts.password or "")
+                    proxy = proxy.replace(parts.netloc, parts.netloc.rpartition("@")[2])
+            found = self._proxies[root] = (proxy, auth)
+        return found
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            import aiohttp
+
+            timeout = aiohttp.ClientTimeout(
+                total=seconds, connect=min(seconds, self.limits.connect_timeout)
+            )
+            if len(self._timeouts) < 8:  # the usual one, not every shortened one
+                self._timeouts[seconds] = timeout
+        return timeout
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: float,
+    ) -> HttpResponse:
+        import aiohttp
+        from yarl import URL
+
+        session = self._client_session()
+        proxy, proxy_auth = self._proxy(url)
+        tls = self._tls() if url.startswith("https:") else True
+        limits = self.limits
+        try:
+            async with session.request(
+                method,
+                URL(url, encoded=True),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                timeout=self._timeout(timeout),
+                ssl=tls,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
+            ) as response:
+                length = response.content_length
+                if length is not None and length > limits.max_body_bytes:
+                    raise _too_large(response.url.host or url, limits.max_body_bytes)
+                if length is not None:
+                    raw = await response.read()
+                else:
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.content.iter_any():
+                        size += len(chunk)
+                        if size > limits.max_body_bytes:
+                            raise _too_large(host_of(url), limits.max_body_bytes)
+                        chunks.append(chunk)
+                    raw = b"".join(chunks)
+                content = decode_body(
+                    raw, response.headers.get("Content-Encoding"), limits, host_of(url)
+                )
+                return HttpResponse(response.status, response.headers, content)
+        except TransportFailure:
+            raise
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise TransportFailure("timeout", host_of(url), f"after {timeout:g} s") from None
+        except aiohttp.ClientError as error:
+            raise _aiohttp_failure(error, host_of(url)) from None
+        except OSError as error:
+            raise _os_failure(error, host_of(url)) from None
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _aiohttp_failure(error: Exception, host: str) -> TransportFailure:
+    import aiohttp
+
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        return TransportFailure("TLS", host, str(error.certificate_error))
+    if isinstance(error, aiohttp.ClientSSLError | aiohttp.ClientConnectorSSLError):
+        return TransportFailure("TLS", host, _ssl_reason(error))
+    if isinstance(error, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
+        return TransportFailure("proxy", host, str(error))
+    if isinstance(error, aiohttp.ClientConnectorDNSError):
+        return TransportFailure("unknown host", host)
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return _os_failure(error.os_error, host)
+    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return TransportFailure("connection closed", host)
+    if isinstance(error, aiohttp.ClientResponseError):
+        return TransportFailure("malformed response", host, error.message[:100])
+    if isinstance(error, aiohttp.ClientOSError):
+        return _os_failure(error, host)
+    return TransportFailure("network", host, type(error).__name__)
+
+
+def _ssl_reason(error: BaseException) -> str:
+    inner = getattr(error, "os_error", None) or error.__cause__ or error
+    reason = getattr(inner, "reason", None) or getattr(inner, "verify_message", None)
+    return str(reason or type(inner).__name__)
+
+
+def _os_failure(error: OSError, host: str) -> TransportFailure:
+    if isinstance(error, ssl.SSLError):
+        return TransportFailure("TLS", host, str(error.reason or error))
+    if isinstance(error, socket.gaierror):
+        return TransportFailure("unknown host", host)
+    if isinstance(error, ConnectionRefusedError) or error.errno == errno.ECONNREFUSED:
+        return TransportFailure("refused", host)
+    if isinstance(error, TimeoutError):
+        return TransportFailure("timeout", host)
+    if isinstance(error, ConnectionError):
+        return TransportFailure("connection closed", host)
+    return TransportFailure("network", host, error.strerror or type(error).__name__)
+
+
+# -- tests: any httpx transport ----------------------------------------------------------------
+
+
+class HttpxTransport:
+    """Adapts an `httpx.AsyncBaseTransport` (the in-process emulator in tests) to `Transport`;
+    the same caps and no redirects. Not for production: httpx costs more CPU per request."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, limits: HttpLimits) -> None:
+        self.inner = inner
+        self.limits = limits
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: float,
+    ) -> HttpResponse:
+        import asyncio
+
+        import httpx
+
+        host = host_of(url)
+        request = httpx.Request(method, url, headers=headers, content=body)
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self.inner.handle_async_request(request)
+                try:
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_raw():
+                        size += len(chunk)
+                        if size > self.limits.max_body_bytes:
+                            raise _too_large(host, self.limits.max_body_bytes)
+                        chunks.append(chunk)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise TransportFailure("timeout", host, f"after {timeout:g} s") from None
+        except httpx.ConnectError as error:
+            cause = error.__cause__ or error.__context__
+            if isinstance(cause, OSError):
+                raise _os_failure(cause, host) from None
+            raise TransportFailure("refused", host, str(error)[:100]) from None
+        except httpx.TimeoutException:
+            raise TransportFailure("timeout", host) from None
+        except httpx.TransportError as error:
+            raise TransportFailure("connection closed", host, type(error).__name__) from None
+        content = decode_body(
+            b"".join(chunks), response.headers.get("Content-Encoding"), self.limits, host
+        )
+        return HttpResponse(response.status_code, response.headers, content)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
