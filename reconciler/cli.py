@@ -43,7 +43,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 emulator_app = typer.Typer(
-    help="A local emulator of The Things Stack HTTP API v3 (for tests, CI and demos).",
+    help="Local emulators of the clouds reconciler manages (for tests, CI and demos).",
     no_args_is_help=True,
 )
 app.add_typer(emulator_app, name="emulator")
@@ -564,8 +564,24 @@ def import_command(
     )
 
 
+def _check_emulated_api(name: str) -> str:
+    from reconciler.emulator.apis import APIS
+
+    if name not in APIS:
+        raise typer.BadParameter(f"{name!r} is not one of {', '.join(sorted(APIS))}")
+    return name
+
+
 @emulator_app.command("serve")
 def emulator_serve(
+    api: Annotated[
+        str,
+        typer.Option(
+            "--api",
+            help="The emulated API: tts (The Things Stack HTTP API v3).",
+            callback=_check_emulated_api,
+        ),
+    ] = "tts",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 1885,
     api_key: Annotated[
@@ -573,11 +589,17 @@ def emulator_serve(
         typer.Option(
             "--api-key",
             envvar="TTS_EMULATOR_API_KEY",
-            help="Admin API key (NNSXS.<id>.<secret>); generated and printed when omitted.",
+            help="The admin credential in the API's format (tts: NNSXS.<id>.<secret>); "
+            "generated and printed when omitted.",
             show_default=False,
         ),
     ] = None,
-    user_id: Annotated[str, typer.Option("--user-id", help="The admin user.")] = "admin-user",
+    user_id: Annotated[
+        str | None,
+        typer.Option(
+            "--user-id", help="tts: the admin user (default admin-user).", show_default=False
+        ),
+    ] = None,
     state: Annotated[
         Path | None,
         typer.Option("--state", help="Keep state in this SQLite file (survives restarts)."),
@@ -602,7 +624,7 @@ def emulator_serve(
         ),
     ] = 0.0,
 ) -> None:
-    """Serve the emulator at http://HOST:PORT/api/v3 until SIGINT/SIGTERM."""
+    """Serve an emulated API (tts: at http://HOST:PORT/api/v3) until SIGINT/SIGTERM."""
     try:
         from reconciler.emulator.server import ServeOptions, serve
     except ImportError as error:  # starlette/uvicorn are the `emulator` extra
@@ -613,10 +635,11 @@ def emulator_serve(
 
     serve(
         ServeOptions(
+            api=api,
             host=host,
             port=port,
             api_key=api_key,
-            user_id=user_id,
+            api_settings={} if user_id is None else {"user_id": user_id},
             state=state,
             latency_ms=latency_ms,
             jitter_ms=jitter_ms,

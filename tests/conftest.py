@@ -34,12 +34,12 @@ ASGI_BASE_URL = f"http://emulator.test{API_PREFIX}"
 
 
 def build_emulator_app(api_key: str | None, **config: Any) -> Any:
-    """`create_app(EmulatorConfig(...))` with the admin user and a fixed seed."""
-    from reconciler.emulator import EmulatorConfig, create_app
+    """`create_app(TTSConfig(...))` with the admin user and a fixed seed."""
+    from reconciler.emulator.tts import TTSConfig, create_app
 
     config.setdefault("user_id", ADMIN_USER)
     config.setdefault("seed", 1)
-    return create_app(EmulatorConfig(api_key=api_key, **config))
+    return create_app(TTSConfig(api_key=api_key, **config))
 
 
 def _bearer(token: str | None) -> dict[str, str]:
@@ -53,7 +53,7 @@ def admin_api_key() -> str:
 
 @pytest.fixture
 def emulator_config() -> dict[str, Any]:
-    """Extra EmulatorConfig fields for `emulator_app`; override in a module to change knobs."""
+    """Extra TTSConfig fields for `emulator_app`; override in a module to change knobs."""
     return {}
 
 

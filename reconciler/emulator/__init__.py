@@ -1,10 +1,8 @@
-"""A local emulator of The Things Stack HTTP API v3 (for tests, CI and demos).
+"""Local emulators of the clouds reconciler manages (for tests, CI and demos).
 
-from reconciler.emulator import EmulatorConfig, create_app
-app = create_app(EmulatorConfig())   # Starlette; API under /api/v3, admin under /_emulator
+The platform, shared by every emulated API: `server` (uvicorn runner: ready line, signals),
+`apis` (the registry of emulated APIs and how one plugs in), `app` (the ASGI app around an API,
+with the admin endpoints of `admin`), `faults` (latency, jitter, failures, dropped responses,
+rate limit via `ratelimit`), `state` (SQLite-backed tables), `config` (the common options).
+Each API lives in its own package: `tts` (The Things Stack HTTP API v3).
 """
-
-from reconciler.emulator.tts.app import create_app
-from reconciler.emulator.tts.config import EmulatorConfig
-
-__all__ = ["EmulatorConfig", "create_app"]

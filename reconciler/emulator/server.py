@@ -1,4 +1,4 @@
-"""`reconciler emulator serve`: the emulator behind uvicorn until SIGINT/SIGTERM."""
+"""`reconciler emulator serve`: one emulated API behind uvicorn until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -6,24 +6,25 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
 
 from reconciler.diagnostics import ReconcilerError
-from reconciler.emulator.tts.app import create_app
-from reconciler.emulator.tts.config import EmulatorConfig, parse_rate_limit
-from reconciler.emulator.tts.errors import DroppedConnection
+from reconciler.emulator.apis import APIS, DEFAULT_API, APIOptions
+from reconciler.emulator.config import EmulatorConfig, parse_rate_limit
+from reconciler.emulator.faults import DroppedConnection
 
 
 @dataclass
 class ServeOptions:
+    api: str = DEFAULT_API
     host: str = "127.0.0.1"
     port: int = 1885
-    api_key: str | None = None
-    user_id: str = "admin-user"
+    api_key: str | None = None  # the admin credential, in the API's own format
+    api_settings: Mapping[str, str] = field(default_factory=dict)  # the API's own options
     state: Path | None = None
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
@@ -59,40 +60,38 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
-def config_from(options: ServeOptions) -> EmulatorConfig:
+def api_options(options: ServeOptions) -> APIOptions:
+    """The factory's options; ReconcilerError naming the command-line option when invalid."""
     try:
-        rate_limit = parse_rate_limit(options.rate_limit) if options.rate_limit else None
+        config = EmulatorConfig(
+            latency_ms=options.latency_ms,
+            jitter_ms=options.jitter_ms,
+            rate_limit=parse_rate_limit(options.rate_limit) if options.rate_limit else None,
+            fail_rate=options.fail_rate,
+            drop_rate=options.drop_rate,
+            state_path=options.state,
+        )
+        config.check()
     except ValueError as error:
         raise ReconcilerError(str(error)) from None
-    for name in ("fail_rate", "drop_rate"):
-        value = getattr(options, name)
-        if not 0 <= value <= 1:
-            raise ReconcilerError(f"--{name.replace('_', '-')} must be between 0 and 1")
-    if options.latency_ms < 0 or options.jitter_ms < 0:
-        raise ReconcilerError("--latency-ms and --jitter-ms must not be negative")
-    return EmulatorConfig(
-        api_key=options.api_key,
-        user_id=options.user_id,
-        latency_ms=options.latency_ms,
-        jitter_ms=options.jitter_ms,
-        rate_limit=rate_limit,
-        fail_rate=options.fail_rate,
-        drop_rate=options.drop_rate,
-        state_path=options.state,
-    )
+    return APIOptions(config, options.api_key, options.api_settings)
 
 
 def serve(options: ServeOptions, announce: Callable[[str], None]) -> None:
     """Serve until SIGINT/SIGTERM; announce one line once the socket accepts connections."""
+    factory = APIS.get(options.api)
+    if factory is None:
+        raise ReconcilerError(
+            f"unknown emulated API {options.api!r}; choose from {', '.join(sorted(APIS))}"
+        )
     try:
-        app = create_app(config_from(options))
+        served = factory(api_options(options))
     except ValueError as error:
         raise ReconcilerError(str(error)) from None
-    emulator = app.state.emulator
     logging.getLogger("uvicorn.error").addFilter(_HideDroppedConnections())
     server = _Server(
         uvicorn.Config(
-            app,
+            served.app,
             host=options.host,
             port=options.port,
             log_level="warning",
@@ -108,13 +107,12 @@ def serve(options: ServeOptions, announce: Callable[[str], None]) -> None:
         while not server.started and not task.done():
             await asyncio.sleep(0.01)
         if server.started:
-            url = f"http://{options.host}:{options.port}/api/v3"
-            line = f"TTS emulator ready at {url} (admin user {options.user_id}"
-            if options.api_key is None:
-                line += f", API key {emulator.api_key}"
+            url = f"http://{options.host}:{options.port}{served.base_path}"
+            details = list(served.details)
             if options.state is not None:
-                line += f", state {options.state}"
-            announce(line + ")")
+                details.append(f"state {options.state}")
+            line = f"{served.title} ready at {url}"
+            announce(f"{line} ({', '.join(details)})" if details else line)
         await task
         if not server.started:
             raise ReconcilerError(f"could not listen on {options.host}:{options.port}")

@@ -1,4 +1,4 @@
-"""Emulator state: plain dicts in memory, optionally written through to SQLite.
+"""Emulator state for any emulated API: dicts in memory, optionally written through to SQLite.
 
 Every request runs its handler to completion on the event loop without awaiting in between, so
 a read-modify-write is atomic with respect to other requests (no lost updates, no torn writes).
@@ -12,22 +12,6 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-TABLES = (
-    "meta",
-    "users",
-    "organizations",
-    "applications",
-    "gateways",
-    "api_keys",
-    "is_devices",
-    "ns_devices",
-    "as_devices",
-    "js_devices",
-    "webhooks",
-    "links",
-    "downlinks",
-)
 
 
 class Table:
@@ -74,6 +58,12 @@ class Table:
 
 
 class Store:
+    """Named tables in one SQLite file (or in memory only, without a path).
+
+    An API declares its tables by calling `table(name)` once each (typically as attributes of a
+    subclass); `meta` holds the emulator's own records, such as the admin credential.
+    """
+
     def __init__(self, path: Path | None) -> None:
         self._db: sqlite3.Connection | None = None
         if path is not None:
@@ -85,19 +75,15 @@ class Store:
                 "CREATE TABLE IF NOT EXISTS kv (tbl TEXT NOT NULL, key TEXT NOT NULL, "
                 "value TEXT NOT NULL, PRIMARY KEY (tbl, key))"
             )
-        self.meta = Table("meta", self._db)
-        self.users = Table("users", self._db)
-        self.organizations = Table("organizations", self._db)
-        self.applications = Table("applications", self._db)
-        self.gateways = Table("gateways", self._db)
-        self.api_keys = Table("api_keys", self._db)
-        self.is_devices = Table("is_devices", self._db)
-        self.ns_devices = Table("ns_devices", self._db)
-        self.as_devices = Table("as_devices", self._db)
-        self.js_devices = Table("js_devices", self._db)
-        self.webhooks = Table("webhooks", self._db)
-        self.links = Table("links", self._db)
-        self.downlinks = Table("downlinks", self._db)
+        self._tables: dict[str, Table] = {}
+        self.meta = self.table("meta")
+
+    def table(self, name: str) -> Table:
+        """The table `name`, loaded from the file on first use."""
+        table = self._tables.get(name)
+        if table is None:
+            table = self._tables[name] = Table(name, self._db)
+        return table
 
     @property
     def persistent(self) -> bool:

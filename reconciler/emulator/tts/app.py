@@ -9,14 +9,11 @@ response (connection dropped or 503).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import dataclasses
+import hmac
 import inspect
 import json
-import random
-import uuid
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,15 +21,18 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
 
-from reconciler.emulator.ratelimit import RateLimiter
-from reconciler.emulator.state import Store
+from reconciler.emulator.admin import RequestStats, json_response
+from reconciler.emulator.apis import APIOptions, ServedAPI
+from reconciler.emulator.app import build_app
+from reconciler.emulator.config import EmulatorConfig
+from reconciler.emulator.faults import DroppingResponse, Faults
 from reconciler.emulator.tts import errors
 from reconciler.emulator.tts.auth import Authenticator, Caller, hash_secret, token_id
 from reconciler.emulator.tts.codec import now_timestamp
-from reconciler.emulator.tts.config import API_KEY_PATTERN, EmulatorConfig, generate_api_key
+from reconciler.emulator.tts.config import API_KEY_PATTERN, TTSConfig, generate_api_key
 from reconciler.emulator.tts.events import EventBus
+from reconciler.emulator.tts.state import TTSStore
 
 PREFIX = "/api/v3"
 JSON_TYPE = "application/json"
@@ -45,71 +45,21 @@ class JSONResponse(Response):
         return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-class DroppingResponse(Response):
-    """Sends the status line and headers, then loses the connection before the body."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"1024")],
-            }
-        )
-        raise errors.DroppedConnection("connection dropped after the write was applied")
-
-
-class Faults:
-    """Run-time adjustable cloud behaviour: latency, jitter, failures, drops, rate limit."""
-
-    def __init__(self, config: EmulatorConfig) -> None:
-        self.rng = random.Random(config.seed)
-        self.latency_ms = config.latency_ms
-        self.jitter_ms = config.jitter_ms
-        self.fail_rate = config.fail_rate
-        self.drop_rate = config.drop_rate
-        self.event_stream_idle_s: float | None = None
-        self.limiter: RateLimiter | None = None
-        self.set_rate_limit(config.rate_limit)
-
-    def set_rate_limit(self, value: tuple[int, int] | None) -> None:
-        self.limiter = RateLimiter(*value) if value else None
-
-    def snapshot(self) -> dict[str, Any]:
-        limiter = self.limiter
-        return {
-            "latency_ms": self.latency_ms,
-            "jitter_ms": self.jitter_ms,
-            "rate_limit": None
-            if limiter is None
-            else {"per_minute": limiter.per_minute, "burst": limiter.burst},
-            "fail_rate": self.fail_rate,
-            "drop_rate": self.drop_rate,
-            "event_stream_idle_s": self.event_stream_idle_s,
-        }
-
-    async def delay(self) -> None:
-        if self.latency_ms <= 0 and self.jitter_ms <= 0:
-            return
-        extra = self.rng.uniform(0, self.jitter_ms) if self.jitter_ms > 0 else 0.0
-        await asyncio.sleep(max(0.0, self.latency_ms + extra) / 1000)
-
-
 class Emulator:
-    """Holds the state and services; `app.state.emulator`."""
+    """Holds the state and services; `app.state.emulator` (a `reconciler.emulator.EmulatedAPI`)."""
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(self, config: TTSConfig) -> None:
         self.config = config
-        self.store = Store(config.state_path)
+        self.store = TTSStore(config.state_path)
         self.auth = Authenticator(self.store)
         self.faults = Faults(config)
         self.events = EventBus()
-        self.stats: Counter[tuple[str, int]] = Counter()
+        self.stats = RequestStats()
         # (JoinEUI, DevEUI) -> device key, per registry table; built on first use.
         self.eui_indexes: dict[str, dict[tuple[str, str], str]] = {}
         self.api_key = self._bootstrap(config)
 
-    def _bootstrap(self, config: EmulatorConfig) -> str:
+    def _bootstrap(self, config: TTSConfig) -> str:
         """One admin user and its all-rights key, as on a fresh deployment."""
         store = self.store
         now = now_timestamp()
@@ -153,6 +103,57 @@ class Emulator:
             )
         return token
 
+    # --- what the platform asks of an emulated API (reconciler.emulator.app.EmulatedAPI) ---
+
+    def admin_denied(self, request: Request) -> Response | None:
+        header = request.headers.get("authorization")
+        error: errors.TTSError
+        if not header:
+            error = errors.unauthenticated()
+        else:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer":
+                error = errors.unsupported_authorization()
+            elif not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
+                error = errors.admin_only()
+            else:
+                return None
+        return Response(errors.render(error), error.status, media_type=JSON_TYPE)
+
+    def bad_request(self, message: str) -> Response:
+        error = errors.DecodeError(message)
+        return Response(errors.render(error), error.status, media_type=JSON_TYPE)
+
+    def not_found(self, request: Request) -> Response:
+        return JSONResponse({"code": 5, "message": "Not Found", "details": []}, 404)
+
+    def method_not_allowed(self, request: Request) -> Response:
+        return JSONResponse({"code": 12, "message": "Method Not Allowed", "details": []}, 405)
+
+    def admin_routes(self) -> list[BaseRoute]:
+        return [Route("/_emulator/devices", self._inventory, methods=["GET"])]
+
+    async def _inventory(self, request: Request) -> Response:
+        """Device IDs per registry (`app/device`), which the real API cannot list for NS/AS/JS:
+        for checking that a run left no orphan or duplicate registry records."""
+        denied = self.admin_denied(request)
+        if denied is not None:
+            return denied
+        store = self.store
+        tables = {
+            "is": store.is_devices,
+            "ns": store.ns_devices,
+            "as": store.as_devices,
+            "js": store.js_devices,
+        }
+        return json_response(
+            {name: sorted(key for key, _ in table.items()) for name, table in tables.items()}
+        )
+
+    def close(self) -> None:
+        self.events.close()
+        self.store.close()
+
 
 # --- requests ------------------------------------------------------------------------------
 
@@ -173,7 +174,7 @@ class Call:
         self._body: dict[str, Any] | None = None
 
     @property
-    def store(self) -> Store:
+    def store(self) -> TTSStore:
         return self.emu.store
 
     def caller(self) -> Caller:
@@ -214,8 +215,7 @@ class Call:
 
     def before_write(self) -> None:
         """Fault injection point: the write has been validated and authorized, not applied."""
-        faults = self.emu.faults
-        if faults.fail_rate > 0 and faults.rng.random() < faults.fail_rate:
+        if self.emu.faults.fail_now():
             raise errors.unavailable()
 
 
@@ -285,11 +285,8 @@ class Endpoint:
                 result = await op.handler(call)
             else:
                 result = op.handler(call)
-            if (
-                op.write
-                and emu.faults.drop_rate > 0
-                and emu.faults.rng.random() < emu.faults.drop_rate
-            ):
+            if op.write and emu.faults.drop_now():
+                # Half the lost responses are a dropped connection, half a 503.
                 if emu.faults.rng.random() < 0.5:
                     status = 0
                     return DroppingResponse()
@@ -312,80 +309,38 @@ class Endpoint:
                 return Response(content, status, headers, media_type=JSON_TYPE)
             return Response(errors.render(error), status, headers, media_type=JSON_TYPE)
         finally:
-            emu.stats[(op.rpc, status)] += 1
+            emu.stats.count(op.rpc, status)
 
 
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"code": 5, "message": "Not Found", "details": []}, 404)
+def create_app(config: TTSConfig | None = None) -> Starlette:
+    from reconciler.emulator.tts import application, devices, events, identity, join, network
 
-
-async def _method_not_allowed(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"code": 12, "message": "Method Not Allowed", "details": []}, 405)
-
-
-def create_app(config: EmulatorConfig | None = None) -> Starlette:
-    from reconciler.emulator.tts import admin, application, devices, events, identity, join, network
-
-    emu = Emulator(config or EmulatorConfig())
+    emu = Emulator(config or TTSConfig())
     operations: list[Operation] = []
     for module in (identity, devices, network, application, join, events):
         operations.extend(module.operations())
     routes: list[BaseRoute] = [
         Route(PREFIX + op.path, Endpoint(emu, op).handle, methods=[op.method]) for op in operations
     ]
-    routes.extend(admin.routes(emu))
+    return build_app(emu, routes)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        emu.events.close()
-        emu.store.close()
 
-    app = Starlette(
-        routes=_merge_methods(routes),
-        exception_handlers={404: _not_found, 405: _method_not_allowed},
-        lifespan=lifespan,
+def served(options: APIOptions) -> ServedAPI:
+    """The `tts` entry of `reconciler.emulator.apis.APIS`."""
+    settings = dict(options.settings)
+    user_id = settings.pop("user_id", None) or TTSConfig.user_id
+    if settings:
+        raise ValueError(f"the TTS emulator has no option {', '.join(sorted(settings))}")
+    config = TTSConfig(
+        **{name: getattr(options.common, name) for name in _COMMON_FIELDS},
+        api_key=options.admin_key,
+        user_id=user_id,
     )
-    app.state.emulator = emu
-    return app
+    app = create_app(config)
+    details = [f"admin user {user_id}"]
+    if options.admin_key is None:
+        details.append(f"API key {app.state.emulator.api_key}")
+    return ServedAPI(app, "TTS emulator", PREFIX, tuple(details))
 
 
-def _merge_methods(routes: list[BaseRoute]) -> list[BaseRoute]:
-    """Starlette stops at the first path match, so the same path with several methods must be
-    one route that dispatches by method."""
-    by_path: dict[str, list[Route]] = {}
-    order: list[str] = []
-    others: list[BaseRoute] = []
-    for route in routes:
-        if not isinstance(route, Route):
-            others.append(route)
-            continue
-        if route.path not in by_path:
-            by_path[route.path] = []
-            order.append(route.path)
-        by_path[route.path].append(route)
-    merged: list[BaseRoute] = []
-    for path in order:
-        group = by_path[path]
-        if len(group) == 1:
-            merged.append(group[0])
-            continue
-        table: dict[str, Callable[[Request], Awaitable[Response]]] = {}
-        for route in group:
-            for method in route.methods or ():
-                table[method] = route.endpoint
-
-        async def dispatch(
-            request: Request, table: dict[str, Callable[[Request], Awaitable[Response]]] = table
-        ) -> Response:
-            handler = table.get(request.method)
-            if handler is None:
-                return await _method_not_allowed(request, Exception())
-            return await handler(request)
-
-        merged.append(Route(path, dispatch, methods=sorted(table)))
-    return merged + others
-
-
-def new_correlation_id() -> str:
-    return uuid.uuid4().hex
+_COMMON_FIELDS = tuple(f.name for f in dataclasses.fields(EmulatorConfig))

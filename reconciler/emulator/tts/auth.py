@@ -18,7 +18,7 @@ from reconciler.emulator.tts.codec import parse_timestamp
 from reconciler.providers.tts import reference
 
 if TYPE_CHECKING:
-    from reconciler.emulator.state import Store
+    from reconciler.emulator.tts.state import TTSStore
 
 KNOWN_TOKEN_TYPES = frozenset({"MFRWG", "OJSWM", "MF2XI", "ONZW4"})
 BUNDLES = {
@@ -86,7 +86,7 @@ def token_id(authorization: str | None) -> str:
 
 
 class Authenticator:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: TTSStore) -> None:
         self.store = store
         self._verified: dict[str, str] = {}  # token -> key ID, after a successful secret check
 

@@ -12,8 +12,6 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 # gRPC code -> HTTP status (FACTS §d; FailedPrecondition is 400, not 412).
 HTTP_STATUS = {
     0: 200,
@@ -131,16 +129,6 @@ class DecodeError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"code": INVALID_ARGUMENT, "message": self.text, "details": []}
-
-
-class DroppedConnection(httpx.RemoteProtocolError):
-    """Raised after a write was applied to lose its response (fault injection).
-
-    Under uvicorn the connection closes mid-response; in process (httpx.ASGITransport) the
-    exception reaches the client as the transport error a real dropped connection gives."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
 
 
 def render(error: TTSError | DecodeError) -> bytes:
