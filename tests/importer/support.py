@@ -156,11 +156,28 @@ async def register(client: httpx.AsyncClient, app_id: str, device: Mapping[str, 
     await put_device(client, "as", app_id, as_body, as_paths)
 
 
+def plain_otaa(index: int) -> dict[str, Any]:
+    """A device the CSV format can hold (it goes to a fleet)."""
+    return {
+        "ids": {
+            "device_id": f"node-{index}",
+            "dev_eui": f"70B3D57EE{index:07X}",
+            "join_eui": "70B3D57ED0000000",
+        },
+        "name": f"Node {index}",
+        "frequency_plan_id": "EU_863_870_TTN",
+        "lorawan_version": "MAC_V1_0_3",
+        "lorawan_phy_version": "PHY_V1_0_3_REV_A",
+        "supports_join": True,
+        "root_keys": {"app_key": {"key": f"{index:032X}"}},
+    }
+
+
 def varied_devices() -> list[dict[str, Any]]:
     """OTAA 1.0.x and 1.1, ABP, class B and C, mac_settings, locations, attributes, version
-    ids, device formatters: each feature on at least one device."""
+    ids, device formatters: each feature on at least one device; and plain ones for a fleet."""
     plan = "EU_863_870_TTN"
-    return [
+    return [plain_otaa(i) for i in range(1, 4)] + [
         {
             "ids": {
                 "device_id": "otaa-103",

@@ -83,20 +83,38 @@ def _json_objects(path: Path, text: str) -> Iterator[tuple[Location, Any]]:
         try:
             return decoder.raw_decode(text, at)
         except json.JSONDecodeError as error:
+            line, column = _position(text, at)
             raise ImportFailure(
-                f"{path}:{error.lineno}:{error.colno}: not valid JSON ({error.msg})"
+                f"{path}:{error.lineno}:{error.colno}: not valid JSON ({error.msg}) in the "
+                f"value that starts at line {line}, column {column}"
             ) from None
+
+    def fail(at: int, message: str) -> ImportFailure:
+        line, column = _position(text, at)
+        return ImportFailure(f"{path}:{line}:{column}: {message}")
 
     index = skip(index)
     if index < length and text[index] == "[":
-        value, end = decode(index)
-        if skip(end) != length:
-            line, column = _position(text, skip(end))
-            raise ImportFailure(f"{path}:{line}:{column}: text after the JSON array")
-        line, column = _position(text, index)
-        for number, item in enumerate(value, 1):
-            yield Location(str(path), line, column, f"[{number - 1}]"), item
-        return
+        # An array, element by element, so each element's position is known.
+        index = skip(index + 1)
+        if index < length and text[index] == "]":
+            if skip(index + 1) != length:
+                raise fail(skip(index + 1), "text after the JSON array")
+            return
+        while index < length:
+            line, column = _position(text, index)
+            value, index = decode(index)
+            yield Location(str(path), line, column), value
+            index = skip(index)
+            if index < length and text[index] == ",":
+                index = skip(index + 1)
+            elif index < length and text[index] == "]":
+                if skip(index + 1) != length:
+                    raise fail(skip(index + 1), "text after the JSON array")
+                return
+            else:
+                raise fail(index, "expected `,` or `]` in the JSON array")
+        raise fail(length, "the JSON array is not closed")
     while index < length:
         line, column = _position(text, index)
         value, index = decode(index)

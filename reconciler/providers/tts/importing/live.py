@@ -62,17 +62,24 @@ async def read_live(
         await _check_application(client, app_id)
         probe.add(DesiredResource(ResourceKey("application", "", app_id), app_fields, owner=owner))
         probe.add(DesiredResource(ResourceKey("link", app_id, "link"), link_fields))
-        async for item in provider._list_pages(
-            "is", f"/applications/{app_id}/devices", "end_devices", ["ids"]
-        ):
-            key = ResourceKey("device", app_id, item["ids"]["device_id"])
-            # Every registry is read: the Join Server answers 404 for ABP devices.
-            probe.add(DesiredResource(key, device_fields, extra={"otaa": True}))
-        listing = await client.get_json(
-            "as",
-            f"/as/webhooks/{app_id}",
-            params={"field_mask": ",".join(r.WEBHOOK_READ_PATHS)},
-        )
+        try:
+            async for item in provider._list_pages(
+                "is", f"/applications/{app_id}/devices", "end_devices", ["ids"]
+            ):
+                key = ResourceKey("device", app_id, item["ids"]["device_id"])
+                # Every registry is read: the Join Server answers 404 for ABP devices.
+                probe.add(DesiredResource(key, device_fields, extra={"otaa": True}))
+            listing = await client.get_json(
+                "as",
+                f"/as/webhooks/{app_id}",
+                params={"field_mask": ",".join(r.WEBHOOK_READ_PATHS)},
+            )
+        except TTSAPIError as error:
+            if error.status == 403:
+                raise ImportFailure(
+                    f"application `{app_id}`: the API key lacks the rights to read it ({error})"
+                ) from None
+            raise
         webhooks[app_id] = list(listing.get("webhooks") or [])
     gateway_fields = dict.fromkeys(r.GATEWAY_PATHS + r.GATEWAY_EXTRAS)
     for gateway_id in gateway_ids:
