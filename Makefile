@@ -33,6 +33,7 @@ schema: $(STAMP)
 # Regenerate the reference tables from ../shared/reference (developers only; output is committed).
 tables: $(STAMP)
 	$(BIN)/python tools/gen_tables.py
+	$(BIN)/python tools/gen_iothub_tables.py
 
 # `make bench DEVICES=10000`: plan/apply against the served emulator (JSON); the manifest
 # load benchmark is `make bench-load LOAD_DEVICES=N`.
