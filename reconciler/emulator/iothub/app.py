@@ -1,0 +1,532 @@
+"""The IoT Hub emulator's ASGI app: routing and the per-request pipeline.
+
+Every request goes through: injected latency, the api-version check (400
+InvalidProtocolVersion), SAS authentication and the route's right (401
+IotHubUnauthorizedAccess), the SKU's throttle (queued, or 429 when the backlog is full), injected
+failures (503 before anything is applied), body decoding, the registry operation, and for writes
+an injected lost response (applied, then the connection drops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from reconciler.emulator.iothub import errors, sas
+from reconciler.emulator.iothub.bulk import BulkOperation
+from reconciler.emulator.iothub.config import IotHubConfig
+from reconciler.emulator.iothub.registry import (
+    IfMatch,
+    Registry,
+    device_json,
+    module_json,
+    twin_json,
+)
+from reconciler.emulator.iothub.sas import DEFAULT_POLICIES, OWNER_POLICY, Right
+from reconciler.emulator.iothub.store import Store
+from reconciler.emulator.iothub.tables import API_VERSION
+from reconciler.emulator.iothub.throttle import OperationClass, Throttles
+
+# api-versions clients of the 2021-04-12 service are known to send; all get its semantics.
+API_VERSIONS = frozenset({API_VERSION, "2020-09-30", "2020-05-31-preview", "2020-03-13"})
+JSON_TYPE = "application/json; charset=utf-8"
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+MAX_TOP = 1000
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def json_response(
+    content: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    body = json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(body, status, headers, media_type=JSON_TYPE)
+
+
+def error_response(error: errors.IotHubError) -> Response:
+    return Response(error.body(), error.status, error.headers(), media_type=JSON_TYPE)
+
+
+class DroppedConnection(Exception):
+    """An injected lost response: the write was applied, the client sees the connection end."""
+
+
+class DroppingResponse(Response):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise DroppedConnection("connection dropped after the write was applied")
+
+
+class Faults:
+    def __init__(self, config: IotHubConfig) -> None:
+        self.rng = random.Random(config.seed)
+        self.latency_ms = config.latency_ms
+        self.jitter_ms = config.jitter_ms
+        self.fail_rate = config.fail_rate
+        self.drop_rate = config.drop_rate
+
+    async def delay(self) -> None:
+        if self.latency_ms <= 0 and self.jitter_ms <= 0:
+            return
+        extra = self.rng.uniform(0, self.jitter_ms) if self.jitter_ms > 0 else 0.0
+        await asyncio.sleep(max(0.0, self.latency_ms + extra) / 1000)
+
+    def fails(self) -> bool:
+        return self.fail_rate > 0 and self.rng.random() < self.fail_rate
+
+    def drops(self) -> bool:
+        return self.drop_rate > 0 and self.rng.random() < self.drop_rate
+
+
+class Hub:
+    """State and services of one emulated hub; `app.state.hub`."""
+
+    def __init__(self, config: IotHubConfig) -> None:
+        config.validate()
+        self.config = config
+        self.host_name = config.host_name.lower()
+        self.store = Store(config.state_path)
+        self.registry = Registry(self.store, config.visibility_delay_ms / 1000)
+        self.faults = Faults(config)
+        self.throttles = Throttles(config.sku, config.units, config.throttle_backlog_s)
+        self.stats: Counter[tuple[str, int]] = Counter()
+        self.policy_keys = self._policy_keys(config)
+
+    def _policy_keys(self, config: IotHubConfig) -> dict[str, tuple[str, str]]:
+        """(primary, secondary) per policy; kept in the state file so tokens survive restarts."""
+        keys: dict[str, tuple[str, str]] = {}
+        for name in DEFAULT_POLICIES:
+            stored = self.store.meta.get(f"policy:{name}")
+            primary, secondary = stored if stored else (sas.generate_key(), sas.generate_key())
+            if name == OWNER_POLICY and config.shared_access_key is not None:
+                primary = config.shared_access_key
+            if stored != [primary, secondary]:
+                self.store.meta.put(f"policy:{name}", [primary, secondary])
+            keys[name] = (primary, secondary)
+        return keys
+
+    def connection_string(self, policy: str = OWNER_POLICY) -> str:
+        key = self.policy_keys[policy][0]
+        return (
+            f"HostName={self.config.host_name};SharedAccessKeyName={policy};SharedAccessKey={key}"
+        )
+
+    def set_throttling(self, sku: str | None, units: int, backlog_s: float) -> None:
+        self.throttles = Throttles(sku, units, backlog_s)
+
+    # authentication
+
+    def authorize(self, request: Request, right: Right, device_id: str | None = None) -> None:
+        token = sas.parse(request.headers.get("authorization"))
+        scope = token.scope
+        if not sas.covers(scope, self.host_name, request.url.path):
+            raise errors.unauthorized()
+        if token.key_name is not None:
+            keys = self.policy_keys.get(token.key_name)
+            if keys is None or right not in DEFAULT_POLICIES[token.key_name]:
+                raise errors.unauthorized()
+            if not sas.valid(token, _raw_keys(keys)):
+                raise errors.unauthorized()
+            return
+        # A device's own key: only its own device endpoint.
+        if right is not Right.DEVICE_CONNECT or device_id is None:
+            raise errors.unauthorized()
+        if not scope.startswith(f"{self.host_name}/devices/"):
+            raise errors.unauthorized()
+        record = self.registry.devices.get(device_id)
+        if record is None or record["status"] != "enabled" or record["auth"]["type"] != "sas":
+            raise errors.unauthorized()
+        auth = record["auth"]
+        if not sas.valid(token, _raw_keys((auth["primaryKey"], auth["secondaryKey"]))):
+            raise errors.unauthorized()
+
+
+def _raw_keys(keys: tuple[str, str]) -> tuple[bytes, ...]:
+    return tuple(raw for raw in (sas.decode_key(key) for key in keys) if raw is not None)
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+class Call:
+    """One request as the handlers see it."""
+
+    __slots__ = ("body", "hub", "params", "request", "response_headers")
+
+    def __init__(self, hub: Hub, request: Request) -> None:
+        self.hub = hub
+        self.request = request
+        self.params: dict[str, str] = request.path_params
+        self.body: Any = None
+        self.response_headers: dict[str, str] = {}
+
+    @property
+    def registry(self) -> Registry:
+        return self.hub.registry
+
+    def if_match(self) -> IfMatch:
+        return IfMatch(self.request.headers.get("if-match"))
+
+    async def read_json(self) -> None:
+        raw = await self.request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            raise errors.IotHubError("MessageTooLarge", "The request body is too large", 413)
+        if not raw.strip():
+            self.body = None
+            return
+        try:
+            self.body = json.loads(raw, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise errors.format_error(f"The request body is not valid JSON: {error}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+Handler = Callable[[Call], Awaitable[Any] | Any]
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    name: str  # for request statistics
+    handler: Handler
+    right: Right
+    throttle: OperationClass | None = None
+    body: bool = False
+    write: bool = False
+
+
+class Endpoint:
+    def __init__(self, hub: Hub, operation: Operation) -> None:
+        self.hub = hub
+        self.op = operation
+        self.is_async = asyncio.iscoroutinefunction(operation.handler)
+
+    async def handle(self, request: Request) -> Response:
+        hub = self.hub
+        op = self.op
+        status = 500
+        try:
+            await hub.faults.delay()
+            version = request.query_params.get("api-version")
+            if version not in API_VERSIONS:
+                raise errors.IotHubError(
+                    "InvalidProtocolVersion",
+                    f"Invalid api-version {version!r}"
+                    if version
+                    else "The api-version query parameter is required",
+                )
+            call = Call(hub, request)
+            device_id = request.path_params.get("id")
+            hub.authorize(request, op.right, device_id)
+            if op.body:
+                await call.read_json()
+            if op.throttle is not None:
+                cost = len(call.body) if isinstance(call.body, list) and call.body else 1
+                wait = hub.throttles.reserve(op.throttle, cost)
+                if wait is None:
+                    raise errors.throttled(op.throttle.value)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            if hub.faults.fails():
+                raise errors.service_unavailable()
+            result = op.handler(call)
+            if self.is_async:
+                result = await result
+            if op.write and hub.faults.drops():
+                status = 0
+                return DroppingResponse()
+            if isinstance(result, Response):
+                status = result.status_code
+                result.headers.update(call.response_headers)
+                return result
+            status = 200
+            return json_response(result, 200, call.response_headers)
+        except ClientDisconnect:
+            status = 499
+            return Response(status_code=499)
+        except errors.IotHubError as error:
+            status = error.status
+            return error_response(error)
+        finally:
+            hub.stats[(op.name, status)] += 1
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+def _top(call: Call) -> int:
+    text = call.request.query_params.get("top")
+    if text is None:
+        return MAX_TOP
+    try:
+        top = int(text)
+    except ValueError:
+        raise errors.argument_invalid(f"top {text!r} is not an integer") from None
+    return top if 1 <= top <= MAX_TOP else MAX_TOP
+
+
+def get_device(call: Call) -> Any:
+    return device_json(call.registry.device(call.params["id"], visible=True))
+
+
+def put_device(call: Call) -> Any:
+    return call.registry.put_device(call.params["id"], call.body, call.if_match())
+
+
+def delete_device(call: Call) -> Any:
+    call.registry.delete_device(call.params["id"], call.if_match())
+    return Response(status_code=204)
+
+
+def list_devices(call: Call) -> Any:
+    return call.registry.list_devices(_top(call))
+
+
+def bulk(call: Call) -> Any:
+    status, result = BulkOperation(call.registry, call.body).run()
+    return json_response(result, status)
+
+
+def query_devices(call: Call) -> Any:
+    body = call.body
+    if body is None:
+        raise errors.argument_null("The query specification cannot be null")
+    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+        raise errors.argument_invalid("The body must be an object with a string field query")
+    headers = call.request.headers
+    size_text = headers.get("x-ms-max-item-count")
+    page_size = DEFAULT_PAGE_SIZE
+    if size_text:
+        try:
+            page_size = int(size_text)
+        except ValueError:
+            raise errors.argument_invalid(
+                f"x-ms-max-item-count {size_text!r} is not an integer"
+            ) from None
+        page_size = min(max(page_size, 1), MAX_PAGE_SIZE)
+    items, token, item_type = call.registry.query_page(
+        body["query"], headers.get("x-ms-continuation") or None, page_size
+    )
+    result_headers = {"x-ms-item-type": item_type}
+    if token is not None:
+        result_headers["x-ms-continuation"] = token
+    return json_response(items, 200, result_headers)
+
+
+def get_twin(call: Call) -> Any:
+    return twin_json(call.registry.twin_record(call.params["id"], call.params.get("mid")))
+
+
+def patch_twin(call: Call) -> Any:
+    return call.registry.write_twin(
+        call.params["id"], call.params.get("mid"), call.body, call.if_match(), replace=False
+    )
+
+
+def replace_twin(call: Call) -> Any:
+    return call.registry.write_twin(
+        call.params["id"], call.params.get("mid"), call.body, call.if_match(), replace=True
+    )
+
+
+def list_modules(call: Call) -> Any:
+    device_id = call.params["id"]
+    call.registry.device(device_id)
+    return [module_json(record) for record in call.registry.modules_of(device_id)]
+
+
+def get_module(call: Call) -> Any:
+    return module_json(call.registry.module(call.params["id"], call.params["mid"]))
+
+
+def put_module(call: Call) -> Any:
+    return call.registry.put_module(
+        call.params["id"], call.params["mid"], call.body, call.if_match()
+    )
+
+
+def delete_module(call: Call) -> Any:
+    call.registry.delete_module(call.params["id"], call.params["mid"], call.if_match())
+    return Response(status_code=204)
+
+
+def device_statistics(call: Call) -> Any:
+    return call.registry.device_statistics()
+
+
+def service_statistics(call: Call) -> Any:
+    return {"connectedDeviceCount": 0}
+
+
+async def device_message(call: Call) -> Any:
+    await call.request.body()  # the message itself goes nowhere (no routing emulated)
+    call.registry.device_activity(call.params["id"])
+    return Response(status_code=204)
+
+
+def operations() -> list[Operation]:
+    read, write = Right.REGISTRY_READ, Right.REGISTRY_WRITE
+    service = Right.SERVICE_CONNECT
+    identity = OperationClass.IDENTITY
+    twin_read, twin_update = OperationClass.TWIN_READ, OperationClass.TWIN_UPDATE
+    return [
+        Operation(
+            "POST",
+            "/devices/query",
+            "Query",
+            query_devices,
+            service,
+            OperationClass.QUERY,
+            body=True,
+        ),
+        Operation("GET", "/devices", "GetDevices", list_devices, read, identity),
+        Operation("POST", "/devices", "BulkRegistry", bulk, write, identity, body=True, write=True),
+        Operation("GET", "/devices/{id}", "GetDevice", get_device, read, identity),
+        Operation(
+            "PUT", "/devices/{id}", "PutDevice", put_device, write, identity, body=True, write=True
+        ),
+        Operation(
+            "DELETE", "/devices/{id}", "DeleteDevice", delete_device, write, identity, write=True
+        ),
+        Operation("GET", "/devices/{id}/modules", "GetModules", list_modules, read, identity),
+        Operation("GET", "/devices/{id}/modules/{mid}", "GetModule", get_module, read, identity),
+        Operation(
+            "PUT",
+            "/devices/{id}/modules/{mid}",
+            "PutModule",
+            put_module,
+            write,
+            identity,
+            body=True,
+            write=True,
+        ),
+        Operation(
+            "DELETE",
+            "/devices/{id}/modules/{mid}",
+            "DeleteModule",
+            delete_module,
+            write,
+            identity,
+            write=True,
+        ),
+        Operation("GET", "/twins/{id}", "GetTwin", get_twin, service, twin_read),
+        Operation(
+            "PATCH",
+            "/twins/{id}",
+            "UpdateTwin",
+            patch_twin,
+            service,
+            twin_update,
+            body=True,
+            write=True,
+        ),
+        Operation(
+            "PUT",
+            "/twins/{id}",
+            "ReplaceTwin",
+            replace_twin,
+            service,
+            twin_update,
+            body=True,
+            write=True,
+        ),
+        Operation(
+            "GET", "/twins/{id}/modules/{mid}", "GetModuleTwin", get_twin, service, twin_read
+        ),
+        Operation(
+            "PATCH",
+            "/twins/{id}/modules/{mid}",
+            "UpdateModuleTwin",
+            patch_twin,
+            service,
+            twin_update,
+            body=True,
+            write=True,
+        ),
+        Operation(
+            "PUT",
+            "/twins/{id}/modules/{mid}",
+            "ReplaceModuleTwin",
+            replace_twin,
+            service,
+            twin_update,
+            body=True,
+            write=True,
+        ),
+        Operation("GET", "/statistics/devices", "DeviceStatistics", device_statistics, read),
+        Operation("GET", "/statistics/service", "ServiceStatistics", service_statistics, service),
+        Operation(
+            "POST",
+            "/devices/{id}/messages/events",
+            "DeviceMessage",
+            device_message,
+            Right.DEVICE_CONNECT,
+            write=True,
+        ),
+    ]
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return error_response(errors.IotHubError("GenericNotFound", "Not found", 404))
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    return error_response(
+        errors.IotHubError("GenericMethodNotAllowed", "The method is not allowed", 405)
+    )
+
+
+def create_app(config: IotHubConfig | None = None) -> Starlette:
+    from reconciler.emulator.iothub import admin
+
+    hub = Hub(config or IotHubConfig())
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for op in operations():
+        handler = Endpoint(hub, op).handle
+        by_path.setdefault(op.path, {})[op.method] = handler
+        if op.path == "/devices":  # the C# SDK posts bulk to /devices/
+            by_path.setdefault("/devices/", {})[op.method] = handler
+    routes: list[BaseRoute] = [
+        Route(path, _dispatch(table), methods=sorted(table)) for path, table in by_path.items()
+    ]
+    routes.extend(admin.routes(hub))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        hub.store.close()
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: _not_found, 405: _method_not_allowed},
+        lifespan=lifespan,
+    )
+    app.state.emulator = hub
+    return app
+
+
+def _dispatch(
+    table: dict[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def dispatch(request: Request) -> Response:
+        handler = table.get(request.method)
+        if handler is None:
+            return await _method_not_allowed(request, Exception())
+        return await handler(request)
+
+    return dispatch

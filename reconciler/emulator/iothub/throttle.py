@@ -1,0 +1,83 @@
+"""Per-SKU operation throttles with the hub's traffic shaping.
+
+Each throttled operation class has a rate. Requests within the burst allowance run at once;
+requests over it are queued and released at the limit rate; a request that would wait longer
+than the backlog allows is refused with 429 ThrottlingBacklogTimeout, as the hub refuses
+requests when its queue is full.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+SKUS = ("F1", "B1", "B2", "B3", "S1", "S2", "S3")
+
+
+class OperationClass(Enum):
+    IDENTITY = "CRUD"  # identity registry create, retrieve, list, update, delete
+    TWIN_READ = "TwinRead"
+    TWIN_UPDATE = "TwinUpdate"
+    QUERY = "Query"
+
+
+def rates(sku: str, units: int) -> dict[OperationClass, float]:
+    """Operations per second for a hub of `units` units of `sku`."""
+    tier = sku[1]
+    if tier == "3":
+        return {
+            OperationClass.IDENTITY: 5000 / 60 * units,
+            OperationClass.TWIN_READ: 500.0 * units,
+            OperationClass.TWIN_UPDATE: 250.0 * units,
+            OperationClass.QUERY: 1000 / 60 * units,
+        }
+    if tier == "2":
+        return {
+            OperationClass.IDENTITY: 100 / 60 * units,
+            OperationClass.TWIN_READ: max(100.0, 10.0 * units),
+            OperationClass.TWIN_UPDATE: max(50.0, 5.0 * units),
+            OperationClass.QUERY: 20 / 60 * units,
+        }
+    return {  # F1, B1, S1
+        OperationClass.IDENTITY: 100 / 60 * units,
+        OperationClass.TWIN_READ: 100.0,
+        OperationClass.TWIN_UPDATE: 50.0,
+        OperationClass.QUERY: 20 / 60 * units,
+    }
+
+
+@dataclass
+class Shaper:
+    """GCRA with a queue: `reserve` says how long to wait, or None when the backlog is full."""
+
+    rate: float  # operations per second
+    burst: float  # operations allowed at once
+    backlog_s: float
+    tat: float = 0.0  # theoretical arrival time of the next operation
+
+    def reserve(self, cost: float = 1.0, now: float | None = None) -> float | None:
+        now = time.monotonic() if now is None else now
+        interval = 1.0 / self.rate
+        new_tat = max(self.tat, now) + cost * interval
+        wait = new_tat - now - self.burst * interval
+        if wait > self.backlog_s:
+            return None
+        self.tat = new_tat
+        return max(0.0, wait)
+
+
+class Throttles:
+    def __init__(self, sku: str | None, units: int, backlog_s: float) -> None:
+        self.sku = sku
+        self.units = units
+        self.backlog_s = backlog_s
+        self.shapers: dict[OperationClass, Shaper] = {}
+        if sku is not None:
+            for operation, rate in rates(sku, units).items():
+                # One second of operations may arrive at once (at least one).
+                self.shapers[operation] = Shaper(rate, max(1.0, rate), backlog_s)
+
+    def reserve(self, operation: OperationClass, cost: float = 1.0) -> float | None:
+        shaper = self.shapers.get(operation)
+        return 0.0 if shaper is None else shaper.reserve(cost)
