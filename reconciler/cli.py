@@ -28,6 +28,7 @@ from rich.progress import (
 from reconciler import __version__
 from reconciler.diagnostics import Diagnostic, ManifestError, ReconcilerError
 from reconciler.plan.render import render_drift, render_plan, render_report
+from reconciler.redact import printable
 
 if TYPE_CHECKING:
     from reconciler.engine import Loaded, PlanRun, RunOptions
@@ -49,8 +50,10 @@ emulator_app = typer.Typer(
 app.add_typer(emulator_app, name="emulator")
 
 # rich decides colour from the stream: styled on a TTY, plain text when piped (CI logs).
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+# Output quotes user data (IDs, names, paths): no emoji codes (`soil:x:row` must not become
+# `soil❌row`) and no highlighting; markup only where a call asks for it, with data escaped.
+stdout = Console(highlight=False, soft_wrap=True, emoji=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 PathsArg = Annotated[
     list[Path] | None,
@@ -92,12 +95,14 @@ def _paths(paths: list[Path] | None) -> list[Path]:
 def print_diagnostics(diagnostics: list[Diagnostic]) -> None:
     for diagnostic in diagnostics:
         style = "red" if diagnostic.severity == "error" else "yellow"
-        # Diagnostics quote manifest text: escape it so `[red]` in a key is shown, not styled.
-        stderr.print(f"[{style}]{escape(str(diagnostic))}[/{style}]", markup=True, highlight=False)
+        # Diagnostics quote manifest text: escape it so `[red]` in a key is shown, not styled,
+        # and show control characters (a line break, an ANSI escape) as escapes.
+        text = escape(printable(str(diagnostic)))
+        stderr.print(f"[{style}]{text}[/{style}]", markup=True, highlight=False)
 
 
 def fail(message: str) -> NoReturn:
-    stderr.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
+    stderr.print(f"[red]error:[/red] {escape(printable(message))}", markup=True, highlight=False)
     raise typer.Exit(1)
 
 

@@ -66,3 +66,12 @@ class Redactor:
         if len(flat) <= limit and len(head) == len(text):
             return flat
         return f"{flat[:limit]}… (cut; {len(text)} characters in all)"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """`text` on one line with control characters (line breaks, terminal escapes) shown as
+    escapes: for quoting user data in diagnostics, where `?` would hide what is wrong."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)

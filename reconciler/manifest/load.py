@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from reconciler.diagnostics import Diagnostic, Location, ManifestError
 from reconciler.manifest import devices as dev
+from reconciler.manifest import files
 from reconciler.manifest import models as m
 from reconciler.manifest import project as p
 from reconciler.manifest.documents import CsvRow, CsvTable, Document, YamlPath
@@ -30,6 +31,7 @@ from reconciler.manifest.validate import (
 )
 
 YAML_SUFFIXES = (".yaml", ".yml")
+CsvLoader = Callable[[Path, files.ManifestTree], tuple[CsvTable | None, list[Diagnostic]]]
 # Manifest fields that are TTS fields of the same name.
 _APPLICATION_FIELDS = (
     "name",
@@ -125,6 +127,8 @@ class _Run:
         self.invalid_applications: set[str] = set()
         # file -> [count, first document, first path]: one warning per file, not per secret.
         self.inline_secrets: dict[str, list[Any]] = {}
+        # What file references may read: set from the command line paths by `load`.
+        self.tree = files.ManifestTree(())
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -135,7 +139,7 @@ class _Run:
         self.diagnostics.append(Diagnostic(location, message, "warning", code))
 
     def context(self, file: str, inline_source: str = "inline") -> dict[str, Any]:
-        secrets = SecretContext(self.environ, Path(file).parent, inline_source)
+        secrets = SecretContext(self.environ, Path(file).parent, inline_source, self.tree)
         return {"secrets": secrets}
 
     # --- phases -------------------------------------------------------------------------------
@@ -143,14 +147,19 @@ class _Run:
     def load(self, paths: Sequence[Path]) -> LoadResult:
         from reconciler.manifest import loader
 
-        files, found = loader.discover(list(paths))
+        found_files, found = loader.discover(list(paths))
         self.diagnostics.extend(found)
-        yaml_files = [f for f in files if f.suffix.lower() in YAML_SUFFIXES]
+        self.tree = files.ManifestTree.of(paths)
+        yaml_files = [f for f in found_files if f.suffix.lower() in YAML_SUFFIXES]
+        all_documents: list[Document] = []
         for path in yaml_files:
-            documents, problems = loader.load_yaml_file(path)
+            documents, problems = loader.load_yaml_file(path, self.tree)
             self.diagnostics.extend(problems)
-            for document in documents:
-                self.validate_document(document)
+            all_documents.extend(documents)
+        # The Stack may widen what file references read: known before any is resolved.
+        self.allow_files_from(all_documents)
+        for document in all_documents:
+            self.validate_document(document)
         if not yaml_files and not self.diagnostics:
             self.error(
                 Location(", ".join(str(x) for x in paths) or "."),
@@ -165,6 +174,29 @@ class _Run:
             )
         self.diagnostics.sort(key=_sort_key)
         return LoadResult(self.project, self.diagnostics, yaml_files)
+
+    def allow_files_from(self, documents: Sequence[Document]) -> None:
+        """Add the first Stack document's `allow_files_from` directories to the tree. Entries
+        of the wrong type are left to the Stack model's validation."""
+        for document in documents:
+            data = document.data
+            if not isinstance(data, dict) or data.get("kind") != "Stack":
+                continue
+            entries = data.get("allow_files_from")
+            if not isinstance(entries, list):
+                return
+            allowed: list[Path] = []
+            for index, entry in enumerate(entries):
+                if not isinstance(entry, str) or not entry:
+                    continue
+                problem = _allowed_directory(entry, Path(document.file).parent)
+                if isinstance(problem, str):
+                    where = document.locate(["allow_files_from", index])
+                    self.error(where, problem, "file-access")
+                else:
+                    allowed.append(problem)
+            self.tree.allow(allowed)
+            return
 
     def validate_document(self, document: Document) -> None:
         data = document.data
@@ -204,7 +236,7 @@ class _Run:
             found[0] += len(inline)
         self.by_kind[kind].append(_Validated(validated, document))
 
-    def resolve(self, load_csv: Callable[[Path], tuple[CsvTable | None, list[Diagnostic]]]) -> None:
+    def resolve(self, load_csv: CsvLoader) -> None:
         self.resolve_stack()
         applications = self.resolve_applications()
         devices = _DeviceRegistry(self)
@@ -248,6 +280,8 @@ class _Run:
             server_urls=urls,
             api_key=stack.api_key.model_dump(exclude_none=True),
             ca_bundle=Path(stack.ca_bundle) if stack.ca_bundle else None,
+            tree=self.tree,
+            api_key_source=_lazy(first.document, ["api_key"]),
             user_agent=stack.user_agent or p.DEFAULT_USER_AGENT,
             default_owner=_owner_ref(stack.owner),
             prune=stack.safety.prune,
@@ -424,7 +458,7 @@ class _Run:
         item: _Validated,
         applications: dict[str, _AppInfo],
         devices: _DeviceRegistry,
-        load_csv: Callable[[Path], tuple[CsvTable | None, list[Diagnostic]]],
+        load_csv: CsvLoader,
     ) -> None:
         fleet = item.model
         assert isinstance(fleet, m.Fleet)
@@ -432,7 +466,7 @@ class _Run:
         base_dir = Path(item.document.file).parent
         secrets: dict[str, tuple[CsvTable, CsvRow]] = {}
         for index, name in enumerate(fleet.secrets_csv or []):
-            table = self.read_csv(item, ["secrets_csv", index], base_dir / name, load_csv)
+            table = self.read_csv(item, ["secrets_csv", index], name, load_csv)
             if table is not None:
                 self.index_secrets(table, secrets)
         if layers is None:
@@ -441,11 +475,11 @@ class _Run:
         where = where.replace("the device", "the CSV row")
         used: set[str] = set()
         for index, name in enumerate(fleet.csv):
-            table = self.read_csv(item, ["csv", index], base_dir / name, load_csv)
+            table = self.read_csv(item, ["csv", index], name, load_csv)
             if table is None:
                 continue
             self.check_fleet_header(table)
-            context = SecretContext(self.environ, base_dir, f"csv:{table.file}")
+            context = SecretContext(self.environ, base_dir, f"csv:{table.file}", self.tree)
             for row in table.rows:
                 self.resolve_row(fleet, table, row, context, base, where, secrets, used, devices)
         for device_id, (table, row) in secrets.items():
@@ -460,13 +494,17 @@ class _Run:
         self,
         item: _Validated,
         path: YamlPath,
-        file: Path,
-        load_csv: Callable[[Path], tuple[CsvTable | None, list[Diagnostic]]],
+        name: str,
+        load_csv: CsvLoader,
     ) -> CsvTable | None:
-        if not file.is_file():
-            self.error(item.document.locate(path), f"CSV file `{file}` does not exist", "no-file")
+        base_dir = Path(item.document.file).parent
+        try:
+            self.tree.check(name, base_dir, files.CSV_FILE)
+        except files.FileRefError as error:
+            code = "no-file" if isinstance(error, files.FileMissing) else "file-access"
+            self.error(item.document.locate(path), str(error), code)
             return None
-        table, problems = load_csv(file)
+        table, problems = load_csv(base_dir / name, self.tree)
         self.diagnostics.extend(problems)
         return table
 
@@ -554,7 +592,7 @@ class _Run:
             used.add(device_id)
             secret_table, secret_row = joined
             secret_context = SecretContext(
-                self.environ, context.base_dir, f"file:{secret_table.file}"
+                self.environ, context.base_dir, f"file:{secret_table.file}", self.tree
             )
             keys = {k: v for k, v in secret_row.values.items() if k in dev.SECRET_KEYS and v}
             for column, text in keys.items():
@@ -680,6 +718,22 @@ class _DeviceRegistry:
             self.euis[pair] = device
         self.ids[key] = device
         self.devices.append(device)
+
+
+def _allowed_directory(entry: str, base_dir: Path) -> Path | str:
+    """The real directory an `allow_files_from` entry names, or why it cannot be allowed."""
+    shown = files.shown_name(entry)
+    try:
+        real = Path(os.path.realpath(base_dir / entry, strict=True))
+    except FileNotFoundError:
+        return f"allowed directory `{shown}` does not exist"
+    except (OSError, ValueError, RuntimeError) as error:
+        return f"allowed directory `{shown}` cannot be read: {files.os_error_reason(error)}"
+    if not real.is_dir():
+        return f"allowed directory `{shown}` is not a directory"
+    if real == Path(real.anchor) or files.is_pseudo_filesystem(str(real)):
+        return f"allowed directory `{shown}` is a system directory: it may not be allowed"
+    return real
 
 
 def _lazy(document: Document, path: YamlPath) -> Callable[[], Location]:

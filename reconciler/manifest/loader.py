@@ -4,7 +4,11 @@ Every problem is returned as a located `Diagnostic`; nothing here raises on bad 
 
 Hostile-input policy (limits are the module constants below):
 
-* Size: a file larger than `MAX_FILE_BYTES` (64 MiB) is rejected before it is read.
+* Files: only regular files are read, without blocking (a FIFO in the tree is an error, not a
+  hang); a symlink that leads out of the tree is an error (see `reconciler.manifest.files`).
+* Size: a YAML file larger than `files.MANIFEST_FILE` (16 MiB), a CSV file larger than
+  `files.CSV_FILE` (64 MiB), or more than `files.MAX_TREE_BYTES` (256 MiB) in all, is rejected
+  without reading further.
 * Encoding: files must be UTF-8 (a leading BOM is fine). A NUL byte means a binary file; an
   invalid UTF-8 sequence is reported with its line, column and byte offset.
 * YAML scalars longer than `YAML_LIMITS.max_scalar_chars` (1 MiB; TTS formatter scripts are at
@@ -29,11 +33,13 @@ from __future__ import annotations
 import csv
 import io
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.diagnostics import Diagnostic, Location
+from reconciler.manifest import files
 from reconciler.manifest.documents import CsvRow, CsvTable, Document, YamlPath
 from reconciler.manifest.yaml_build import (
     NodePosition,
@@ -43,7 +49,6 @@ from reconciler.manifest.yaml_build import (
     locate_in,
 )
 
-MAX_FILE_BYTES = 64 * 1024 * 1024
 YAML_LIMITS = YamlLimits()
 YAML_SUFFIXES = (".yaml", ".yml")
 # More problems than this in one file are not worth listing (the first ones are the useful ones).
@@ -66,38 +71,58 @@ def discover(
 ) -> tuple[list[Path], list[Diagnostic]]:
     """Manifest files under `paths`: files as given (their suffix must match), directories
     searched recursively, skipping hidden directories and files. Each root's files are sorted;
-    roots keep the given order; a file reached twice is listed once."""
+    roots keep the given order; a file reached twice is listed once. A file that is not a
+    regular file (a FIFO, a device) or a symlink leading out of its root is an error; nothing
+    is opened here."""
     found: list[Path] = []
     diagnostics: list[Diagnostic] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     wanted = tuple(suffix.lower() for suffix in suffixes)
 
-    def add(path: Path) -> None:
-        key = path.resolve()
+    def add(path: Path, tree: files.ManifestTree) -> None:
+        problem = _unreadable(path, tree)
+        if problem is not None:
+            diagnostics.append(_file_problem(str(path), problem, "file-type"))
+            return
+        key = os.path.realpath(path)
         if key not in seen:
             seen.add(key)
             found.append(path)
 
     for root in paths:
-        if root.is_dir():
-            files: list[Path] = []
+        try:
+            kind = _kind_of(root)
+        except (OSError, ValueError) as error:
+            diagnostics.append(
+                _file_problem(
+                    files.shown_name(str(root)),
+                    f"cannot read: {files.os_error_reason(error)}",
+                    "io",
+                )
+            )
+            continue
+        tree = files.ManifestTree.of([root])
+        if kind == "dir":
+            found_files: list[Path] = []
 
             def walk_error(error: OSError, root: Path = root) -> None:
                 where = error.filename or str(root)
-                diagnostics.append(_file_problem(where, f"cannot read: {error.strerror}", "io"))
+                diagnostics.append(
+                    _file_problem(where, f"cannot read: {files.os_error_reason(error)}", "io")
+                )
 
             for directory, subdirs, names in os.walk(root, onerror=walk_error):
                 subdirs[:] = [name for name in subdirs if not name.startswith(".")]
-                files.extend(
+                found_files.extend(
                     Path(directory, name)
                     for name in names
                     if not name.startswith(".") and name.lower().endswith(wanted)
                 )
-            for path in sorted(files, key=lambda p: p.parts):
-                add(path)
-        elif root.is_file():
+            for path in sorted(found_files, key=lambda p: p.parts):
+                add(path, tree)
+        elif kind == "file":
             if root.name.lower().endswith(wanted):
-                add(root)
+                add(root, tree)
             else:
                 diagnostics.append(
                     _file_problem(
@@ -106,17 +131,45 @@ def discover(
                         "file-type",
                     )
                 )
-        elif root.exists():
+        elif kind == "other":
             diagnostics.append(_file_problem(str(root), "not a file or directory", "file-type"))
         else:
             diagnostics.append(_file_problem(str(root), "no such file or directory", "not-found"))
     return found, diagnostics
 
 
-def load_yaml_file(path: Path) -> tuple[list[Document], list[Diagnostic]]:
-    """One `Document` per non-empty YAML document in `path`, plus located problems."""
+def _kind_of(path: Path) -> str:
+    """`dir`, `file`, `other` or `missing` (symlinks followed)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "file" if stat.S_ISREG(mode) else "other"
+
+
+def _unreadable(path: Path, tree: files.ManifestTree) -> str | None:
+    """Why a manifest file found under a root must not be read, if it must not."""
+    try:
+        real = os.path.realpath(path, strict=True)
+        mode = os.stat(real).st_mode
+    except (OSError, ValueError, RuntimeError) as error:
+        return f"cannot read: {files.os_error_reason(error)}"
+    if not tree.contains(real):
+        return "links to a file outside the manifest tree"
+    if not stat.S_ISREG(mode):
+        return "not a regular file: skipped"
+    return None
+
+
+def load_yaml_file(
+    path: Path, tree: files.ManifestTree | None = None
+) -> tuple[list[Document], list[Diagnostic]]:
+    """One `Document` per non-empty YAML document in `path`, plus located problems. With a
+    `tree`, the file counts against its per-tree cap."""
     file = str(path)
-    source, problem = _read_checked(path)
+    source, problem = _read_checked(path, files.MANIFEST_FILE, tree)
     if problem is not None:
         return [], [problem]
     assert source is not None
@@ -162,7 +215,9 @@ class _Locator:
         return self.positions.locate(self.index, path)
 
 
-def load_csv(path: Path) -> tuple[CsvTable | None, list[Diagnostic]]:
+def load_csv(
+    path: Path, tree: files.ManifestTree | None = None
+) -> tuple[CsvTable | None, list[Diagnostic]]:
     """A fleet in The Things Stack CSV format: a header line naming the columns, then one
     device per row. The separator is `;` or `,`, whichever the header line has more of (`,`
     on a tie). Quoting follows RFC 4180, so a quoted cell may span lines; `CsvRow.line` is the
@@ -174,7 +229,7 @@ def load_csv(path: Path) -> tuple[CsvTable | None, list[Diagnostic]]:
     Returns no table when the file cannot be parsed as a whole (size, encoding, quoting,
     missing header, duplicate column names)."""
     file = str(path)
-    source, problem = _read_checked(path)
+    source, problem = _read_checked(path, files.CSV_FILE, tree)
     if problem is not None:
         return None, [problem]
     assert source is not None
@@ -249,20 +304,19 @@ def _duplicate_column(file: str, header: list[str], line: int) -> Diagnostic | N
     return None
 
 
-def _read_checked(path: Path) -> tuple[bytes | None, Diagnostic | None]:
-    """The file's bytes, if it is a readable, not too large, UTF-8 text file."""
+def _read_checked(
+    path: Path, kind: files.FileKind, tree: files.ManifestTree | None
+) -> tuple[bytes | None, Diagnostic | None]:
+    """The file's bytes, if it is a readable regular UTF-8 text file within its caps."""
     file = str(path)
     try:
-        with path.open("rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
-            if size > MAX_FILE_BYTES:
-                return None, _too_large(file, size)
-            # Read one byte past the limit: the size may lie (growing files, devices).
-            source = stream.read(MAX_FILE_BYTES + 1)
-    except OSError as error:
-        return None, _file_problem(file, f"cannot read: {error.strerror or error}", "io")
-    if len(source) > MAX_FILE_BYTES:
-        return None, _too_large(file, len(source))
+        if tree is None:
+            source = files.read_regular(file, kind, "file")
+        else:
+            source = tree.read_counted(path, kind)
+    except files.FileRefError as error:
+        code = "too-large" if isinstance(error, files.FileTooLarge) else "io"
+        return None, _file_problem(file, str(error), code)
     if source.startswith((b"\xff\xfe", b"\xfe\xff")):
         return None, _file_problem(file, "file is UTF-16 encoded: save it as UTF-8", "encoding", 1)
     nul = source.find(b"\x00")
@@ -291,13 +345,6 @@ def _line_column(source: bytes, offset: int) -> tuple[int, int]:
     line_start = source.rfind(b"\n", 0, offset) + 1
     column = len(source[line_start:offset].decode("utf-8", "replace")) + 1
     return source.count(b"\n", 0, offset) + 1, column
-
-
-def _too_large(file: str, size: int) -> Diagnostic:
-    limit_mib = MAX_FILE_BYTES // (1024 * 1024)
-    return _file_problem(
-        file, f"file is too large ({size:,} bytes; the limit is {limit_mib} MiB)", "too-large"
-    )
 
 
 def _file_problem(

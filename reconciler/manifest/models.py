@@ -12,7 +12,6 @@ so `model_fields_set` tells "explicitly null" (clear it) from "not mentioned" (l
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -28,6 +27,7 @@ from pydantic import (
 )
 
 from reconciler.manifest import types as t
+from reconciler.manifest.files import CA_BUNDLE, SCRIPT_FILE, SECRET_FILE, FileMissing, FileRefError
 from reconciler.manifest.secrets import AesKey, HeaderValue, Token, context_of
 
 KINDS = ("Stack", "Application", "Device", "Fleet", "Gateway")
@@ -76,15 +76,11 @@ def _check_script(text: str) -> str:
 
 def _read_script(value: object, info: ValidationInfo) -> ScriptFile:
     name = t.max_len(4096, "script file")(value)
-    path = Path(name)
-    if not path.is_absolute():
-        path = context_of(info).base_dir / path
+    context = context_of(info)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"script file `{name}` does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"script file `{name}` cannot be read ({type(error).__name__})") from None
+        text = context.tree.read_text(name, context.base_dir, SCRIPT_FILE)
+    except FileRefError as error:
+        raise ValueError(str(error)) from None
     return ScriptFile(name, _check_script(text))
 
 
@@ -272,7 +268,15 @@ MessageSetting = Annotated[
         }
     ),
 ]
-HeaderName = Annotated[str, Field(min_length=1, max_length=t.WEBHOOK_HEADER_KEY_MAX)]
+# An HTTP field name is a token (RFC 9110 section 5.1): no spaces, colons or line breaks.
+HeaderName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=t.WEBHOOK_HEADER_KEY_MAX,
+        pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+    ),
+]
 
 
 class Webhook(ManifestModel):
@@ -385,23 +389,43 @@ class Stack(ManifestModel):
         default_factory=lambda: SecretReference(env="TTS_API_KEY")
     )
     ca_bundle: str | None = Field(default=None, description="PEM file, relative to this manifest.")
+    allow_files_from: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Directories outside the manifest tree that file references may read "
+        "from (relative to this manifest). Only the Stack document can widen what manifests "
+        "may read.",
+    )
     user_agent: str | None = None
     owner: Owner | None = Field(
         default=None, description="Default owner of applications and gateways."
     )
     safety: Safety = Field(default_factory=Safety)
 
+    @field_validator("api_key")
+    @classmethod
+    def _api_key_inside_tree(cls, value: SecretReference, info: ValidationInfo) -> SecretReference:
+        # Read only by plan/apply (the file may not exist yet), but never from outside the tree.
+        if value.file is not None:
+            context = context_of(info)
+            try:
+                context.tree.resolve(value.file, context.base_dir, SECRET_FILE)
+            except FileMissing:
+                pass
+            except FileRefError as error:
+                raise ValueError(str(error)) from None
+        return value
+
     @field_validator("ca_bundle")
     @classmethod
     def _ca_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return value
-        path = Path(value)
-        if not path.is_absolute():
-            path = context_of(info).base_dir / path
-        if not path.is_file():
-            raise ValueError(f"CA bundle `{value}` does not exist")
-        return str(path)
+        context = context_of(info)
+        try:
+            return context.tree.check(value, context.base_dir, CA_BUNDLE)
+        except FileRefError as error:
+            raise ValueError(str(error)) from None
 
 
 MODELS: dict[str, type[ManifestModel]] = {

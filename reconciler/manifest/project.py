@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from reconciler import __version__
-from reconciler.diagnostics import Location, ReconcilerError
+from reconciler.diagnostics import Diagnostic, Location, ManifestError
+from reconciler.manifest.files import ManifestTree
 from reconciler.manifest.secrets import SecretContext, SecretError, resolve
 from reconciler.resources import Secret
 
@@ -69,6 +70,9 @@ class Target(_Located):
     change_threshold: float = 0.3
     source: Source = field(default_factory=lambda: Location("."))
     base_dir: Path = field(default_factory=Path.cwd)
+    # Where the API key file may be read from (None: the current directory).
+    tree: ManifestTree | None = None
+    api_key_source: Callable[[], Location] | None = None  # `api_key` in the Stack document
 
     def with_url_override(self, url: str) -> Target:
         """All four servers at one root URL (`--url`, `RECONCILER_TTS_URL`)."""
@@ -80,14 +84,37 @@ class Target(_Located):
         return self.server_urls[role] + API_PREFIX
 
     def resolve_api_key(self, environ: Mapping[str, str] | None = None) -> Secret:
-        """The API key, read from its reference now (validate never needs it)."""
+        """The API key, read from its reference now (validate never needs it). A key that
+        cannot be sent in an HTTP header is a located manifest error, like a missing one."""
         context = SecretContext(base_dir=self.base_dir)
         if environ is not None:
             context.environ = environ
+        if self.tree is not None:
+            context.tree = self.tree
         try:
-            return resolve(dict(self.api_key), context, str.strip)
+            key = resolve(dict(self.api_key), context, str.strip)
         except SecretError as error:
-            raise ReconcilerError(f"API key: {error}") from None
+            self._api_key_error(str(error))
+        problem = api_key_problem(key.reveal())
+        if problem is not None:
+            self._api_key_error(f"the key from {key.source} {problem}")
+        return key
+
+    def _api_key_error(self, message: str) -> NoReturn:
+        location = self.api_key_source() if callable(self.api_key_source) else self.location
+        raise ManifestError([Diagnostic(location, f"API key: {message}", code="api-key")])
+
+
+def api_key_problem(key: str) -> str | None:
+    """Why `key` cannot be an API key sent as a bearer token, if it cannot (never the key)."""
+    for index, char in enumerate(key):
+        if char in "\r\n":
+            return f"contains a line break (at character {index + 1})"
+        if not " " <= char <= "~":
+            return f"contains a character that is not printable ASCII (at character {index + 1})"
+        if char == " ":
+            return f"contains a space (at character {index + 1})"
+    return None
 
 
 @dataclass(slots=True)

@@ -5,7 +5,8 @@ A resolved `Secret` never shows its value in repr/str, error messages or logs; `
 building request bodies only, and `fingerprint()` lets a later step diff without revealing.
 References are resolved while validating, from the `environ` and manifest directory passed as
 pydantic validation context (see `SecretContext`), so an unset variable or a missing file is a
-located error like any other.
+located error like any other. Files are read under the manifest tree's rules
+(`reconciler.manifest.files`: inside the tree, regular files, at most 64 KiB).
 """
 
 from __future__ import annotations
@@ -19,17 +20,20 @@ from typing import Annotated, Any
 from pydantic import PlainValidator, ValidationInfo, WithJsonSchema
 
 from reconciler.manifest import types
+from reconciler.manifest.files import SECRET_FILE, FileRefError, ManifestTree
 from reconciler.resources import Secret
 
 
 @dataclass
 class SecretContext:
-    """Where references resolve: an environment and the directory of the manifest."""
+    """Where references resolve: an environment, the directory of the manifest, and the tree
+    files may be read from."""
 
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     base_dir: Path = field(default_factory=Path.cwd)
     # Source label for inline values (a CSV file holding keys counts as a file source).
     inline_source: str = "inline"
+    tree: ManifestTree = field(default_factory=lambda: ManifestTree.of([Path.cwd()]))
 
 
 class SecretError(ValueError):
@@ -68,15 +72,10 @@ def resolve_text(value: object, context: SecretContext) -> tuple[str, str]:
         if text is None:
             raise SecretError(f"environment variable `{name}` is not set")
         return text, f"env:{name}"
-    path = Path(name).expanduser()
-    if not path.is_absolute():
-        path = context.base_dir / path
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SecretError(f"secret file `{name}` does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SecretError(f"secret file `{name}` cannot be read ({type(error).__name__})") from None
+        text = context.tree.read_text(name, context.base_dir, SECRET_FILE)
+    except FileRefError as error:
+        raise SecretError(str(error)) from None
     return text.rstrip("\r\n"), f"file:{name}"
 
 
@@ -133,6 +132,15 @@ def _reference_schema(value_schema: dict[str, Any]) -> dict[str, Any]:
 def _header_value(text: str) -> str:
     if len(text) > types.WEBHOOK_HEADER_VALUE_MAX:
         raise ValueError(f"header value is longer than {types.WEBHOOK_HEADER_VALUE_MAX} characters")
+    # A line break would end the header and start another one (header injection); other
+    # control characters are refused by HTTP servers. Tab is allowed inside a value.
+    for index, char in enumerate(text):
+        if char in "\r\n":
+            raise ValueError(f"header value contains a line break (at character {index + 1})")
+        if (char < " " and char != "\t") or char == "\x7f":
+            raise ValueError(
+                f"header value contains a control character (at character {index + 1})"
+            )
     return text
 
 

@@ -92,7 +92,7 @@ EXPECTED_ERRORS = [
         "fleet.yaml",
         8,
         1,
-        "CSV file `tests/manifest/fixtures/broken/no-such-fleet.csv` does not exist",
+        "CSV file `no-such-fleet.csv` does not exist",
     ),
     # hostile input the loader rejects
     ("hostile.yaml", 3, 1, 'duplicate key "id"'),

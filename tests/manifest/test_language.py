@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from reconciler.diagnostics import Diagnostic, ReconcilerError
+from reconciler.diagnostics import Diagnostic, ManifestError
 from reconciler.manifest import types
 from reconciler.manifest.load import LoadResult, load_manifests
 from reconciler.manifest.models import Device as DeviceDocument
@@ -328,8 +328,10 @@ def test_api_key_is_never_inline_and_resolves_late(tmp_path: Path) -> None:
     target = load(tmp_path, {"s.yaml": STACK}).project.target
     assert target is not None
     assert target.resolve_api_key({"TTS_API_KEY": "NNSXS.X.Y\n"}).reveal() == "NNSXS.X.Y"
-    with pytest.raises(ReconcilerError, match="TTS_API_KEY"):
+    with pytest.raises(ManifestError) as raised:
         target.resolve_api_key({})
+    (error,) = raised.value.diagnostics
+    assert error.location.file.endswith("s.yaml") and "TTS_API_KEY" in error.message
 
 
 def test_owner_comes_from_the_resource_or_the_stack(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.diagnostics import Diagnostic
-from reconciler.manifest import loader
+from reconciler.manifest import files, loader
 from reconciler.manifest.documents import Document
 from reconciler.manifest.loader import STATS, discover, load_csv, load_yaml_file
 from reconciler.manifest.yaml_build import NATIVE_PARSER
@@ -385,12 +385,12 @@ def test_utf16_and_binary_files_are_rejected(tmp_path: Path) -> None:
 def test_enormous_file_is_rejected_without_reading_it(tmp_path: Path) -> None:
     path = tmp_path / "huge.yaml"
     with path.open("wb") as stream:  # sparse: no disk or time spent
-        stream.truncate(loader.MAX_FILE_BYTES + 1)
+        stream.truncate(files.CSV_FILE.max_bytes + 1)
     documents, diagnostics = load_yaml_file(path)
     assert documents == []
     error = only_error(diagnostics)
     assert error.code == "too-large"
-    assert "the limit is 64 MiB" in error.message
+    assert "a manifest file may have at most 16 MiB" in error.message
     table, diagnostics = load_csv(path)
     assert table is None and only_error(diagnostics).code == "too-large"
 
