@@ -588,7 +588,7 @@ def emulator_serve(
         ),
     ] = "tts",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 1885,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 1885,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -628,6 +628,30 @@ def emulator_serve(
             "--drop-rate", help="Probability of applying a write, then losing the response."
         ),
     ] = 0.0,
+    request_log: Annotated[
+        str | None,
+        typer.Option(
+            "--request-log",
+            metavar="FILE",
+            help="Append one line per request (time, method, path, status, duration; never a "
+            "credential) to FILE, or to stderr with '-'.",
+            show_default=False,
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert", help="Serve HTTPS with this PEM certificate.", show_default=False
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-key",
+            help="The certificate's PEM private key (if not in the --tls-cert file).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve an emulated API (tts: at http://HOST:PORT/api/v3) until SIGINT/SIGTERM."""
     try:
@@ -651,6 +675,9 @@ def emulator_serve(
             rate_limit=rate_limit,
             fail_rate=fail_rate,
             drop_rate=drop_rate,
+            request_log=request_log,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         ),
         announce=lambda line: stdout.print(line, markup=False, highlight=False),
     )

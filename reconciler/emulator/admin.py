@@ -2,7 +2,8 @@
 
 `GET/PUT /_emulator/config` (the injected faults) and `GET/DELETE /_emulator/stats` (requests
 per operation and status), both allowed only to the admin (the API decides who that is), plus
-the API's own admin routes.
+the API's own admin routes. `GET /healthz` answers 200 to anyone: the server accepts connections
+only once the API is ready, so a CI service check can poll it without credentials.
 """
 
 from __future__ import annotations
@@ -63,7 +64,11 @@ def routes(api: EmulatedAPI) -> list[BaseRoute]:
             return json_response({})
         return json_response(api.stats.snapshot())
 
+    async def healthz(request: Request) -> Response:
+        return json_response({"status": "ok"})
+
     return [
+        Route("/healthz", healthz, methods=["GET"]),
         Route("/_emulator/config", config, methods=["GET", "PUT"]),
         Route("/_emulator/stats", stats, methods=["GET", "DELETE"]),
         *api.admin_routes(),

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
-from collections.abc import Callable, Generator, Mapping
+import socket
+import ssl
+import sys
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from reconciler.diagnostics import ReconcilerError
 from reconciler.emulator.apis import APIS, DEFAULT_API, APIOptions
 from reconciler.emulator.config import EmulatorConfig, parse_rate_limit
 from reconciler.emulator.faults import DroppedConnection
+from reconciler.emulator.requestlog import RequestLog
 
 
 @dataclass
@@ -31,6 +36,9 @@ class ServeOptions:
     rate_limit: str | None = None  # PER_MINUTE[:BURST]
     fail_rate: float = 0.0
     drop_rate: float = 0.0
+    request_log: str | None = None  # a file to append to, or "-" for stderr
+    tls_cert: Path | None = None  # PEM certificate (chain): serve HTTPS
+    tls_key: Path | None = None  # its PEM private key, unless the certificate file holds it
 
 
 class _HideDroppedConnections(logging.Filter):
@@ -77,6 +85,44 @@ def api_options(options: ServeOptions) -> APIOptions:
     return APIOptions(config, options.api_key, options.api_settings)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A bound socket (port 0: a free one); ReconcilerError in one line when that fails."""
+    if not 0 <= port <= 65535:
+        raise ReconcilerError(f"--port {port} is out of range (0-65535)")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as error:
+        raise ReconcilerError(f"cannot listen on {host}: {error.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        reason = "the port is in use" if error.errno == errno.EADDRINUSE else error.strerror
+        raise ReconcilerError(f"cannot listen on {host}:{port}: {reason}") from None
+    return sock
+
+
+@contextlib.contextmanager
+def _request_log(target: str | None) -> Iterator[Callable[[str], None] | None]:
+    if target is None:
+        yield None
+    elif target == "-":
+        yield lambda line: print(line, file=sys.stderr, flush=True)
+    else:
+        try:
+            file = open(target, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        except OSError as error:
+            raise ReconcilerError(
+                f"cannot write the request log {target}: {error.strerror}"
+            ) from None
+        with file:
+            yield lambda line: print(line, file=file)
+
+
 def serve(options: ServeOptions, announce: Callable[[str], None]) -> None:
     """Serve until SIGINT/SIGTERM; announce one line once the socket accepts connections."""
     factory = APIS.get(options.api)
@@ -84,37 +130,49 @@ def serve(options: ServeOptions, announce: Callable[[str], None]) -> None:
         raise ReconcilerError(
             f"unknown emulated API {options.api!r}; choose from {', '.join(sorted(APIS))}"
         )
+    if options.tls_key is not None and options.tls_cert is None:
+        raise ReconcilerError("--tls-key needs --tls-cert")
     try:
         served = factory(api_options(options))
     except ValueError as error:
         raise ReconcilerError(str(error)) from None
     logging.getLogger("uvicorn.error").addFilter(_HideDroppedConnections())
-    server = _Server(
-        uvicorn.Config(
-            served.app,
-            host=options.host,
-            port=options.port,
+    with _request_log(options.request_log) as write_log, listen(options.host, options.port) as sock:
+        app = served.app if write_log is None else RequestLog(served.app, write_log)
+        config = uvicorn.Config(
+            app,
             log_level="warning",
             access_log=False,
             lifespan="on",
             ws="none",
             timeout_graceful_shutdown=2,
+            ssl_certfile=options.tls_cert,
+            ssl_keyfile=options.tls_key,
         )
-    )
+        try:
+            config.load()
+        except (OSError, ssl.SSLError) as error:
+            reason = getattr(error, "strerror", None) or getattr(error, "reason", None) or error
+            raise ReconcilerError(
+                f"cannot use the TLS certificate {options.tls_cert}: {reason}"
+            ) from None
+        server = _Server(config)
+        port = sock.getsockname()[1]
+        host = f"[{options.host}]" if ":" in options.host else options.host
+        url = f"{'https' if options.tls_cert else 'http'}://{host}:{port}{served.base_path}"
 
-    async def run() -> None:
-        task = asyncio.create_task(server.serve())
-        while not server.started and not task.done():
-            await asyncio.sleep(0.01)
-        if server.started:
-            url = f"http://{options.host}:{options.port}{served.base_path}"
-            details = list(served.details)
-            if options.state is not None:
-                details.append(f"state {options.state}")
-            line = f"{served.title} ready at {url}"
-            announce(f"{line} ({', '.join(details)})" if details else line)
-        await task
-        if not server.started:
-            raise ReconcilerError(f"could not listen on {options.host}:{options.port}")
+        async def run() -> None:
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            while not server.started and not task.done():
+                await asyncio.sleep(0.01)
+            if server.started:
+                details = list(served.details)
+                if options.state is not None:
+                    details.append(f"state {options.state}")
+                line = f"{served.title} ready at {url}"
+                announce(f"{line} ({', '.join(details)})" if details else line)
+            await task
+            if not server.started:
+                raise ReconcilerError(f"could not serve on {options.host}:{port}")
 
-    asyncio.run(run())
+        asyncio.run(run())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,15 @@ class Store:
         if table is None:
             table = self._tables[name] = Table(name, self._db)
         return table
+
+    def remembered(self, name: str, make: Callable[[], str]) -> str:
+        """The value kept under `name` in `meta`, made (and kept) on first use: for credentials
+        the emulator generates, which must stay valid across restarts with the same state."""
+        value = self.meta.get(name)
+        if not isinstance(value, str):
+            value = make()
+            self.meta.put(name, value)
+        return value
 
     @property
     def persistent(self) -> bool:

@@ -66,3 +66,10 @@ async def test_stats_count_requests_per_rpc_and_status(
     assert stats["total"] == 4
     await client.delete(f"{ROOT}/stats")
     assert (await client.get(f"{ROOT}/stats")).json() == {"total": 0, "rpcs": {}}
+
+
+async def test_healthz_answers_without_credentials(tts: TtsApi) -> None:
+    anonymous = tts.client_for(None)
+    response = await anonymous.get("http://emulator.test/healthz")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ok"}

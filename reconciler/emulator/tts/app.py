@@ -82,10 +82,16 @@ class Emulator:
             token = config.api_key
             _, key_id, secret = token.split(".")
         else:
-            # A new key on every start; keys from earlier runs (state file) stay valid.
-            token, key_id, secret = generate_api_key()
+            # Generated once per state: a restart with the same state file keeps the admin key
+            # (and every script or CI secret that holds it) working.
+            token = store.remembered("admin_api_key", lambda: generate_api_key()[0])
+            _, key_id, secret = token.split(".")
         record = store.api_keys.get(key_id)
-        if record is None or record["hash"] != hash_secret(secret):
+        if (
+            record is None
+            or record["hash"] != hash_secret(secret)
+            or record["entity_id"] != config.user_id
+        ):
             store.api_keys.put(
                 key_id,
                 {
