@@ -187,6 +187,8 @@ class Call:
             return
         try:
             self.body = json.loads(raw, parse_constant=_reject_constant)
+        except RecursionError:
+            raise errors.format_error("The request body is nested too deeply") from None
         except (ValueError, UnicodeDecodeError) as error:
             raise errors.format_error(f"The request body is not valid JSON: {error}") from None
 

@@ -295,4 +295,7 @@ class _Parser:
 def parse(text: str) -> Query:
     if len(text) > MAX_QUERY_LENGTH:
         raise errors.argument_invalid("the query is too long")
-    return _Parser(text).query()
+    try:
+        return _Parser(text).query()
+    except RecursionError:
+        raise _syntax("the query is nested too deeply") from None
