@@ -54,5 +54,11 @@ def _tts(options: APIOptions) -> ServedAPI:
     return served(options)
 
 
-APIS: dict[str, APIFactory] = {"tts": _tts}
+def _azure_iothub(options: APIOptions) -> ServedAPI:
+    from reconciler.emulator.iothub import served
+
+    return served(options)
+
+
+APIS: dict[str, APIFactory] = {"tts": _tts, "azure-iothub": _azure_iothub}
 DEFAULT_API = "tts"

@@ -5,7 +5,7 @@ app = create_app(IotHubConfig(hub_name="myhub"))   # Starlette; admin under /_em
 connection_string = app.state.emulator.connection_string()
 """
 
-from reconciler.emulator.iothub.app import create_app
+from reconciler.emulator.iothub.app import create_app, served
 from reconciler.emulator.iothub.config import IotHubConfig
 
-__all__ = ["IotHubConfig", "create_app"]
+__all__ = ["IotHubConfig", "create_app", "served"]

@@ -10,11 +10,9 @@ an injected lost response (applied, then the connection drops).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import json
-import random
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +20,16 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
 
+from reconciler.emulator.admin import RequestStats, json_response
+from reconciler.emulator.apis import APIOptions, ServedAPI
+from reconciler.emulator.app import build_app
+from reconciler.emulator.config import EmulatorConfig
+from reconciler.emulator.faults import DroppingResponse, Faults
 from reconciler.emulator.iothub import errors, sas
 from reconciler.emulator.iothub.bulk import BulkOperation
 from reconciler.emulator.iothub.config import IotHubConfig
+from reconciler.emulator.iothub.faults import HubFaults
 from reconciler.emulator.iothub.registry import (
     IfMatch,
     Registry,
@@ -35,9 +38,9 @@ from reconciler.emulator.iothub.registry import (
     twin_json,
 )
 from reconciler.emulator.iothub.sas import DEFAULT_POLICIES, OWNER_POLICY, Right
-from reconciler.emulator.iothub.store import Store
+from reconciler.emulator.iothub.store import IotHubStore
 from reconciler.emulator.iothub.tables import API_VERSION
-from reconciler.emulator.iothub.throttle import OperationClass, Throttles
+from reconciler.emulator.iothub.throttle import OperationClass
 
 # api-versions clients of the 2021-04-12 service are known to send; all get its semantics.
 API_VERSIONS = frozenset({API_VERSION, "2020-09-30", "2020-05-31-preview", "2020-03-13"})
@@ -48,9 +51,7 @@ MAX_TOP = 1000
 MAX_BODY_BYTES = 1024 * 1024
 
 
-def json_response(
-    content: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
+def hub_json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     body = json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
     return Response(body, status, headers, media_type=JSON_TYPE)
 
@@ -59,60 +60,30 @@ def error_response(error: errors.IotHubError) -> Response:
     return Response(error.body(), error.status, error.headers(), media_type=JSON_TYPE)
 
 
-class DroppedConnection(Exception):
-    """An injected lost response: the write was applied, the client sees the connection end."""
-
-
-class DroppingResponse(Response):
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raise DroppedConnection("connection dropped after the write was applied")
-
-
-class Faults:
-    def __init__(self, config: IotHubConfig) -> None:
-        self.rng = random.Random(config.seed)
-        self.latency_ms = config.latency_ms
-        self.jitter_ms = config.jitter_ms
-        self.fail_rate = config.fail_rate
-        self.drop_rate = config.drop_rate
-
-    async def delay(self) -> None:
-        if self.latency_ms <= 0 and self.jitter_ms <= 0:
-            return
-        extra = self.rng.uniform(0, self.jitter_ms) if self.jitter_ms > 0 else 0.0
-        await asyncio.sleep(max(0.0, self.latency_ms + extra) / 1000)
-
-    def fails(self) -> bool:
-        return self.fail_rate > 0 and self.rng.random() < self.fail_rate
-
-    def drops(self) -> bool:
-        return self.drop_rate > 0 and self.rng.random() < self.drop_rate
-
-
 class Hub:
-    """State and services of one emulated hub; `app.state.hub`."""
+    """State and services of one emulated hub; `app.state.emulator` (an `EmulatedAPI`)."""
 
     def __init__(self, config: IotHubConfig) -> None:
-        config.validate()
+        config.check()
         self.config = config
         self.host_name = config.host_name.lower()
-        self.store = Store(config.state_path)
-        self.registry = Registry(self.store, config.visibility_delay_ms / 1000)
-        self.faults = Faults(config)
-        self.throttles = Throttles(config.sku, config.units, config.throttle_backlog_s)
-        self.stats: Counter[tuple[str, int]] = Counter()
+        self.store = IotHubStore(config.state_path)
+        self.hub_faults = HubFaults(config)
+        self.faults: Faults = self.hub_faults  # what the platform's admin endpoints adjust
+        self.registry = Registry(self.store, self.hub_faults)
+        self.stats = RequestStats()
         self.policy_keys = self._policy_keys(config)
 
     def _policy_keys(self, config: IotHubConfig) -> dict[str, tuple[str, str]]:
         """(primary, secondary) per policy; kept in the state file so tokens survive restarts."""
         keys: dict[str, tuple[str, str]] = {}
         for name in DEFAULT_POLICIES:
-            stored = self.store.meta.get(f"policy:{name}")
+            stored = self.store.policies.get(name)
             primary, secondary = stored if stored else (sas.generate_key(), sas.generate_key())
             if name == OWNER_POLICY and config.shared_access_key is not None:
                 primary = config.shared_access_key
             if stored != [primary, secondary]:
-                self.store.meta.put(f"policy:{name}", [primary, secondary])
+                self.store.policies.put(name, [primary, secondary])
             keys[name] = (primary, secondary)
         return keys
 
@@ -121,9 +92,6 @@ class Hub:
         return (
             f"HostName={self.config.host_name};SharedAccessKeyName={policy};SharedAccessKey={key}"
         )
-
-    def set_throttling(self, sku: str | None, units: int, backlog_s: float) -> None:
-        self.throttles = Throttles(sku, units, backlog_s)
 
     # authentication
 
@@ -150,6 +118,47 @@ class Hub:
         auth = record["auth"]
         if not sas.valid(token, _raw_keys((auth["primaryKey"], auth["secondaryKey"]))):
             raise errors.unauthorized()
+
+    # --- what the platform asks of an emulated API (reconciler.emulator.app.EmulatedAPI) ---
+
+    def admin_denied(self, request: Request) -> Response | None:
+        """The admin is whoever holds a policy with every right (iothubowner)."""
+        try:
+            self.authorize(request, Right.REGISTRY_WRITE)
+            self.authorize(request, Right.SERVICE_CONNECT)
+        except errors.IotHubError as error:
+            return error_response(error)
+        return None
+
+    def bad_request(self, message: str) -> Response:
+        return error_response(errors.argument_invalid(message))
+
+    def not_found(self, request: Request) -> Response:
+        return error_response(errors.IotHubError("GenericNotFound", "Not found", 404))
+
+    def method_not_allowed(self, request: Request) -> Response:
+        return error_response(
+            errors.IotHubError("GenericMethodNotAllowed", "The method is not allowed", 405)
+        )
+
+    def admin_routes(self) -> list[BaseRoute]:
+        return [Route("/_emulator/policies", self._policies, methods=["GET"])]
+
+    async def _policies(self, request: Request) -> Response:
+        """The shared access policies' keys (a real hub lists them through Azure Resource
+        Manager, which the emulator does not have)."""
+        denied = self.admin_denied(request)
+        if denied is not None:
+            return denied
+        return json_response(
+            {
+                name: {"primaryKey": primary, "secondaryKey": secondary}
+                for name, (primary, secondary) in self.policy_keys.items()
+            }
+        )
+
+    def close(self) -> None:
+        self.store.close()
 
 
 def _raw_keys(keys: tuple[str, str]) -> tuple[bytes, ...]:
@@ -239,17 +248,17 @@ class Endpoint:
                 await call.read_json()
             if op.throttle is not None:
                 cost = len(call.body) if isinstance(call.body, list) and call.body else 1
-                wait = hub.throttles.reserve(op.throttle, cost)
+                wait = hub.hub_faults.throttles.reserve(op.throttle, cost)
                 if wait is None:
                     raise errors.throttled(op.throttle.value)
                 if wait > 0:
                     await asyncio.sleep(wait)
-            if hub.faults.fails():
+            if op.write and hub.faults.fail_now():
                 raise errors.service_unavailable()
             result = op.handler(call)
             if self.is_async:
                 result = await result
-            if op.write and hub.faults.drops():
+            if op.write and hub.faults.drop_now():
                 status = 0
                 return DroppingResponse()
             if isinstance(result, Response):
@@ -257,7 +266,7 @@ class Endpoint:
                 result.headers.update(call.response_headers)
                 return result
             status = 200
-            return json_response(result, 200, call.response_headers)
+            return hub_json(result, 200, call.response_headers)
         except ClientDisconnect:
             status = 499
             return Response(status_code=499)
@@ -265,7 +274,7 @@ class Endpoint:
             status = error.status
             return error_response(error)
         finally:
-            hub.stats[(op.name, status)] += 1
+            hub.stats.count(op.name, status)
 
 
 # --- handlers -------------------------------------------------------------------------------
@@ -301,7 +310,7 @@ def list_devices(call: Call) -> Any:
 
 def bulk(call: Call) -> Any:
     status, result = BulkOperation(call.registry, call.body).run()
-    return json_response(result, status)
+    return hub_json(result, status)
 
 
 def query_devices(call: Call) -> Any:
@@ -327,7 +336,7 @@ def query_devices(call: Call) -> Any:
     result_headers = {"x-ms-item-type": item_type}
     if token is not None:
         result_headers["x-ms-continuation"] = token
-    return json_response(items, 200, result_headers)
+    return hub_json(items, 200, result_headers)
 
 
 def get_twin(call: Call) -> Any:
@@ -483,52 +492,44 @@ def operations() -> list[Operation]:
     ]
 
 
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return error_response(errors.IotHubError("GenericNotFound", "Not found", 404))
-
-
-async def _method_not_allowed(request: Request, exc: Exception) -> Response:
-    return error_response(
-        errors.IotHubError("GenericMethodNotAllowed", "The method is not allowed", 405)
-    )
-
-
 def create_app(config: IotHubConfig | None = None) -> Starlette:
-    from reconciler.emulator.iothub import admin
-
     hub = Hub(config or IotHubConfig())
-    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    routes: list[BaseRoute] = []
     for op in operations():
         handler = Endpoint(hub, op).handle
-        by_path.setdefault(op.path, {})[op.method] = handler
+        routes.append(Route(op.path, handler, methods=[op.method]))
         if op.path == "/devices":  # the C# SDK posts bulk to /devices/
-            by_path.setdefault("/devices/", {})[op.method] = handler
-    routes: list[BaseRoute] = [
-        Route(path, _dispatch(table), methods=sorted(table)) for path, table in by_path.items()
-    ]
-    routes.extend(admin.routes(hub))
+            routes.append(Route("/devices/", handler, methods=[op.method]))
+    return build_app(hub, routes)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        hub.store.close()
 
-    app = Starlette(
-        routes=routes,
-        exception_handlers={404: _not_found, 405: _method_not_allowed},
-        lifespan=lifespan,
+SETTINGS = ("hub_name", "shared_access_key", "sku", "units")
+
+
+def served(options: APIOptions) -> ServedAPI:
+    """The `azure-iothub` entry of `reconciler.emulator.apis.APIS`."""
+    settings = dict(options.settings)
+    unknown = set(settings) - set(SETTINGS)
+    if unknown:
+        raise ValueError(f"the IoT Hub emulator has no option {', '.join(sorted(unknown))}")
+    if options.admin_key is not None:
+        settings.setdefault("shared_access_key", options.admin_key)
+    units_text = settings.pop("units", "1")
+    try:
+        units = int(units_text)
+    except ValueError:
+        raise ValueError(f"--units {units_text!r} is not an integer") from None
+    config = IotHubConfig(
+        **{name: getattr(options.common, name) for name in _COMMON_FIELDS},
+        hub_name=settings.get("hub_name") or IotHubConfig.hub_name,
+        shared_access_key=settings.get("shared_access_key"),
+        sku=settings.get("sku"),
+        units=units,
     )
-    app.state.emulator = hub
-    return app
+    app = create_app(config)
+    hub: Hub = app.state.emulator
+    details = (f"connection string {hub.connection_string()}",)
+    return ServedAPI(app, f"IoT Hub emulator for {config.host_name}", "", details)
 
 
-def _dispatch(
-    table: dict[str, Callable[[Request], Awaitable[Response]]],
-) -> Callable[[Request], Awaitable[Response]]:
-    async def dispatch(request: Request) -> Response:
-        handler = table.get(request.method)
-        if handler is None:
-            return await _method_not_allowed(request, Exception())
-        return await handler(request)
-
-    return dispatch
+_COMMON_FIELDS = tuple(f.name for f in dataclasses.fields(EmulatorConfig))

@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.emulator.iothub import errors, query, twin
+from reconciler.emulator.iothub.faults import HubFaults
 from reconciler.emulator.iothub.sas import decode_key, generate_key
-from reconciler.emulator.iothub.store import Store
+from reconciler.emulator.iothub.store import IotHubStore
 from reconciler.emulator.iothub.tables import AUTH_TYPES, STATUSES
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}")
@@ -338,13 +339,11 @@ def _strip_system(value: Any) -> Any:
 
 
 class Registry:
-    def __init__(self, store: Store, visibility_delay_s: float = 0.0) -> None:
+    def __init__(self, store: IotHubStore, faults: HubFaults) -> None:
         self.store = store
         self.devices = store.devices
         self.modules = store.modules
-        # A GET right after a create 404s for this long (the hub's registry is eventually
-        # consistent); 0 turns it off.
-        self.visibility_delay_s = visibility_delay_s
+        self.faults = faults
         self._device_keys: list[str] | None = None
         self._module_keys: list[str] | None = None
         self._generation = itertools.count()
@@ -377,9 +376,10 @@ class Registry:
         return record  # type: ignore[no-any-return]
 
     def _hidden(self, record: dict[str, Any]) -> bool:
-        return self.visibility_delay_s > 0 and (
-            time.time() - record.get("createdAt", 0.0) < self.visibility_delay_s
-        )
+        """Within the visibility delay after a create, a GET answers 404 (the hub's registry is
+        eventually consistent)."""
+        delay = self.faults.visibility_delay_s
+        return delay > 0 and time.time() - record.get("createdAt", 0.0) < delay
 
     def module(self, device_id: str, module_id: str) -> dict[str, Any]:
         self.device(device_id)
