@@ -284,6 +284,7 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
     started_imports = time.perf_counter()
     from reconciler import engine
     from reconciler.engine import RunOptions
+    from reconciler.providers.registry import REGISTRY
 
     imports_s = time.perf_counter() - started_imports
     url, key, devices = spec["url"], spec["api_key"], spec["devices"]
@@ -291,6 +292,7 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
     recorder = Recorder(spec["sequential_sample"])
     options = RunOptions(
         paths=[Path(spec["manifests"])],
+        providers=REGISTRY,
         url=url,
         prune=spec["prune"],
         force=spec["force"],
@@ -354,11 +356,12 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
         )
 
     async def workload() -> Any:
-        client = engine.make_client(loaded, options)
+        session = engine.connect(loaded, options)
+        client = session.provider("tts").client  # type: ignore[attr-defined]
         client.observer = recorder.observe  # the production transport, observed
         try:
             start = begin()
-            run = await engine.make_plan(loaded, client, options)
+            run = await engine.make_plan(loaded, session, options)
             mark("plan", start)
             summary = run.plan.summary()
             outcome["plan_summary"] = {k: v for k, v in summary.items() if v}
@@ -366,15 +369,15 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
             outcome["blocked"] = run.plan.blocked
             if spec["apply"] and run.plan.changes:
                 start = begin()
-                report = await engine.apply_plan(run, client, options)
+                report = await engine.apply_plan(run, session, options)
                 mark("apply", start)
                 outcome["apply_counts"] = report.counts()
                 outcome["apply_failures"] = [
-                    f"{r.key}: {r.message}" for r in report.failed[:3]
+                    f"{r.key}: {r.error}" for r in report.failed[:3]
                 ]  # server errors name the resource, never a secret
             return client
         finally:
-            await client.aclose()
+            await session.aclose()
 
     window_cpu, window_wall = time.process_time(), time.perf_counter()
     emu_cpu0 = _proc_cpu_seconds(spec["emulator_pid"])
@@ -428,7 +431,7 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
     replay = _replay(
         recorder.sample,
         key,
-        loaded.target.user_agent or "reconciler-bench",
+        loaded.project.target.user_agent if loaded.project.target else "reconciler-bench",
         spec["rate_limit"],
         url,
     )

@@ -31,9 +31,8 @@ from reconciler.plan.render import render_drift, render_plan, render_report
 from reconciler.redact import printable
 
 if TYPE_CHECKING:
-    from reconciler.engine import Loaded, PlanRun, RunOptions
+    from reconciler.engine import Loaded, PlanRun, RunOptions, Session
     from reconciler.plan.model import ApplyReport, Plan, ResourceResult
-    from reconciler.providers.tts.client import TTSClient
 
 app = typer.Typer(
     name="reconciler",
@@ -263,8 +262,9 @@ def _check_format(output_format: str) -> None:
 
 def _run_options(paths: list[Path] | None, url: str | None, **kwargs: Any) -> RunOptions:
     from reconciler.engine import RunOptions
+    from reconciler.providers.registry import REGISTRY
 
-    return RunOptions(paths=_paths(paths), url=url, **kwargs)
+    return RunOptions(paths=_paths(paths), providers=REGISTRY, url=url, **kwargs)
 
 
 def _print_lines(lines: list[Any]) -> None:
@@ -272,28 +272,28 @@ def _print_lines(lines: list[Any]) -> None:
         stdout.print(line)
 
 
-def _prepare(options: RunOptions) -> tuple[Loaded, TTSClient, ProgressReporter]:
-    """Load the manifests (printing their warnings) and build the client, with progress."""
+def _prepare(options: RunOptions) -> tuple[Loaded, Session, ProgressReporter]:
+    """Load the manifests (printing their warnings) and connect the providers, with progress."""
     from reconciler import engine
 
     progress = ProgressReporter(stderr)
     options.progress = progress
     loaded = engine.load(options)
     print_diagnostics(loaded.warnings)
-    return loaded, engine.make_client(loaded, options), progress
+    return loaded, engine.connect(loaded, options), progress
 
 
 def _make_plan(options: RunOptions) -> PlanRun:
     from reconciler import engine
 
-    loaded, client, progress = _prepare(options)
+    loaded, session, progress = _prepare(options)
 
     async def run() -> PlanRun:
         try:
-            return await engine.make_plan(loaded, client, options)
+            return await engine.make_plan(loaded, session, options)
         finally:
             progress.close()
-            await client.aclose()
+            await session.aclose()
 
     return asyncio.run(run())
 
@@ -356,13 +356,15 @@ def _write_plan(path: Path, plan_data: Plan) -> None:
 
 
 def _read_plan(path: Path) -> Plan:
-    from reconciler.plan.model import Plan
+    from reconciler.plan.model import Plan, PlanFormatError
 
     try:
         return Plan.from_json(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         fail(f"{path}: no such plan file")
-    except (ValueError, KeyError, TypeError) as error:
+    except PlanFormatError as error:
+        fail(f"{path}: {error}")
+    except ValueError as error:  # not JSON
         fail(f"{path}: not a reconciler plan ({error})")
 
 
@@ -409,11 +411,11 @@ def apply(
         parallelism=parallelism,
         retries=retries,
     )
-    loaded, client, progress = _prepare(options)
+    loaded, session, progress = _prepare(options)
 
     async def run() -> tuple[PlanRun, list[ResourceResult], ApplyReport | None]:
         try:
-            run = await engine.make_plan(loaded, client, options)
+            run = await engine.make_plan(loaded, session, options)
             stale: list[ResourceResult] = []
             if saved is not None:
                 if saved.stack != run.plan.stack:
@@ -438,12 +440,12 @@ def apply(
                     raise typer.Abort()
             with Interrupts() as interrupts:
                 report = await engine.apply_plan(
-                    run, client, options, should_stop=lambda: interrupts.requested
+                    run, session, options, should_stop=lambda: interrupts.requested
                 )
             return run, stale, report
         finally:
             progress.close()
-            await client.aclose()
+            await session.aclose()
 
     try:
         _run, stale, report = asyncio.run(run())

@@ -1,11 +1,12 @@
 """Runs the five hops: load manifests -> desired resources -> live state -> plan -> apply.
 
-No printing here: results go back to the CLI, which renders them.
+The engine knows providers only through the contract in `reconciler.provider` and the registry
+of factories its caller passes in `RunOptions.providers`. No printing here: results and typed
+errors go back to the CLI, which renders them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,29 +15,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__
-from reconciler.desired import desired_state
 from reconciler.diagnostics import Diagnostic, ManifestError, ReconcilerError
+from reconciler.executor import Work, execute_plan
 from reconciler.manifest.load import load_manifests
-from reconciler.manifest.project import Project, Target
+from reconciler.manifest.project import Project
 from reconciler.plan.model import ApplyReport, Plan, ResourceChange, ResourceResult
-from reconciler.providers.tts.client import RetryPolicy, ServerURLs, TTSClient
-from reconciler.providers.tts.planner import LiveState, Planner, PlanOptions
-from reconciler.providers.tts.provider import ProgressCallback, TTSProvider
-from reconciler.redact import Redactor
-from reconciler.resources import DesiredState, Secret
+from reconciler.planning import assemble, plan_target
+from reconciler.provider import (
+    PlanOptions,
+    ProgressCallback,
+    Provider,
+    ProviderContext,
+    ProviderFactory,
+)
+from reconciler.resources import DesiredState, LiveState
 from reconciler.transport import HttpLimits
 
 if TYPE_CHECKING:
     import httpx
 
-URL_ENV = "RECONCILER_TTS_URL"
-
 
 @dataclass
 class RunOptions:
     paths: Sequence[Path]
-    url: str | None = None
-    prune: bool | None = None  # None: the Stack's `safety.prune`
+    # Provider name -> factory (the CLI passes `reconciler.providers.registry.REGISTRY`).
+    providers: Mapping[str, ProviderFactory] = field(default_factory=dict)
+    url: str | None = None  # `--url`: moves the target's endpoints (the emulator in CI)
+    prune: bool | None = None  # None: the target's own safety setting
     allow_replace: bool = False
     rotate_keys: bool = False
     force: bool = False
@@ -51,138 +56,156 @@ class RunOptions:
 @dataclass
 class Loaded:
     project: Project
-    target: Target
-    desired: DesiredState
     warnings: list[Diagnostic]
+
+
+@dataclass
+class Target:
+    """One target of the run: its provider and what the manifests want there."""
+
+    provider: Provider
+    desired: DesiredState
+    settings: Any  # the target document (prune and threshold defaults)
+
+
+@dataclass
+class Session:
+    """The providers of one run, connected; close with `aclose`."""
+
+    targets: list[Target]
+
+    @property
+    def requests(self) -> int:
+        return sum(t.provider.requests for t in self.targets)
+
+    def provider(self, name: str) -> Provider:
+        for target in self.targets:
+            if target.provider.name == name:
+                return target.provider
+        raise KeyError(name)
+
+    async def aclose(self) -> None:
+        for target in self.targets:
+            await target.provider.aclose()
 
 
 @dataclass
 class PlanRun:
     plan: Plan
     loaded: Loaded
-    live: LiveState
+    live: dict[str, LiveState]  # provider name -> live state
     requests: int
+    desired: dict[str, DesiredState] = field(default_factory=dict)  # provider name -> desired
 
 
 def load(options: RunOptions) -> Loaded:
-    url = options.url or options.environ.get(URL_ENV) or None
-    result = load_manifests(options.paths, environ=options.environ, url_override=url)
+    result = load_manifests(options.paths, environ=options.environ, url_override=options.url)
     if result.has_errors:
         raise ManifestError(result.diagnostics)
-    project = result.project
-    if project.target is None:
+    if not result.project.targets:
         raise ReconcilerError(
             "no Stack document in the manifests: it names the stack and the server to manage"
         )
-    target = project.target
-    if url:
-        target = target.with_url_override(url)
     return Loaded(
-        project=project,
-        target=target,
-        desired=desired_state(project, target),
+        project=result.project,
         warnings=[d for d in result.diagnostics if d.severity == "warning"],
     )
 
 
-def make_client(loaded: Loaded, options: RunOptions) -> TTSClient:
-    target = loaded.target
-    api_key = target.resolve_api_key(options.environ).reveal()
-    urls = ServerURLs(
-        identity=target.server_urls["identity"],
-        network=target.server_urls["network"],
-        application=target.server_urls["application"],
-        join=target.server_urls["join"],
-    )
-    verify: str | bool = str(target.ca_bundle) if target.ca_bundle else True
-    return TTSClient(
-        urls,
-        api_key,
-        user_agent=target.user_agent,
-        verify=verify,
-        transport=options.transport,
-        max_connections=max(4, options.parallelism),
-        retry=RetryPolicy(attempts=max(1, options.retries)),
+def connect(loaded: Loaded, options: RunOptions) -> Session:
+    """One provider per target the manifests declare, with its desired state (hop 2)."""
+    context = ProviderContext(
+        environ=options.environ,
+        parallelism=options.parallelism,
+        retries=options.retries,
         limits=options.limits,
-        redactor=Redactor([api_key, *secret_values(loaded.desired)]),
+        transport=options.transport,
+        progress=options.progress,
     )
+    targets: list[Target] = []
+    for settings in loaded.project.targets:
+        factory = options.providers.get(settings.provider)
+        if factory is None:
+            raise ReconcilerError(f"no provider {settings.provider!r} in this build of reconciler")
+        provider = factory(settings, context)
+        targets.append(Target(provider, provider.desired(loaded.project), settings))
+    return Session(targets)
 
 
-def secret_values(desired: DesiredState) -> list[str]:
-    """Every secret value the manifests hold (keys, webhook headers): what a server's echo of a
-    request must never print."""
-    values: list[str] = []
-    for resource in desired.resources.values():
-        for value in resource.fields.values():
-            for item in value.values() if isinstance(value, dict) else (value,):
-                if isinstance(item, Secret):
-                    values.append(item.reveal())
-    return values
-
-
-def plan_options(loaded: Loaded, options: RunOptions, api_key: str) -> PlanOptions:
-    prune = loaded.target.prune if options.prune is None else options.prune
+def plan_options(target: Target, options: RunOptions) -> PlanOptions:
+    settings = target.settings
     return PlanOptions(
-        prune=prune,
+        prune=settings.prune if options.prune is None else options.prune,
         allow_replace=options.allow_replace,
         rotate_keys=options.rotate_keys,
         force=options.force,
-        max_change_fraction=loaded.target.change_threshold,
-        # Fingerprints in saved plans are keyed by the API key: without it they reveal nothing.
-        digest_key=hashlib.sha256(b"reconciler-plan:" + api_key.encode()).digest(),
+        max_change_fraction=settings.change_threshold,
+        digest_key=target.provider.digest_key(),
     )
 
 
-async def make_plan(loaded: Loaded, client: TTSClient, options: RunOptions) -> PlanRun:
-    api_key = loaded.target.resolve_api_key(options.environ).reveal()
-    popts = plan_options(loaded, options, api_key)
-    provider = TTSProvider(client, parallelism=options.parallelism, progress=options.progress)
-    before = client.stats.requests
-    live = await provider.read(loaded.desired, prune=popts.prune)
-    plan = Planner(loaded.desired, live, popts).plan(
-        target={role: url for role, url in loaded.target.server_urls.items()},
+async def make_plan(loaded: Loaded, session: Session, options: RunOptions) -> PlanRun:
+    before = session.requests
+    parts = []
+    live: dict[str, LiveState] = {}
+    prunes = []
+    for target in session.targets:
+        popts = plan_options(target, options)
+        prunes.append(popts.prune)
+        name = target.provider.name
+        live[name] = await target.provider.read(target.desired, prune=popts.prune)
+        parts.append(plan_target(target.provider, target.desired, live[name], popts))
+    plan = Plan(
+        stack=", ".join(dict.fromkeys(t.desired.stack for t in session.targets)),
+        targets=[t.provider.describe() for t in session.targets],
         manifests=[str(p) for p in options.paths],
+        options={
+            "prune": any(prunes),
+            "allow_replace": options.allow_replace,
+            "rotate_keys": options.rotate_keys,
+        },
     )
+    assemble(plan, parts)
     plan.created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     plan.tool_version = __version__
-    plan.estimated_seconds = estimate_seconds(plan, client, options.parallelism)
+    plan.estimated_seconds = estimate_seconds(plan, session)
     for warning in loaded.warnings:
         plan.warnings.append(str(warning))
-    return PlanRun(plan, loaded, live, client.stats.requests - before)
+    desired = {t.provider.name: t.desired for t in session.targets}
+    return PlanRun(plan, loaded, live, session.requests - before, desired)
 
 
-def estimate_seconds(plan: Plan, client: TTSClient, parallelism: int) -> float | None:
-    """Time the plan's writes should take: spread over the parallel workers at the latency
-    measured while reading, and no faster than a learned rate limit allows for the busiest
-    shared bucket (device creations share one per application; the rest are per entity)."""
+def estimate_seconds(plan: Plan, session: Session) -> float | None:
+    """The providers' estimates for their writes, one after the other (apply runs the
+    providers in turn)."""
     if plan.write_requests == 0:
         return 0.0
-    estimates = []
-    if client.stats.mean_latency:
-        estimates.append(plan.write_requests * client.stats.mean_latency / max(1, parallelism))
-    profile = client.pacer.profile
-    if profile is not None:
-        creates: dict[str, int] = {}
-        for change in plan.changes:
-            if change.key.kind == "device" and any(
-                s.server == "is" and s.operation == "create" for s in change.steps
-            ):
-                app = change.key.application_id
-                creates[app] = creates.get(app, 0) + 1
-        busiest = max(creates.values(), default=0)
-        estimates.append(max(0.0, busiest - profile.capacity) / profile.per_second)
-    return max(estimates) if estimates else None
+    estimates = [
+        t.provider.estimate_seconds([c for c in plan.changes if c.key.provider == t.provider.name])
+        for t in session.targets
+    ]
+    known = [e for e in estimates if e is not None]
+    return sum(known) if known else None
 
 
 async def apply_plan(
     run: PlanRun,
-    client: TTSClient,
+    session: Session,
     options: RunOptions,
     *,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> ApplyReport:
-    provider = TTSProvider(client, parallelism=options.parallelism, progress=options.progress)
-    return await provider.apply(run.plan, run.loaded.desired, run.live, should_stop=should_stop)
+    work = [
+        Work(t.provider, t.desired, run.live.get(t.provider.name) or LiveState())
+        for t in session.targets
+    ]
+    return await execute_plan(
+        run.plan,
+        work,
+        parallelism=options.parallelism,
+        progress=options.progress,
+        should_stop=should_stop,
+    )
 
 
 def check_saved_plan(saved: Plan, fresh: Plan) -> tuple[Plan, list[ResourceResult]]:

@@ -1,9 +1,10 @@
-"""Desired resources: what the manifests ask for, as TTS field paths in normal form.
+"""The provider-neutral data of hops 2-4: desired resources, live records and their keys.
 
-This is the hand-off between the manifest models (hop 2) and the provider/plan (hops 3-5). A
-desired resource lists only the fields the manifests set (after defaults and profiles), so fields
-they do not mention are never compared or written; a value of None means "clear this field".
-Secret values (keys, webhook header values) are held as `Secret` objects that never print.
+A desired resource lists only the fields the manifests set (after defaults and profiles), in the
+provider's own field paths and normal form, so fields they do not mention are never compared or
+written; a value of None means "clear this field". Secret values are held as `Secret` objects
+that never print. Live state is what a provider read, per endpoint (the server or API that holds
+the record), with an opaque version per record for stale-plan checks.
 """
 
 from __future__ import annotations
@@ -11,31 +12,31 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from reconciler.diagnostics import Location
-
-ResourceKind = Literal["application", "link", "webhook", "device", "gateway"]
-# Creation order of kinds; deletes run in reverse (FACTS §j: devices before their application).
-KIND_ORDER: tuple[ResourceKind, ...] = ("application", "link", "webhook", "device", "gateway")
 
 
 @dataclass(frozen=True, order=True, slots=True)
 class ResourceKey:
-    kind: ResourceKind
-    application_id: str  # "" for gateways
-    id: str  # application_id / "link" / webhook_id / device_id / gateway_id
+    """`provider`'s resource of `kind` named by `ids` (outermost first, e.g. parent then child).
+
+    `label` is how people see the key (`device app-1/dev-1`); the provider gives it when the
+    default (`kind` and the ids joined by `/`) does not fit. It takes no part in equality.
+    """
+
+    provider: str
+    kind: str
+    ids: tuple[str, ...]
+    label: str = field(default="", compare=False)
+
+    @property
+    def id(self) -> str:
+        """The innermost id (the resource's own name within its parent)."""
+        return self.ids[-1]
 
     def __str__(self) -> str:
-        match self.kind:
-            case "application":
-                return f"application {self.id}"
-            case "link":
-                return f"link {self.application_id}"
-            case "gateway":
-                return f"gateway {self.id}"
-            case _:
-                return f"{self.kind} {self.application_id}/{self.id}"
+        return self.label or f"{self.kind} {'/'.join(self.ids)}"
 
 
 class Secret:
@@ -92,21 +93,12 @@ def is_sensitive(value: Any) -> bool:
     return isinstance(value, dict) and any(isinstance(v, Secret) for v in value.values())
 
 
-@dataclass(frozen=True, slots=True)
-class Owner:
-    kind: Literal["user", "organization"]
-    id: str
-
-
 @dataclass
 class DesiredResource:
     key: ResourceKey
-    # TTS field path -> normal-form value (see reconciler.providers.tts.schema), Secret for
-    # secret values, None to clear. Map fields (`attributes`, webhook `headers`) hold only the
-    # managed keys.
+    # Provider field path -> normal-form value, Secret for secret values, None to clear.
     fields: dict[str, Any]
     location: Location | None = None
-    owner: Owner | None = None  # applications and gateways: who creates them
     extra: dict[str, Any] = field(default_factory=dict)  # provider hints (e.g. OTAA vs ABP)
 
     def secret_paths(self) -> frozenset[str]:
@@ -115,17 +107,59 @@ class DesiredResource:
 
 @dataclass
 class DesiredState:
-    """Everything the manifests declare for one stack."""
+    """Everything the manifests declare for one target."""
 
-    stack: str
-    ownership_key: str
+    stack: str  # the ownership marker's value: the name of this set of manifests
+    ownership_key: str  # where the provider keeps the marker (an attribute, a tag)
     resources: dict[ResourceKey, DesiredResource] = field(default_factory=dict)
+    # How messages name the marker, e.g. "attribute managed-by".
+    marker_label: str = ""
 
     def add(self, resource: DesiredResource) -> None:
         self.resources[resource.key] = resource
 
-    def of_kind(self, kind: ResourceKind) -> list[DesiredResource]:
+    def of_kind(self, kind: str) -> list[DesiredResource]:
         return [r for k, r in sorted(self.resources.items()) if k.kind == kind]
 
-    def application_ids(self) -> list[str]:
-        return sorted(k.id for k in self.resources if k.kind == "application")
+    def secret_values(self) -> list[str]:
+        """Every secret value the manifests hold (keys, header values): what a server's echo
+        of a request must never print."""
+        values: list[str] = []
+        for resource in self.resources.values():
+            for value in resource.fields.values():
+                for item in value.values() if isinstance(value, dict) else (value,):
+                    if isinstance(item, Secret):
+                        values.append(item.reveal())
+        return values
+
+
+@dataclass
+class LiveRecord:
+    """One resource as one endpoint returned it (raw JSON, masked to the managed paths), with
+    the endpoint's opaque version of it (a timestamp, an etag) when it has one."""
+
+    data: dict[str, Any]
+    version: str | None = None
+
+
+@dataclass
+class LiveResource:
+    key: ResourceKey
+    records: dict[str, LiveRecord] = field(default_factory=dict)  # endpoint -> record
+    # The credentials could read its secret values (else they are not compared).
+    secrets_readable: bool = True
+
+    def versions(self) -> dict[str, str | None]:
+        return {endpoint: record.version for endpoint, record in self.records.items()}
+
+
+@dataclass
+class LiveState:
+    resources: dict[ResourceKey, LiveResource] = field(default_factory=dict)
+    # Live resources carrying this stack's ownership marker (prune candidates are those of them
+    # the manifests no longer declare).
+    owned: set[ResourceKey] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+
+    def get(self, key: ResourceKey) -> LiveResource | None:
+        return self.resources.get(key)

@@ -95,8 +95,10 @@ def load_manifests(
     url_override: str | None = None,
 ) -> LoadResult:
     """Load, validate and resolve manifests. `environ` (default `os.environ`) resolves secret
-    references; `url_override` (`--url`) puts all four servers at one root URL."""
-    run = _Run(os.environ if environ is None else environ, url_override)
+    references; `url_override` (`--url`, else `RECONCILER_TTS_URL` in `environ`) puts all four
+    servers at one root URL."""
+    environ = os.environ if environ is None else environ
+    run = _Run(environ, url_override or environ.get(p.URL_ENV) or None)
     return run.load(paths)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, ClassVar, Literal, NoReturn
 
 from reconciler import __version__
 from reconciler.diagnostics import Diagnostic, Location, ManifestError
@@ -24,6 +24,7 @@ from reconciler.resources import Secret
 ServerRole = Literal["identity", "network", "application", "join"]
 SERVER_ROLES: tuple[ServerRole, ...] = ("identity", "network", "application", "join")
 API_PREFIX = "/api/v3"
+URL_ENV = "RECONCILER_TTS_URL"  # moves all four servers (the emulator in CI), like `--url`
 DEFAULT_USER_AGENT = f"reconciler/{__version__}"
 
 
@@ -59,6 +60,7 @@ class OwnerRef:
 class Target(_Located):
     """Where and how to talk to The Things Stack, and how managed resources are marked."""
 
+    provider: ClassVar[str] = "tts"  # the provider that manages this target
     stack: str  # the ownership marker value
     ownership_key: str  # attribute key carrying it
     server_urls: Mapping[ServerRole, str]  # root URLs (no /api/v3), per server
@@ -195,6 +197,11 @@ class Project:
 
     def devices_of(self, application_id: str) -> list[Device]:
         return [d for d in self.devices if d.application_id == application_id]
+
+    @property
+    def targets(self) -> list[Target]:
+        """The targets the manifests declare (each names its provider)."""
+        return [self.target] if self.target is not None else []
 
     def counts(self) -> dict[str, int]:
         return {

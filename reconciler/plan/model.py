@@ -1,9 +1,13 @@
 """The plan: a versioned data structure (JSON), from which the human text is rendered.
 
-A plan lists, per resource, one action from a closed set and the per-server steps that carry it
-out, with field-level changes. It holds no secret values: sensitive changes carry only a flag,
-and the live version (`updated_at` per server) each step was planned against, so a saved plan
-can be re-checked before it is applied.
+A plan lists, per resource, one action from a closed set and the steps that carry it out (one
+request each, to a provider-defined endpoint), with field-level changes. It holds no secret
+values: sensitive changes carry only a flag, and the opaque live version each step was planned
+against (per endpoint), so a saved plan can be re-checked before it is applied.
+
+Compatibility (format_version 2): additive changes keep the version (readers ignore keys they
+do not know); a change of meaning or a removed key raises it. A plan of another version is
+refused with a message saying to plan again.
 """
 
 from __future__ import annotations
@@ -12,16 +16,19 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from reconciler.resources import ResourceKey, ResourceKind
+from reconciler.resources import ResourceKey
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 Action = Literal["create", "update", "replace", "delete", "no-op"]
 ACTIONS: tuple[Action, ...] = ("create", "update", "replace", "delete", "no-op")
-Operation = Literal["create", "update", "set", "delete"]
 
 
 SENSITIVE = "(sensitive)"
+
+
+class PlanFormatError(ValueError):
+    """A saved plan this version cannot read (another format_version, missing keys)."""
 
 
 @dataclass
@@ -30,7 +37,7 @@ class FieldChange:
     old: Any = None
     new: Any = None
     sensitive: bool = False
-    # For sensitive fields whose live value cannot be read (no READ_KEYS right).
+    # A sensitive field whose live value the credentials cannot read: rewritten, not compared.
     unverifiable: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -44,27 +51,52 @@ class FieldChange:
             data["new"] = self.new
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FieldChange:
+        return cls(
+            path=data["path"],
+            old=data.get("old"),
+            new=data.get("new"),
+            sensitive=bool(data.get("sensitive", False)),
+            unverifiable=bool(data.get("unverifiable", False)),
+        )
+
 
 @dataclass
 class Step:
-    """One request to one server (e.g. `ns set` with its field mask)."""
+    """One request to one endpoint of the resource's provider (e.g. a registry `set` with its
+    field mask). `operation` is the provider's name for it; `verb` is how the text shows it."""
 
-    server: str  # "is" | "ns" | "as" | "js" (TTS); provider-defined
-    operation: Operation
+    endpoint: str
+    operation: str
     paths: list[str] = field(default_factory=list)  # field mask (empty for create/delete)
     changes: list[FieldChange] = field(default_factory=list)
-    live_version: str | None = None  # updated_at seen when planning; None when absent
-    registers: bool = False  # creates the resource on this server (a `set` may also update)
+    live_version: str | None = None  # the endpoint's version when planning; None when absent
+    registers: bool = False  # creates the resource on this endpoint
+    verb: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "server": self.server,
+            "endpoint": self.endpoint,
             "operation": self.operation,
+            "verb": self.verb or self.operation,
             "registers": self.registers,
             "paths": self.paths,
             "changes": [c.to_json() for c in self.changes],
             "live_version": self.live_version,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Step:
+        return cls(
+            endpoint=data["endpoint"],
+            operation=data["operation"],
+            paths=list(data.get("paths", [])),
+            changes=[FieldChange.from_json(c) for c in data.get("changes", [])],
+            live_version=data.get("live_version"),
+            registers=bool(data.get("registers", False)),
+            verb=data.get("verb", ""),
+        )
 
 
 @dataclass
@@ -78,7 +110,7 @@ class ResourceChange:
     warnings: list[str] = field(default_factory=list)
     # Fingerprint of the desired resource (keyed; no secrets) to detect edited manifests.
     desired_digest: str = ""
-    # Versions seen per server when planning (for stale-plan checks), also for no-op resources.
+    # Versions seen per endpoint when planning (for stale-plan checks), also for no-ops.
     live_versions: dict[str, str | None] = field(default_factory=dict)
 
     @property
@@ -87,9 +119,10 @@ class ResourceChange:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "provider": self.key.provider,
             "kind": self.key.kind,
-            "application_id": self.key.application_id,
-            "id": self.key.id,
+            "ids": list(self.key.ids),
+            "label": str(self.key),
             "action": self.action,
             "reason": self.reason,
             "adopt": self.adopt,
@@ -100,11 +133,67 @@ class ResourceChange:
             "steps": [s.to_json() for s in self.steps],
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ResourceChange:
+        return cls(
+            key=ResourceKey(
+                data["provider"], data["kind"], tuple(data["ids"]), data.get("label", "")
+            ),
+            action=data["action"],
+            reason=data.get("reason", ""),
+            adopt=bool(data.get("adopt", False)),
+            location=data.get("location"),
+            warnings=list(data.get("warnings", [])),
+            desired_digest=data.get("desired_digest", ""),
+            live_versions=dict(data.get("live_versions", {})),
+            steps=[Step.from_json(s) for s in data.get("steps", [])],
+        )
+
+
+@dataclass
+class Endpoint:
+    """Where a provider sends requests: `label` in plan text (`IS`), `title` in errors
+    (`Identity Server`), `url` its root URL."""
+
+    label: str
+    title: str
+    url: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "title": self.title, "url": self.url}
+
+
+@dataclass
+class TargetInfo:
+    """One target of the plan: a provider and the endpoints it talks to."""
+
+    provider: str
+    name: str
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "name": self.name,
+            "endpoints": {k: e.to_json() for k, e in self.endpoints.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TargetInfo:
+        return cls(
+            provider=data["provider"],
+            name=data.get("name", ""),
+            endpoints={
+                k: Endpoint(e.get("label", k), e.get("title", k), e.get("url", ""))
+                for k, e in data.get("endpoints", {}).items()
+            },
+        )
+
 
 @dataclass
 class Plan:
     stack: str
-    target: dict[str, str]
+    targets: list[TargetInfo] = field(default_factory=list)
     resources: list[ResourceChange] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)  # safety checks that stop apply
@@ -122,6 +211,15 @@ class Plan:
     def has_changes(self) -> bool:
         return any(r.changed for r in self.resources)
 
+    def endpoint(self, provider: str, name: str) -> Endpoint:
+        for target in self.targets:
+            if target.provider == provider and name in target.endpoints:
+                return target.endpoints[name]
+        return Endpoint(name, name, "")
+
+    def urls(self) -> list[str]:
+        return sorted({e.url for t in self.targets for e in t.endpoints.values() if e.url})
+
     def summary(self) -> dict[str, int]:
         counts: dict[str, int] = dict.fromkeys(ACTIONS, 0)
         for resource in self.resources:
@@ -135,7 +233,7 @@ class Plan:
             "tool_version": self.tool_version,
             "created_at": self.created_at,
             "stack": self.stack,
-            "target": self.target,
+            "targets": [t.to_json() for t in self.targets],
             "manifests": self.manifests,
             "options": self.options,
             "summary": self.summary(),
@@ -150,59 +248,32 @@ class Plan:
         return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Plan:
+    def from_json(cls, data: Any) -> Plan:
+        """Raises PlanFormatError for anything this version cannot read."""
+        if not isinstance(data, dict):
+            raise PlanFormatError("not a JSON object")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
-            raise ValueError(
-                f"unsupported plan format_version {version!r} (this tool reads {FORMAT_VERSION})"
+            raise PlanFormatError(
+                f"plan format_version {version!r}; this version of reconciler reads "
+                f"format_version {FORMAT_VERSION}: run `reconciler plan --out` again"
             )
-        plan = cls(
-            stack=data["stack"],
-            target=dict(data["target"]),
-            warnings=list(data.get("warnings", [])),
-            blocked=list(data.get("blocked", [])),
-            options=dict(data.get("options", {})),
-            manifests=list(data.get("manifests", [])),
-            created_at=data.get("created_at", ""),
-            tool_version=data.get("tool_version", ""),
-            write_requests=int(data.get("write_requests", 0)),
-            estimated_seconds=data.get("estimated_seconds"),
-        )
-        for item in data["resources"]:
-            kind: ResourceKind = item["kind"]
-            plan.resources.append(
-                ResourceChange(
-                    key=ResourceKey(kind, item["application_id"], item["id"]),
-                    action=item["action"],
-                    reason=item.get("reason", ""),
-                    adopt=bool(item.get("adopt", False)),
-                    location=item.get("location"),
-                    warnings=list(item.get("warnings", [])),
-                    desired_digest=item.get("desired_digest", ""),
-                    live_versions=dict(item.get("live_versions", {})),
-                    steps=[
-                        Step(
-                            server=s["server"],
-                            operation=s["operation"],
-                            paths=list(s.get("paths", [])),
-                            changes=[
-                                FieldChange(
-                                    path=c["path"],
-                                    old=c.get("old"),
-                                    new=c.get("new"),
-                                    sensitive=bool(c.get("sensitive", False)),
-                                    unverifiable=bool(c.get("unverifiable", False)),
-                                )
-                                for c in s.get("changes", [])
-                            ],
-                            live_version=s.get("live_version"),
-                            registers=bool(s.get("registers", False)),
-                        )
-                        for s in item.get("steps", [])
-                    ],
-                )
+        try:
+            return cls(
+                stack=data["stack"],
+                targets=[TargetInfo.from_json(t) for t in data.get("targets", [])],
+                warnings=list(data.get("warnings", [])),
+                blocked=list(data.get("blocked", [])),
+                options=dict(data.get("options", {})),
+                manifests=list(data.get("manifests", [])),
+                created_at=data.get("created_at", ""),
+                tool_version=data.get("tool_version", ""),
+                write_requests=int(data.get("write_requests", 0)),
+                estimated_seconds=data.get("estimated_seconds"),
+                resources=[ResourceChange.from_json(r) for r in data["resources"]],
             )
-        return plan
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise PlanFormatError(f"malformed plan ({type(error).__name__}: {error})") from None
 
 
 Outcome = Literal["done", "failed", "skipped"]
@@ -213,8 +284,8 @@ class ResourceResult:
     key: ResourceKey
     outcome: Outcome
     action: str
-    error: str = ""  # names the server and the server's error; never secret values
-    server: str = ""
+    error: str = ""  # names the endpoint and its error; never secret values
+    endpoint: str = ""  # the endpoint's title, for failures
 
 
 @dataclass

@@ -21,7 +21,6 @@ STYLE = {
     "delete": "red",
     "no-op": "dim",
 }
-SERVER_LABEL = {"is": "IS", "ns": "NS", "as": "AS", "js": "JS"}
 MAX_VALUE_WIDTH = 80
 
 
@@ -49,16 +48,15 @@ def format_change(change: FieldChange, *, registers: bool) -> str:
     return f"{change.path}: {format_value(change.old)} -> {format_value(change.new)}"
 
 
-def render_step(step: Step) -> list[Text]:
-    label = SERVER_LABEL.get(step.server, step.server)
-    verb = "register" if step.registers and step.operation == "set" else step.operation
-    lines = [Text(f"      {label} {verb}", style="bold")]
+def render_step(plan: Plan, resource: ResourceChange, step: Step) -> list[Text]:
+    label = plan.endpoint(resource.key.provider, step.endpoint).label
+    lines = [Text(f"      {label} {step.verb or step.operation}", style="bold")]
     for change in step.changes:
         lines.append(Text(f"        {format_change(change, registers=step.registers)}"))
     return lines
 
 
-def render_resource(change: ResourceChange, *, show_fields: bool = True) -> list[Text]:
+def render_resource(plan: Plan, change: ResourceChange, *, show_fields: bool = True) -> list[Text]:
     symbol = SYMBOL[change.action]
     style = STYLE[change.action]
     head = Text()
@@ -69,8 +67,10 @@ def render_resource(change: ResourceChange, *, show_fields: bool = True) -> list
     if change.reason:
         head.append(f"  # {change.reason}", style="dim")
     if not show_fields:
-        servers = ", ".join(SERVER_LABEL.get(s.server, s.server) for s in change.steps)
-        head.append(f"  [{servers}]", style="dim")
+        labels = ", ".join(
+            plan.endpoint(change.key.provider, s.endpoint).label for s in change.steps
+        )
+        head.append(f"  [{labels}]", style="dim")
         if change.location:
             head.append(f"  {change.location}", style="dim")
     lines = [head]
@@ -80,7 +80,7 @@ def render_resource(change: ResourceChange, *, show_fields: bool = True) -> list
         lines.append(Text(f"      ! {warning}", style="yellow"))
     if show_fields:
         for step in change.steps:
-            lines.extend(render_step(step))
+            lines.extend(render_step(plan, change, step))
     return lines
 
 
@@ -118,8 +118,7 @@ CREATE_DETAIL_LIMIT = 20
 
 def render_plan(plan: Plan, *, title: str = "plan", full: bool | None = None) -> list[Text]:
     lines = [Text(f"reconciler {title} for stack {plan.stack!r}", style="bold")]
-    targets = sorted(set(plan.target.values()))
-    lines.append(Text(f"  target: {', '.join(targets)}", style="dim"))
+    lines.append(Text(f"  target: {', '.join(plan.urls())}", style="dim"))
     lines.append(Text(""))
     changes = plan.changes
     creates = sum(1 for c in changes if c.action == "create")
@@ -127,7 +126,9 @@ def render_plan(plan: Plan, *, title: str = "plan", full: bool | None = None) ->
     if not changes:
         lines.append(Text("No changes. The live state matches the manifests.", style="green"))
     for change in changes:
-        lines.extend(render_resource(change, show_fields=show_creates or change.action != "create"))
+        lines.extend(
+            render_resource(plan, change, show_fields=show_creates or change.action != "create")
+        )
         lines.append(Text(""))
     if not show_creates and creates:
         lines.append(
@@ -149,7 +150,7 @@ def render_drift(plan: Plan) -> list[Text]:
         lines.append(Text("In sync: the live state matches the manifests.", style="green"))
         return lines
     for change in changes:
-        lines.extend(render_resource(change))
+        lines.extend(render_resource(plan, change))
     lines.append(Text(""))
     lines.append(
         Text(f"Drift: {len(changes)} resource(s) differ from the manifests.", style="bold yellow")
@@ -158,13 +159,13 @@ def render_drift(plan: Plan) -> list[Text]:
 
 
 def render_report(report: ApplyReport) -> list[Text]:
-    """The end of an apply: every failed resource with its server and error; skipped ones
+    """The end of an apply: every failed resource with its endpoint and error; skipped ones
     listed, or counted per reason when there are many (an interrupted fleet run)."""
     lines: list[Text] = []
     skipped: dict[str, list[str]] = {}
     for result in report.results:
         if result.outcome == "failed":
-            where = f" [{result.server}]" if result.server else ""
+            where = f" [{result.endpoint}]" if result.endpoint else ""
             lines.append(Text(f"  failed  {result.key}{where}: {result.error}", style="red"))
         elif result.outcome == "skipped":
             skipped.setdefault(result.error, []).append(str(result.key))

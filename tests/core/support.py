@@ -14,6 +14,7 @@ import httpx
 from reconciler import engine
 from reconciler.engine import PlanRun, RunOptions
 from reconciler.plan.model import ApplyReport
+from reconciler.providers.registry import REGISTRY
 
 ROOT_URL = "http://emulator.test"
 
@@ -125,33 +126,35 @@ class Engine:
     def options(self, paths: list[Path], **kwargs: Any) -> RunOptions:
         environ: Mapping[str, str] = {**KEYS, "TTS_API_KEY": self.api_key, **self.environ_extra}
         kwargs.setdefault("url", self.url)
-        return RunOptions(paths=paths, environ=environ, transport=self.transport, **kwargs)
+        return RunOptions(
+            paths=paths, providers=REGISTRY, environ=environ, transport=self.transport, **kwargs
+        )
 
     async def plan(self, paths: list[Path], **kwargs: Any) -> PlanRun:
         options = self.options(paths, **kwargs)
         loaded = engine.load(options)
-        client = engine.make_client(loaded, options)
+        session = engine.connect(loaded, options)
         try:
-            return await engine.make_plan(loaded, client, options)
+            return await engine.make_plan(loaded, session, options)
         finally:
-            await client.aclose()
+            await session.aclose()
 
     async def apply(self, paths: list[Path], **kwargs: Any) -> tuple[PlanRun, ApplyReport]:
         options = self.options(paths, **kwargs)
         loaded = engine.load(options)
-        client = engine.make_client(loaded, options)
+        session = engine.connect(loaded, options)
         try:
-            run = await engine.make_plan(loaded, client, options)
-            report = await engine.apply_plan(run, client, options)
+            run = await engine.make_plan(loaded, session, options)
+            report = await engine.apply_plan(run, session, options)
             return run, report
         finally:
-            await client.aclose()
+            await session.aclose()
 
 
 def step_summary(run: PlanRun) -> dict[str, list[tuple[str, str, list[str]]]]:
-    """resource -> [(server, operation, paths)] for every change."""
+    """resource -> [(endpoint, operation, paths)] for every change."""
     return {
-        str(change.key): [(s.server, s.operation, s.paths) for s in change.steps]
+        str(change.key): [(s.endpoint, s.operation, s.paths) for s in change.steps]
         for change in run.plan.changes
     }
 

@@ -67,7 +67,7 @@ def test_operator_workflow_exit_codes_and_no_secret_anywhere(
     assert "(sensitive)" in text
     cli("plan", "manifests", "--detailed-exitcode", expect=2)
     saved = json.loads(plan_file.read_text())
-    assert saved["format_version"] == 1
+    assert saved["format_version"] == 2
     cli("plan", "manifests", "--format", "json")
     as_json = json.loads(cli.stdout)
     assert as_json["summary"]["create"] == saved["summary"]["create"] > 0
@@ -115,7 +115,7 @@ def test_operator_workflow_exit_codes_and_no_secret_anywhere(
     cli("drift", "manifests", "--format", "json", expect=2)
     drift_json = json.loads(cli.stdout)
     (change,) = [r for r in drift_json["resources"] if r["action"] != "no-op"]
-    assert {s["server"] for s in change["steps"]} == {"is", "js"}
+    assert {s["endpoint"] for s in change["steps"]} == {"is", "js"}
 
     cli("apply", "manifests", "--auto-approve")
     cli("drift", "manifests", expect=0)
@@ -167,3 +167,24 @@ def test_usage_errors_exit_1(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "text or json" in result.stderr
+
+
+def test_a_version_1_saved_plan_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    old = {
+        "format_version": 1,
+        "stack": "site-a",
+        "target": {"identity": "https://eu1.cloud.thethings.network"},
+        "resources": [{"kind": "device", "application_id": "app", "id": "dev", "action": "create"}],
+    }
+    (tmp_path / "old-plan.json").write_text(json.dumps(old))
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "apply", "--plan", "old-plan.json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "format_version 1" in result.stderr
+    assert "run `reconciler plan --out` again" in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr

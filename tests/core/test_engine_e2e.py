@@ -142,7 +142,7 @@ async def test_drift_on_each_server_is_found_and_repaired(
     (change,) = drift.plan.changes
     assert str(change.key) == "device field-sensors/otaa-103"
     (step,) = change.steps
-    assert step.server == server
+    assert step.endpoint == server
     assert [c.path for c in step.changes] == [field]
 
     _run, report = await eng.apply(paths)
@@ -165,7 +165,7 @@ async def test_partial_registration_is_completed(
     run = await eng.plan(paths)
     (change,) = run.plan.changes
     assert "partial registration" in change.reason
-    assert [(s.server, s.registers) for s in change.steps] == [("ns", True), ("as", True)]
+    assert [(s.endpoint, s.registers) for s in change.steps] == [("ns", True), ("as", True)]
     _run, report = await eng.apply(paths)
     assert not report.failed
     assert not (await eng.plan(paths)).plan.has_changes()
@@ -229,7 +229,7 @@ async def test_prune_deletes_owned_devices_in_reverse_order_and_spares_unowned(
         "device field-sensors/abp-102",
         "device field-sensors/class-c",
     }
-    assert [s.server for s in deletes["device field-sensors/otaa-11"].steps] == [
+    assert [s.endpoint for s in deletes["device field-sensors/otaa-11"].steps] == [
         "as",
         "ns",
         "js",
@@ -328,7 +328,7 @@ async def test_multi_cluster_urls_send_each_server_its_requests(
     assert hosts["applications"] == {"is.example.test"}
     assert hosts["ns"] == hosts["as"] == hosts["js"] == {"cluster.example.test"}
     # Devices point at the cluster that serves them.
-    device = next(r for r in run.loaded.desired.of_kind("device"))
+    device = next(r for r in run.desired["tts"].of_kind("device"))
     assert device.fields["network_server_address"] == "cluster.example.test"
 
 

@@ -9,18 +9,15 @@ from rich.console import Console
 
 from reconciler.plan.model import Plan
 from reconciler.plan.render import render_plan
-from reconciler.providers.tts.planner import (
-    LiveRecord,
-    LiveResource,
-    LiveState,
-    Planner,
-    PlanOptions,
-)
-from reconciler.resources import DesiredResource, DesiredState, Owner, ResourceKey, Secret
+from reconciler.planning import assemble, plan_target
+from reconciler.provider import PlanOptions
+from reconciler.providers.tts.kinds import Owner, application_key, device_key
+from reconciler.providers.tts.planner import TTSDiffer, record
+from reconciler.resources import DesiredResource, DesiredState, LiveResource, LiveState, Secret
 
 APP_KEY = "0123456789ABCDEF0123456789ABCDEF"
 STACK = "site-a"
-DEVICE = ResourceKey("device", "sensors", "node-1")
+DEVICE = device_key("sensors", "node-1")
 
 
 def otaa_device(**overrides: Any) -> DesiredResource:
@@ -41,7 +38,9 @@ def otaa_device(**overrides: Any) -> DesiredResource:
 
 
 def desired_with(*resources: DesiredResource) -> DesiredState:
-    state = DesiredState(stack=STACK, ownership_key="managed-by")
+    state = DesiredState(
+        stack=STACK, ownership_key="managed-by", marker_label="attribute managed-by"
+    )
     for resource in resources:
         state.add(resource)
     return state
@@ -57,10 +56,10 @@ def live_device(*, keys_readable: bool = True, **records: dict[str, Any]) -> Liv
     return LiveResource(
         DEVICE,
         {
-            server: LiveRecord({"ids": ids, "updated_at": "2026-01-01T00:00:00Z", **data})
+            server: record({"ids": ids, "updated_at": "2026-01-01T00:00:00Z", **data})
             for server, data in records.items()
         },
-        keys_readable=keys_readable,
+        secrets_readable=keys_readable,
     )
 
 
@@ -78,14 +77,15 @@ IN_SYNC = {
 
 
 def plan_for(desired: DesiredState, live: LiveState, options: PlanOptions | None = None) -> Plan:
-    return Planner(desired, live, options or PlanOptions()).plan(target={}, manifests=[])
+    part = plan_target(TTSDiffer(), desired, live, options or PlanOptions())
+    return assemble(Plan(stack=desired.stack), [part])
 
 
 def test_new_device_is_created_on_all_four_registries_in_order() -> None:
     plan = plan_for(desired_with(otaa_device()), LiveState())
     (change,) = plan.changes
     assert change.action == "create"
-    assert [(s.server, s.operation) for s in change.steps] == [
+    assert [(s.endpoint, s.operation) for s in change.steps] == [
         ("is", "create"),
         ("js", "set"),
         ("ns", "set"),
@@ -115,7 +115,7 @@ def test_one_changed_field_is_one_step_on_its_registry() -> None:
     (change,) = plan_for(desired_with(otaa_device()), live).changes
     assert change.action == "update"
     (step,) = change.steps
-    assert (step.server, step.operation, step.paths) == ("ns", "set", ["lorawan_phy_version"])
+    assert (step.endpoint, step.operation, step.paths) == ("ns", "set", ["lorawan_phy_version"])
     assert (step.changes[0].old, step.changes[0].new) == ("PHY_V1_0_2_REV_B", "PHY_V1_0_3_REV_A")
     assert step.live_version == "2026-01-01T00:00:00Z"
 
@@ -144,7 +144,7 @@ def test_partial_registration_is_completed() -> None:
     (change,) = plan_for(desired_with(otaa_device()), live).changes
     assert change.action == "update"
     assert "partial registration" in change.reason
-    assert [(s.server, s.operation) for s in change.steps] == [("ns", "set"), ("as", "set")]
+    assert [(s.endpoint, s.operation) for s in change.steps] == [("ns", "set"), ("as", "set")]
 
 
 def test_immutable_change_is_a_replace_blocked_without_allow_replace() -> None:
@@ -154,7 +154,7 @@ def test_immutable_change_is_a_replace_blocked_without_allow_replace() -> None:
     (change,) = plan.changes
     assert change.action == "replace"
     assert "rejoin" in change.reason
-    ops = [(s.server, s.operation) for s in change.steps]
+    ops = [(s.endpoint, s.operation) for s in change.steps]
     assert ops[:4] == [("as", "delete"), ("ns", "delete"), ("js", "delete"), ("is", "delete")]
     assert ops[4:] == [("is", "create"), ("js", "set"), ("ns", "set"), ("as", "set")]
     assert plan.blocked
@@ -186,12 +186,12 @@ def test_unowned_existing_device_is_adopted() -> None:
 
 
 def test_prune_deletes_only_owned_undeclared_resources_in_reverse_order() -> None:
-    gone = ResourceKey("device", "sensors", "node-2")
-    foreign = ResourceKey("device", "sensors", "node-3")
+    gone = device_key("sensors", "node-2")
+    foreign = device_key("sensors", "node-3")
     live = LiveState(
         resources={
-            gone: LiveResource(gone, {"is": LiveRecord({"attributes": {"managed-by": STACK}})}),
-            foreign: LiveResource(foreign, {"is": LiveRecord({})}),
+            gone: LiveResource(gone, {"is": record({"attributes": {"managed-by": STACK}})}),
+            foreign: LiveResource(foreign, {"is": record({})}),
         },
         owned={gone},
     )
@@ -202,9 +202,9 @@ def test_prune_deletes_only_owned_undeclared_resources_in_reverse_order() -> Non
 
 
 def test_threshold_blocks_mass_deletes_unless_forced() -> None:
-    keys = [ResourceKey("device", "sensors", f"node-{i}") for i in range(20)]
+    keys = [device_key("sensors", f"node-{i}") for i in range(20)]
     live = LiveState(
-        resources={k: LiveResource(k, {"is": LiveRecord({})}) for k in keys}, owned=set(keys)
+        resources={k: LiveResource(k, {"is": record({})}) for k in keys}, owned=set(keys)
     )
     plan = plan_for(desired_with(), live, PlanOptions(prune=True))
     assert any("would be deleted" in b for b in plan.blocked)
@@ -214,9 +214,9 @@ def test_threshold_blocks_mass_deletes_unless_forced() -> None:
 
 def test_application_is_created_under_its_owner_and_plan_round_trips() -> None:
     app = DesiredResource(
-        ResourceKey("application", "", "sensors"),
+        application_key("sensors"),
         {"name": "Sensors", "attributes": {"managed-by": STACK}},
-        owner=Owner("user", "admin-user"),
+        extra={"owner": Owner("user", "admin-user")},
     )
     plan = plan_for(desired_with(app), LiveState())
     again = Plan.from_json(json.loads(plan.dumps()))

@@ -457,8 +457,8 @@ def only_adoption(plan: Plan, stack: str, ownership_key: str = "managed-by") -> 
             problems.append(f"{change.key}: {change.action} ({change.reason})")
             continue
         for step in change.steps:
-            if step.server != "is" or step.paths != ["attributes"]:
-                problems.append(f"{change.key}: {step.server} {step.operation} {step.paths}")
+            if step.endpoint != "is" or step.paths != ["attributes"]:
+                problems.append(f"{change.key}: {step.endpoint} {step.operation} {step.paths}")
                 continue
             for field in step.changes:
                 if field.new != {ownership_key: stack}:

@@ -19,12 +19,13 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from reconciler import __version__
 from reconciler.diagnostics import ReconcilerError
 from reconciler.providers.tts.pacing import DeadlineReached, RatePacer
+from reconciler.providers.tts.servers import SERVER_NAMES, Server
 from reconciler.redact import Redactor
 from reconciler.transport import (
     AiohttpTransport,
@@ -42,13 +43,6 @@ if TYPE_CHECKING:
 
     import httpx
 
-Server = Literal["is", "ns", "as", "js"]
-SERVER_NAMES: dict[Server, str] = {
-    "is": "Identity Server",
-    "ns": "Network Server",
-    "as": "Application Server",
-    "js": "Join Server",
-}
 API_PREFIX = "/api/v3"
 DEFAULT_USER_AGENT = f"reconciler/{__version__} (+https://github.com/reconciler; aiohttp)"
 

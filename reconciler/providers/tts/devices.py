@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from functools import cache
 
 from reconciler.providers.tts import reference
-from reconciler.providers.tts.client import Server
+from reconciler.providers.tts.servers import Server
 
 # Create order (FACTS §c: IS first, then JS for OTAA, NS, AS); deletes run in reverse.
 CREATE_ORDER: tuple[Server, ...] = ("is", "js", "ns", "as")

@@ -1,6 +1,7 @@
-"""Plan TTS changes: desired resources + live state -> per-resource actions and per-server steps.
+"""Plan TTS changes: one resource's desired fields + live records -> action and per-server steps.
 
-Pure code: no network. The provider reads the live state and executes the steps.
+Pure code: no network. The generic planner (reconciler.planning) calls it per resource; the
+provider reads the live state and executes the steps.
 
 Diff semantics: the manifests are authoritative for the fields they set; other fields are never
 compared or written; `None` clears a field. Values are compared in normal form (see
@@ -10,22 +11,19 @@ not name are left alone, so Console-added attributes survive); other maps are co
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.plan.model import FieldChange, Operation, Plan, ResourceChange, Step
+from reconciler.plan.model import FieldChange, ResourceChange, Step
+from reconciler.provider import PlanOptions
 from reconciler.providers.tts import devices, schema
-from reconciler.providers.tts.client import Server
+from reconciler.providers.tts.kinds import KIND_ORDER, PROVIDER, ResourceKind
+from reconciler.providers.tts.servers import Server
 from reconciler.resources import (
-    KIND_ORDER,
     DesiredResource,
-    DesiredState,
+    LiveRecord,
+    LiveResource,
     ResourceKey,
-    ResourceKind,
     Secret,
     is_sensitive,
     reveal,
@@ -33,7 +31,7 @@ from reconciler.resources import (
 
 MERGED_MAPS = frozenset({"attributes"})
 
-MESSAGE_OF_KIND: dict[ResourceKind, str] = {
+MESSAGE_OF_KIND: dict[str, str] = {
     "application": schema.APPLICATION,
     "link": schema.APPLICATION_LINK,
     "webhook": schema.WEBHOOK,
@@ -41,81 +39,21 @@ MESSAGE_OF_KIND: dict[ResourceKind, str] = {
     "gateway": schema.GATEWAY,
 }
 # The registry that holds each non-device kind.
-SERVER_OF_KIND: dict[ResourceKind, Server] = {
+SERVER_OF_KIND: dict[str, Server] = {
     "application": "is",
     "link": "as",
     "webhook": "as",
     "gateway": "is",
 }
+# Kinds that carry attributes on the Identity Server, hence the ownership marker; links and
+# webhooks are owned through their application.
+MARKED_KINDS = frozenset({"application", "device", "gateway"})
 
 
-@dataclass
-class LiveRecord:
-    """One resource as one server returned it (raw JSON, masked to the managed paths)."""
-
-    data: dict[str, Any]
-
-    @property
-    def version(self) -> str | None:
-        value = self.data.get("updated_at")
-        return str(value) if value else None
-
-
-@dataclass
-class LiveResource:
-    key: ResourceKey
-    records: dict[Server, LiveRecord] = field(default_factory=dict)
-    keys_readable: bool = True
-
-    def attribute(self, name: str) -> str | None:
-        record = self.records.get("is")
-        if record is None:
-            return None
-        value = (record.data.get("attributes") or {}).get(name)
-        return str(value) if value is not None else None
-
-
-@dataclass
-class LiveState:
-    resources: dict[ResourceKey, LiveResource] = field(default_factory=dict)
-    # Live resources carrying this stack's ownership marker (prune candidates are those of them
-    # the manifests no longer declare).
-    owned: set[ResourceKey] = field(default_factory=set)
-    warnings: list[str] = field(default_factory=list)
-
-    def get(self, key: ResourceKey) -> LiveResource | None:
-        return self.resources.get(key)
-
-
-@dataclass(frozen=True)
-class PlanOptions:
-    prune: bool = False
-    allow_replace: bool = False
-    rotate_keys: bool = False
-    force: bool = False
-    max_change_fraction: float = 0.3
-    min_owned_for_threshold: int = 10
-    digest_key: bytes = b""
-
-
-def desired_digest(resource: DesiredResource, key: bytes) -> str:
-    """A keyed fingerprint of the desired fields (secrets by fingerprint only)."""
-
-    def encode(value: Any) -> Any:
-        if isinstance(value, Secret):
-            return {"secret": value.fingerprint(key)}
-        if isinstance(value, dict):
-            return {k: encode(v) for k, v in sorted(value.items())}
-        if isinstance(value, list):
-            return [encode(v) for v in value]
-        return value
-
-    text = json.dumps(
-        {"fields": encode(resource.fields), "extra": encode(resource.extra)},
-        sort_keys=True,
-        default=str,
-    )
-    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
+def record(data: dict[str, Any]) -> LiveRecord:
+    """A live record as a server returned it; its version is the record's `updated_at`."""
+    value = data.get("updated_at")
+    return LiveRecord(data, str(value) if value else None)
 
 
 def _desired_normal(message: str, path: str, value: Any) -> Any:
@@ -173,72 +111,31 @@ def merged_map(desired: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str,
     return merged
 
 
-class Planner:
-    """Builds the plan for one stack from desired and live state."""
+class TTSDiffer:
+    """The per-resource diff of The Things Stack (the pure half of the provider contract)."""
 
-    def __init__(self, desired: DesiredState, live: LiveState, options: PlanOptions) -> None:
-        self.desired = desired
-        self.live = live
-        self.options = options
+    name = PROVIDER
+    kind_order: tuple[ResourceKind, ...] = KIND_ORDER
+    replace_consequence = "devices lose their session"
 
-    def plan(self, *, target: dict[str, str], manifests: list[str]) -> Plan:
-        plan = Plan(
-            stack=self.desired.stack,
-            target=target,
-            manifests=manifests,
-            options={
-                "prune": self.options.prune,
-                "allow_replace": self.options.allow_replace,
-                "rotate_keys": self.options.rotate_keys,
-            },
-            warnings=list(self.live.warnings),
-        )
-        changes: list[ResourceChange] = []
-        for kind in KIND_ORDER:
-            for resource in self.desired.of_kind(kind):
-                changes.append(self._plan_resource(resource))
-        deletes = self._plan_prune() if self.options.prune else []
-        plan.resources = changes + deletes
-        plan.blocked = self._safety(plan)
-        plan.write_requests = sum(len(r.steps) for r in plan.resources)
-        for change in plan.resources:
-            plan.warnings.extend(f"{change.key}: {w}" for w in change.warnings)
-        return plan
+    def marker(self, live: LiveResource, ownership_key: str) -> str | None:
+        record = live.records.get("is")
+        if live.key.kind not in MARKED_KINDS or record is None:
+            return None
+        value = (record.data.get("attributes") or {}).get(ownership_key)
+        return str(value) if value is not None else ""
 
-    # -- per resource -----------------------------------------------------------------------
-
-    def _plan_resource(self, resource: DesiredResource) -> ResourceChange:
-        live = self.live.get(resource.key)
-        change = ResourceChange(
-            key=resource.key,
-            action="no-op",
-            location=str(resource.location) if resource.location else None,
-            desired_digest=desired_digest(resource, self.options.digest_key),
-        )
-        if live is not None:
-            change.live_versions = {s: r.version for s, r in live.records.items()}
+    def plan_resource(
+        self,
+        resource: DesiredResource,
+        live: LiveResource | None,
+        change: ResourceChange,
+        options: PlanOptions,
+    ) -> None:
         if resource.key.kind == "device":
-            self._plan_device(resource, live, change)
+            self._plan_device(resource, live, change, options)
         else:
             self._plan_single(resource, live, change)
-        if (
-            resource.key.kind in ("application", "device", "gateway")
-            and live
-            and "is" in live.records
-        ):
-            owner = live.attribute(self.desired.ownership_key)
-            if owner != self.desired.stack:
-                if owner:
-                    change.warnings.append(
-                        f"owned by stack {owner!r} (attribute {self.desired.ownership_key}); "
-                        "this stack would take it over"
-                    )
-                change.adopt = True
-                if change.action == "no-op":
-                    change.action = "update"
-                if not change.reason:
-                    change.reason = "adopt an existing resource the manifests declare"
-        return change
 
     def _plan_single(
         self, resource: DesiredResource, live: LiveResource | None, change: ResourceChange
@@ -250,11 +147,10 @@ class Planner:
         if record is None:
             change.action = "create"
             change.reason = "not found"
-            operation: Operation = "create" if kind in ("application", "gateway") else "set"
             change.steps.append(
-                Step(
-                    server=server,
-                    operation=operation,
+                _step(
+                    server,
+                    "create" if kind in ("application", "gateway") else "set",
                     paths=sorted(resource.fields),
                     changes=[
                         _creation_change(path, value)
@@ -272,11 +168,10 @@ class Planner:
         if field_changes:
             change.action = "update"
             change.reason = "fields differ"
-            update_op: Operation = "update" if kind in ("application", "gateway") else "set"
             change.steps.append(
-                Step(
-                    server=server,
-                    operation=update_op,
+                _step(
+                    server,
+                    "update" if kind in ("application", "gateway") else "set",
                     paths=[c.path for c in field_changes],
                     changes=field_changes,
                     live_version=record.version,
@@ -284,13 +179,17 @@ class Planner:
             )
 
     def _plan_device(
-        self, resource: DesiredResource, live: LiveResource | None, change: ResourceChange
+        self,
+        resource: DesiredResource,
+        live: LiveResource | None,
+        change: ResourceChange,
+        options: PlanOptions,
     ) -> None:
         otaa = bool(resource.extra.get("otaa", resource.fields.get("supports_join", False)))
         registries = devices.registries(otaa=otaa)
         split = devices.split_paths(resource.fields, otaa=otaa)
         present = {s for s in registries if live is not None and s in live.records}
-        keys_readable = live.keys_readable if live else True
+        keys_readable = live.secrets_readable if live else True
 
         if not present:
             change.action = "create"
@@ -311,7 +210,7 @@ class Planner:
             for server in devices.DELETE_ORDER:
                 if server in live.records:
                     change.steps.append(
-                        Step(server, "delete", live_version=live.records[server].version)
+                        _step(server, "delete", live_version=live.records[server].version)
                     )
             change.steps.extend(
                 self._device_create_step(resource, server, split[server]) for server in registries
@@ -333,18 +232,17 @@ class Planner:
                     continue
                 value = resource.fields[path]
                 if devices.is_key_path(path) and not keys_readable:
-                    if self.options.rotate_keys:
+                    if options.rotate_keys:
                         field_changes.append(FieldChange(path, sensitive=True, unverifiable=True))
                     continue
                 found = compare_field(schema.END_DEVICE, path, value, record.data)
                 if found is not None:
                     field_changes.append(found)
             if field_changes:
-                device_op: Operation = "update" if server == "is" else "set"
                 steps.append(
-                    Step(
+                    _step(
                         server,
-                        device_op,
+                        "update" if server == "is" else "set",
                         paths=[c.path for c in field_changes],
                         changes=field_changes,
                         live_version=record.version,
@@ -355,7 +253,7 @@ class Planner:
                 "keys cannot be verified: the API key lacks RIGHT_APPLICATION_DEVICES_READ_KEYS"
                 + (
                     "; rewriting them (--rotate-keys)"
-                    if self.options.rotate_keys
+                    if options.rotate_keys
                     else "; they are set on create only (use --rotate-keys to rewrite them)"
                 )
             )
@@ -371,10 +269,9 @@ class Planner:
     def _device_create_step(
         self, resource: DesiredResource, server: Server, paths: list[str]
     ) -> Step:
-        create_op: Operation = "create" if server == "is" else "set"
-        return Step(
+        return _step(
             server,
-            create_op,
+            "create" if server == "is" else "set",
             paths=paths,
             changes=[_creation_change(p, resource.fields[p]) for p in paths],
             registers=True,
@@ -402,80 +299,30 @@ class Planner:
                     break
         return found
 
-    # -- prune ------------------------------------------------------------------------------
-
-    def _plan_prune(self) -> list[ResourceChange]:
-        undeclared = sorted(k for k in self.live.owned if k not in self.desired.resources)
-        deletes: list[ResourceChange] = []
-        for kind in reversed(KIND_ORDER):
-            for key in (k for k in undeclared if k.kind == kind):
-                live = self.live.get(key)
-                versions: dict[str, str | None] = (
-                    {s: r.version for s, r in live.records.items()} if live else {}
-                )
-                change = ResourceChange(
-                    key=key,
-                    action="delete",
-                    reason="owned by this stack and no longer in the manifests (--prune)",
-                    live_versions=versions,
-                )
-                order: Iterable[Server] = (
-                    self._device_delete_order(live) if kind == "device" else (SERVER_OF_KIND[kind],)
-                )
-                for server in order:
-                    record = live.records.get(server) if live else None
-                    change.steps.append(
-                        Step(server, "delete", live_version=record.version if record else None)
-                    )
-                deletes.append(change)
-        return deletes
+    def delete_steps(self, key: ResourceKey, live: LiveResource | None) -> list[Step]:
+        order: Iterable[Server] = (
+            self._device_delete_order(live) if key.kind == "device" else (SERVER_OF_KIND[key.kind],)
+        )
+        steps = []
+        for server in order:
+            found = live.records.get(server) if live else None
+            steps.append(_step(server, "delete", live_version=found.version if found else None))
+        return steps
 
     @staticmethod
     def _device_delete_order(live: LiveResource | None) -> list[Server]:
-        """AS, NS, JS, then IS, as the official CLI deletes (FACTS §c). Registries not read are
-        included (a 404 there means already gone); the Join Server only when both EUIs are
-        known, as the CLI does."""
+        """AS, NS, JS, then IS, as the official CLI deletes. Registries not read are included
+        (a 404 there means already gone); the Join Server only when both EUIs are known, as the
+        CLI does."""
         ids = (live.records["is"].data.get("ids") or {}) if live and "is" in live.records else {}
         both_euis = bool(ids.get("dev_eui")) and bool(ids.get("join_eui"))
         return [s for s in devices.DELETE_ORDER if s != "js" or both_euis]
 
-    # -- safety -----------------------------------------------------------------------------
 
-    def _safety(self, plan: Plan) -> list[str]:
-        blocked: list[str] = []
-        if not self.options.allow_replace:
-            replaces = [str(r.key) for r in plan.resources if r.action == "replace"]
-            if replaces:
-                blocked.append(
-                    f"{len(replaces)} replacement(s) need --allow-replace "
-                    f"(devices lose their session): {', '.join(replaces[:5])}"
-                    + (" ..." if len(replaces) > 5 else "")
-                )
-        if self.options.force:
-            return blocked
-        for kind in KIND_ORDER:
-            owned = sum(1 for k in self.live.owned if k.kind == kind)
-            if owned < self.options.min_owned_for_threshold:
-                continue
-            for action in ("update", "delete"):
-                touched = sum(
-                    1
-                    for r in plan.resources
-                    if r.key.kind == kind
-                    and r.key in self.live.owned
-                    and (r.action == action or (action == "update" and r.action == "replace"))
-                    # Completing a partial registration only adds what is missing.
-                    and not all(step.registers for step in r.steps)
-                )
-                fraction = touched / owned
-                if fraction > self.options.max_change_fraction:
-                    verb = "updated" if action == "update" else "deleted"
-                    blocked.append(
-                        f"{touched} of {owned} owned {kind}s would be {verb} "
-                        f"({fraction:.1%} > {self.options.max_change_fraction:.1%} threshold); "
-                        "use --force to apply"
-                    )
-        return blocked
+def _step(server: Server, operation: str, **kwargs: Any) -> Step:
+    # A `set` that registers the device on a server reads as `register` in the plan text.
+    verb = "register" if operation == "set" and kwargs.get("registers") else operation
+    return Step(server, operation, verb=verb, **kwargs)
 
 
 def _creation_change(path: str, value: Any) -> FieldChange:

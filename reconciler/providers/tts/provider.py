@@ -1,4 +1,4 @@
-"""The TTS provider: reads live state for the declared scope and executes plan steps.
+"""The Things Stack provider: reads live state for the declared scope and executes plan steps.
 
 Reads use the smallest field masks that cover the managed fields: one Identity Server list page
 (limit 1000) per thousand devices, then per-device GETs only on the registries that hold the
@@ -10,26 +10,47 @@ device. Writes send each registry only its own fields and paths
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+import hashlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
-from reconciler.plan.model import ApplyReport, Plan, ResourceChange, ResourceResult, Step
+from reconciler.diagnostics import ReconcilerError
+from reconciler.manifest.project import Project, Target
+from reconciler.plan.model import Endpoint, ResourceChange, ResourceResult, Step, TargetInfo
+from reconciler.provider import ProgressCallback, ProviderContext
 from reconciler.providers.tts import devices, schema
-from reconciler.providers.tts.client import SERVER_NAMES, Server, TTSAPIError, TTSClient
+from reconciler.providers.tts.client import (
+    RetryPolicy,
+    ServerURLs,
+    TTSAPIError,
+    TTSClient,
+    TTSTransportError,
+)
+from reconciler.providers.tts.desired import desired_state
+from reconciler.providers.tts.kinds import (
+    Owner,
+    application_key,
+    application_of,
+    device_key,
+    gateway_key,
+    link_key,
+    webhook_key,
+)
 from reconciler.providers.tts.planner import (
     MERGED_MAPS,
     MESSAGE_OF_KIND,
-    LiveRecord,
-    LiveResource,
-    LiveState,
+    TTSDiffer,
     merged_map,
+    record,
 )
+from reconciler.providers.tts.servers import SERVER_LABELS, SERVER_NAMES, SERVERS, Server
+from reconciler.redact import Redactor
 from reconciler.resources import (
-    KIND_ORDER,
     DesiredResource,
     DesiredState,
+    LiveResource,
+    LiveState,
     ResourceKey,
-    ResourceKind,
     reveal,
 )
 
@@ -37,7 +58,7 @@ LIST_PAGE_SIZE = 1000
 READ_KEYS_RIGHTS = frozenset(
     {"RIGHT_APPLICATION_DEVICES_READ_KEYS", "RIGHT_APPLICATION_ALL", "RIGHT_ALL"}
 )
-ENTITY_WRAPPER: dict[ResourceKind, str] = {
+ENTITY_WRAPPER: dict[str, str] = {
     "application": "application",
     "link": "link",
     "webhook": "webhook",
@@ -45,20 +66,98 @@ ENTITY_WRAPPER: dict[ResourceKind, str] = {
     "gateway": "gateway",
 }
 
-ProgressCallback = Callable[[str, int, int], None]  # (phase, done, total)
+ROLE_OF_SERVER: dict[Server, str] = {
+    "is": "identity",
+    "ns": "network",
+    "as": "application",
+    "js": "join",
+}
 
 
-class TTSProvider:
+class TTSProvider(TTSDiffer):
+    """The provider contract (reconciler.provider) for one stack of The Things Stack."""
+
+    manifest_kinds = ("Stack", "Application", "Device", "Fleet", "Gateway")
+
     def __init__(
         self,
         client: TTSClient,
         *,
         parallelism: int = 16,
         progress: ProgressCallback | None = None,
+        target: Target | None = None,
+        api_key: str = "",
     ) -> None:
+        """`target` and `api_key` are needed for planning (`create` gives them); reading
+        alone (the importer) needs only the client."""
         self.client = client
         self.parallelism = max(1, parallelism)
         self.progress = progress
+        self._target = target
+        self._api_key = api_key
+
+    @property
+    def target(self) -> Target:
+        if self._target is None:
+            raise ReconcilerError("the TTS provider was built without a target")
+        return self._target
+
+    # -- description, desired state, statistics ---------------------------------------------
+
+    def describe(self) -> TargetInfo:
+        return TargetInfo(
+            provider=self.name,
+            name=self.target.stack,
+            endpoints={
+                server: Endpoint(
+                    SERVER_LABELS[server],
+                    SERVER_NAMES[server],
+                    self.target.server_urls[ROLE_OF_SERVER[server]],  # type: ignore[index]
+                )
+                for server in SERVERS
+            },
+        )
+
+    def desired(self, project: Project) -> DesiredState:
+        state = desired_state(project, self.target)
+        # Error text from the servers is scrubbed of every secret this run sends.
+        self.client.redactor = Redactor([self._api_key, *state.secret_values()])
+        return state
+
+    def digest_key(self) -> bytes:
+        # Fingerprints in saved plans are keyed by the API key: without it they reveal nothing.
+        return hashlib.sha256(b"reconciler-plan:" + self._api_key.encode()).digest()
+
+    @property
+    def requests(self) -> int:
+        return self.client.stats.requests
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def estimate_seconds(self, changes: Sequence[ResourceChange]) -> float | None:
+        """Time the writes should take: spread over the parallel workers at the latency
+        measured while reading, and no faster than a learned rate limit allows for the busiest
+        shared bucket (device creations share one per application; the rest are per entity)."""
+        writes = sum(len(c.steps) for c in changes)
+        if writes == 0:
+            return 0.0
+        estimates = []
+        stats = self.client.stats
+        if stats.mean_latency:
+            estimates.append(writes * stats.mean_latency / self.parallelism)
+        profile = self.client.pacer.profile
+        if profile is not None:
+            creates: dict[str, int] = {}
+            for change in changes:
+                if change.key.kind == "device" and any(
+                    s.endpoint == "is" and s.operation == "create" for s in change.steps
+                ):
+                    app = application_of(change.key)
+                    creates[app] = creates.get(app, 0) + 1
+            busiest = max(creates.values(), default=0)
+            estimates.append(max(0.0, busiest - profile.capacity) / profile.per_second)
+        return max(estimates) if estimates else None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -69,7 +168,9 @@ class TTSProvider:
         if prune:
             owned_apps = await self._read_owned(desired, live, "application")
             await self._read_owned(desired, live, "gateway")
-        app_ids = sorted(set(desired.application_ids()) | owned_apps)
+        app_ids = sorted(
+            set(sorted(k.id for k in desired.resources if k.kind == "application")) | owned_apps
+        )
 
         async def bounded(coro: Awaitable[None]) -> None:
             async with semaphore:
@@ -82,7 +183,8 @@ class TTSProvider:
         existing_apps = [
             a
             for a in app_ids
-            if "is" in live.resources.get(_app_key(a), LiveResource(_app_key(a))).records
+            if "is"
+            in live.resources.get(application_key(a), LiveResource(application_key(a))).records
         ]
         await asyncio.gather(
             *(bounded(self._read_link_and_webhooks(desired, live, a, prune)) for a in existing_apps)
@@ -122,10 +224,10 @@ class TTSProvider:
                 entity_id = _entity_id(item, id_field)
                 if entity_id is None:
                     raise self._malformed("is", f"/{plural}", f"an item without ids.{id_field}")
-                key = ResourceKey(kind, "", entity_id) if kind == "gateway" else _app_key(entity_id)
+                key = gateway_key(entity_id) if kind == "gateway" else application_key(entity_id)
                 live.owned.add(key)
                 resource = live.resources.setdefault(key, LiveResource(key))
-                resource.records["is"] = LiveRecord(item)
+                resource.records["is"] = record(item)
                 owned.add(entity_id)
         return owned
 
@@ -186,7 +288,7 @@ class TTSProvider:
             raise
 
     async def _read_application(self, desired: DesiredState, live: LiveState, app_id: str) -> None:
-        key = _app_key(app_id)
+        key = application_key(app_id)
         resource = desired.resources.get(key)
         mask = set(resource.fields) if resource else set()
         mask.add("attributes")
@@ -194,7 +296,7 @@ class TTSProvider:
         if data is None:
             return
         entry = live.resources.setdefault(key, LiveResource(key))
-        entry.records["is"] = LiveRecord(data)
+        entry.records["is"] = record(data)
         if _attribute(data, desired.ownership_key) == desired.stack:
             live.owned.add(key)
 
@@ -208,14 +310,14 @@ class TTSProvider:
     async def _read_link_and_webhooks(
         self, desired: DesiredState, live: LiveState, app_id: str, prune: bool
     ) -> None:
-        link_key = ResourceKey("link", app_id, "link")
-        link = desired.resources.get(link_key)
+        key = link_key(app_id)
+        link = desired.resources.get(key)
         if link is not None:
             data = await self._get_optional("as", f"/as/applications/{app_id}/link", link.fields)
             if data is not None:
-                live.resources[link_key] = LiveResource(link_key, {"as": LiveRecord(data)})
-        declared = [r for r in desired.of_kind("webhook") if r.key.application_id == app_id]
-        app_owned = _app_key(app_id) in live.owned
+                live.resources[key] = LiveResource(key, {"as": record(data)})
+        declared = [r for r in desired.of_kind("webhook") if application_of(r.key) == app_id]
+        app_owned = application_key(app_id) in live.owned
         if not declared and not (prune and app_owned):
             return
         mask = {"ids"} | {p for r in declared for p in r.fields}
@@ -227,8 +329,8 @@ class TTSProvider:
             webhook_id = _entity_id(item, "webhook_id")
             if webhook_id is None or not isinstance(item, dict):
                 raise self._malformed("as", f"/as/webhooks/{app_id}", "a webhook without ids")
-            key = ResourceKey("webhook", app_id, webhook_id)
-            live.resources[key] = LiveResource(key, {"as": LiveRecord(item)})
+            key = webhook_key(app_id, webhook_id)
+            live.resources[key] = LiveResource(key, {"as": record(item)})
             # Webhooks carry no attributes: in an application this stack owns, the manifests'
             # webhook list is authoritative (prune removes the others).
             if app_owned:
@@ -240,7 +342,7 @@ class TTSProvider:
         if data is None:
             return
         entry = live.resources.setdefault(resource.key, LiveResource(resource.key))
-        entry.records["is"] = LiveRecord(data)
+        entry.records["is"] = record(data)
 
     async def _list_devices(
         self,
@@ -253,7 +355,7 @@ class TTSProvider:
         """List the application's devices from the IS; `start` each declared device's
         per-registry reads as its page arrives."""
         declared = {
-            r.key.id: r for r in desired.of_kind("device") if r.key.application_id == app_id
+            r.key.id: r for r in desired.of_kind("device") if application_of(r.key) == app_id
         }
         is_mask = {"attributes"} | {
             p for r in declared.values() for p in r.fields if "is" in devices.get_servers(p)
@@ -270,11 +372,11 @@ class TTSProvider:
                 raise self._malformed(
                     "is", f"/applications/{app_id}/devices", "a device without ids.device_id"
                 )
-            key = ResourceKey("device", app_id, device_id)
+            key = device_key(app_id, device_id)
             owned = _attribute(item, desired.ownership_key) == desired.stack
             if key.id not in declared and not (prune and owned):
                 continue
-            entry = LiveResource(key, {"is": LiveRecord(item)}, keys_readable=keys_readable)
+            entry = LiveResource(key, {"is": record(item)}, secrets_readable=keys_readable)
             live.resources[key] = entry
             if owned:
                 live.owned.add(key)
@@ -284,7 +386,7 @@ class TTSProvider:
 
     async def _read_device_registries(self, resource: DesiredResource, entry: LiveResource) -> None:
         otaa = bool(resource.extra.get("otaa", resource.fields.get("supports_join", False)))
-        app_id, device_id = resource.key.application_id, resource.key.id
+        app_id, device_id = resource.key.ids
         for server in devices.registries(otaa=otaa):
             if server == "is":
                 continue
@@ -293,101 +395,49 @@ class TTSProvider:
                 for p in resource.fields
                 if server in devices.get_servers(p)
                 and not devices.is_implicit(p)
-                and (entry.keys_readable or not devices.is_key_path(p))
+                and (entry.secrets_readable or not devices.is_key_path(p))
             }
             data = await self._get_optional(
                 server, f"/{server}/applications/{app_id}/devices/{device_id}", mask
             )
             if data is not None:
-                entry.records[server] = LiveRecord(data)
+                entry.records[server] = record(data)
 
     # -- writing ----------------------------------------------------------------------------
 
-    async def apply(
-        self,
-        plan: Plan,
-        desired: DesiredState,
-        live: LiveState,
-        *,
-        should_stop: Callable[[], bool] = lambda: False,
-    ) -> ApplyReport:
-        """Execute the plan's changes: concurrently across resources, each resource's steps in
-        order, kinds in dependency order. One failing resource never stops the others; what was
-        done stays done. After `should_stop()` turns true no new resource is started (the ones
-        in flight finish their steps)."""
-        report = ApplyReport()
-        semaphore = asyncio.Semaphore(self.parallelism)
-        failed_apps: set[str] = set()
-        changes = plan.changes
-        total = len(changes)
-        done = 0
+    def depends_on(self, key: ResourceKey) -> ResourceKey | None:
+        """Links, webhooks and devices need their application."""
+        if key.kind in ("link", "webhook", "device"):
+            return application_key(key.ids[0])
+        return None
 
-        def finished(count: int = 1) -> None:
-            nonlocal done
-            done += count
-            if self.progress:
-                self.progress("apply", done, total)
+    def groups(
+        self, kind: str, deletes: bool, changes: list[ResourceChange]
+    ) -> list[list[ResourceChange]]:
+        """Device deletes go in batches (per application, at most BATCH_SIZE); everything else
+        one change at a time."""
+        if deletes and kind == "device":
+            return device_batches(changes)
+        return [[change] for change in changes]
 
-        def skip_reason(change: ResourceChange) -> str:
-            if should_stop():
-                report.interrupted = True
-                return "not started: interrupted"
-            if change.key.application_id in failed_apps and change.action != "delete":
-                return f"not started: application {change.key.application_id} was not created"
-            return ""
-
-        async def run(change: ResourceChange) -> None:
-            async with semaphore:
-                reason = skip_reason(change)
-                if reason:
-                    report.results.append(
-                        ResourceResult(change.key, "skipped", change.action, reason)
-                    )
-                else:
-                    result = await self._apply_change(change, desired, live)
-                    report.results.append(result)
-                    if (
-                        result.outcome == "failed"
-                        and change.key.kind == "application"
-                        and change.action in ("create", "replace")
-                    ):
-                        failed_apps.add(change.key.id)
-            finished()
-
-        async def run_device_deletes(batch: list[ResourceChange]) -> None:
-            async with semaphore:
-                reason = skip_reason(batch[0])
-                if reason:
-                    report.results.extend(
-                        ResourceResult(c.key, "skipped", c.action, reason) for c in batch
-                    )
-                else:
-                    report.results.extend(await self._delete_devices(batch))
-            finished(len(batch))
-
-        # Phases keep dependencies: applications before their links, webhooks and devices;
-        # deletes in reverse kind order after all creates and updates.
-        upserts = [c for c in changes if c.action != "delete"]
-        deletes = [c for c in changes if c.action == "delete"]
-        for kind in KIND_ORDER:
-            await asyncio.gather(*(run(c) for c in upserts if c.key.kind == kind))
-        for kind in reversed(KIND_ORDER):
-            of_kind = [c for c in deletes if c.key.kind == kind]
-            if kind == "device":
-                await asyncio.gather(*(run_device_deletes(b) for b in device_batches(of_kind)))
-            else:
-                await asyncio.gather(*(run(c) for c in of_kind))
-        return report
+    async def execute(
+        self, group: list[ResourceChange], desired: DesiredState, live: LiveState
+    ) -> list[ResourceResult]:
+        if len(group) > 1 or (group[0].key.kind == "device" and group[0].action == "delete"):
+            return await self._delete_devices(group)
+        return [await self._apply_change(group[0], desired, live)]
 
     async def _delete_devices(self, batch: list[ResourceChange]) -> list[ResourceResult]:
         """Delete up to 20 devices of one application with one batch request per registry, in
         the CLI's order (AS, NS, JS, IS). A registry that fails the batch is retried device by
         device; a device that fails on a registry keeps its IS record (so a rerun finds it)."""
-        app_id = batch[0].key.application_id
+        app_id = application_of(batch[0].key)
         failed: dict[ResourceKey, ResourceResult] = {}
         for server in devices.DELETE_ORDER:
             targets = [
-                c for c in batch if c.key not in failed and any(s.server == server for s in c.steps)
+                c
+                for c in batch
+                if c.key not in failed and any(s.endpoint == server for s in c.steps)
             ]
             if not targets:
                 continue
@@ -400,12 +450,12 @@ class TTSProvider:
             try:
                 await self.client.request(server, "DELETE", base, params=params)
                 continue
-            except TTSAPIError:
+            except (TTSAPIError, TTSTransportError):
                 pass  # find out which device it was
             for change in targets:
                 try:
                     await self._delete(server, change.key, None)
-                except TTSAPIError as error:
+                except (TTSAPIError, TTSTransportError) as error:
                     failed[change.key] = ResourceResult(
                         change.key, "failed", "delete", str(error), SERVER_NAMES[server]
                     )
@@ -419,12 +469,11 @@ class TTSProvider:
         for step in change.steps:
             try:
                 await self._execute(step, change.key, resource, live_resource, desired)
-            except TTSAPIError as error:
+            except (TTSAPIError, TTSTransportError) as error:
+                # Their text names the server, the request line and the server's message only.
                 return ResourceResult(
                     change.key, "failed", change.action, str(error), SERVER_NAMES[error.server]
                 )
-            except Exception as error:  # transport failures after retries, and the like
-                return ResourceResult(change.key, "failed", change.action, str(error), step.server)
         return ResourceResult(change.key, "done", change.action)
 
     async def _execute(
@@ -435,7 +484,7 @@ class TTSProvider:
         live: LiveResource | None,
         desired: DesiredState,
     ) -> None:
-        server: Server = step.server  # type: ignore[assignment]
+        server: Server = step.endpoint  # type: ignore[assignment]
         if step.operation == "delete":
             await self._delete(server, key, live)
             return
@@ -452,19 +501,20 @@ class TTSProvider:
                 await self.client.request(
                     "as",
                     "PUT",
-                    f"/as/applications/{key.application_id}/link",
+                    f"/as/applications/{key.ids[0]}/link",
                     json={"link": body, "field_mask": {"paths": step.paths}},
                 )
             case "webhook":
                 body = self._body(resource, step.paths, live, server)
+                app_id, webhook_id = key.ids
                 body["ids"] = {
-                    "webhook_id": key.id,
-                    "application_ids": {"application_id": key.application_id},
+                    "webhook_id": webhook_id,
+                    "application_ids": {"application_id": app_id},
                 }
                 await self.client.request(
                     "as",
                     "PUT",
-                    f"/as/webhooks/{key.application_id}/{key.id}",
+                    f"/as/webhooks/{app_id}/{webhook_id}",
                     json={"webhook": body, "field_mask": {"paths": step.paths}},
                 )
 
@@ -511,8 +561,8 @@ class TTSProvider:
             ids["eui"] = body["ids"]["eui"]
         body["ids"] = ids
         if step.operation == "create":
-            owner = resource.owner
-            if owner is None:
+            owner = resource.extra.get("owner")
+            if not isinstance(owner, Owner):
                 raise ValueError(f"{resource.key}: no owner to create it under")
             parent = "users" if owner.kind == "user" else "organizations"
             try:
@@ -559,7 +609,7 @@ class TTSProvider:
         live: LiveResource | None,
         desired: DesiredState,
     ) -> None:
-        app_id, device_id = resource.key.application_id, resource.key.id
+        app_id, device_id = resource.key.ids
         body = self._body(resource, step.paths, live, server)
         ids: dict[str, Any] = {
             "device_id": device_id,
@@ -583,8 +633,8 @@ class TTSProvider:
                         return
                     raise
                 return
-            # IS Update never carries ids.* in its mask (FACTS §d, #5553); the body's ids only
-            # identify the device.
+            # The Identity Server refuses ids.* in an Update mask (EUIs cannot change there); the
+            # body's ids only identify the device.
             body["ids"] = {"device_id": device_id, "application_ids": {"application_id": app_id}}
             await self.client.request(
                 "is",
@@ -607,19 +657,20 @@ class TTSProvider:
     async def _delete(self, server: Server, key: ResourceKey, live: LiveResource | None) -> None:
         match key.kind:
             case "device":
+                app_id, device_id = key.ids
                 path = (
-                    f"/applications/{key.application_id}/devices/{key.id}"
+                    f"/applications/{app_id}/devices/{device_id}"
                     if server == "is"
-                    else f"/{server}/applications/{key.application_id}/devices/{key.id}"
+                    else f"/{server}/applications/{app_id}/devices/{device_id}"
                 )
             case "application":
                 path = f"/applications/{key.id}"
             case "gateway":
                 path = f"/gateways/{key.id}"
             case "webhook":
-                path = f"/as/webhooks/{key.application_id}/{key.id}"
-            case "link":
-                path = f"/as/applications/{key.application_id}/link"
+                path = f"/as/webhooks/{key.ids[0]}/{key.id}"
+            case _:  # link
+                path = f"/as/applications/{key.ids[0]}/link"
         try:
             await self.client.request(server, "DELETE", path)
         except TTSAPIError as error:
@@ -636,7 +687,7 @@ def device_batches(changes: list[ResourceChange]) -> list[list[ResourceChange]]:
     """Device deletes grouped per application, at most BATCH_SIZE each."""
     by_app: dict[str, list[ResourceChange]] = {}
     for change in changes:
-        by_app.setdefault(change.key.application_id, []).append(change)
+        by_app.setdefault(application_of(change.key), []).append(change)
     return [
         group[i : i + BATCH_SIZE]
         for group in by_app.values()
@@ -657,5 +708,26 @@ def _attribute(item: dict[str, Any], key: str) -> Any:
     return attributes.get(key) if isinstance(attributes, dict) else None
 
 
-def _app_key(app_id: str) -> ResourceKey:
-    return ResourceKey("application", "", app_id)
+def create(target: Target, context: ProviderContext) -> TTSProvider:
+    """The registry's factory (reconciler.providers.registry.REGISTRY): the client for the
+    target's four servers, with the run's options."""
+    api_key = target.resolve_api_key(context.environ).reveal()
+    urls = target.server_urls
+    parallelism = max(1, context.parallelism)
+    client = TTSClient(
+        ServerURLs(urls["identity"], urls["network"], urls["application"], urls["join"]),
+        api_key,
+        user_agent=target.user_agent,
+        verify=str(target.ca_bundle) if target.ca_bundle else True,
+        transport=context.transport,
+        max_connections=max(4, parallelism),
+        retry=RetryPolicy(attempts=max(1, context.retries)),
+        limits=context.limits,
+    )
+    return TTSProvider(
+        client,
+        parallelism=parallelism,
+        progress=context.progress,
+        target=target,
+        api_key=api_key,
+    )

@@ -13,13 +13,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.importer.output import ImportFailure
+from reconciler.provider import ProgressCallback
 from reconciler.providers.tts import schema
 from reconciler.providers.tts.client import TTSAPIError, TTSClient
 from reconciler.providers.tts.importing import fields as f
 from reconciler.providers.tts.importing import records as r
-from reconciler.providers.tts.planner import LiveState
-from reconciler.providers.tts.provider import ProgressCallback, TTSProvider
-from reconciler.resources import DesiredResource, DesiredState, Owner, ResourceKey
+from reconciler.providers.tts.kinds import (
+    Owner,
+    application_key,
+    device_key,
+    gateway_key,
+    link_key,
+)
+from reconciler.providers.tts.provider import TTSProvider
+from reconciler.resources import DesiredResource, DesiredState, LiveState, ResourceKey
 
 
 @dataclass(frozen=True)
@@ -60,13 +67,13 @@ async def read_live(
     webhooks: dict[str, list[dict[str, Any]]] = {}
     for app_id in app_ids:
         await _check_application(client, app_id)
-        probe.add(DesiredResource(ResourceKey("application", "", app_id), app_fields, owner=owner))
-        probe.add(DesiredResource(ResourceKey("link", app_id, "link"), link_fields))
+        probe.add(DesiredResource(application_key(app_id), app_fields, extra={"owner": owner}))
+        probe.add(DesiredResource(link_key(app_id), link_fields))
         try:
             async for item in provider._list_pages(
                 "is", f"/applications/{app_id}/devices", "end_devices", ["ids"]
             ):
-                key = ResourceKey("device", app_id, item["ids"]["device_id"])
+                key = device_key(app_id, item["ids"]["device_id"])
                 # Every registry is read: the Join Server answers 404 for ABP devices.
                 probe.add(DesiredResource(key, device_fields, extra={"otaa": True}))
             listing = await client.get_json(
@@ -83,13 +90,11 @@ async def read_live(
         webhooks[app_id] = list(listing.get("webhooks") or [])
     gateway_fields = dict.fromkeys(r.GATEWAY_PATHS + r.GATEWAY_EXTRAS)
     for gateway_id in gateway_ids:
-        probe.add(
-            DesiredResource(ResourceKey("gateway", "", gateway_id), gateway_fields, owner=owner)
-        )
+        probe.add(DesiredResource(gateway_key(gateway_id), gateway_fields, extra={"owner": owner}))
 
     live = await provider.read(probe, prune=False)
     for gateway_id in gateway_ids:
-        if live.get(ResourceKey("gateway", "", gateway_id)) is None:
+        if live.get(gateway_key(gateway_id)) is None:
             raise ImportFailure(
                 f"gateway `{gateway_id}`: not found on the Identity Server (or the API key has "
                 "no rights to it)"
@@ -109,9 +114,9 @@ def _collect(
     by_app: dict[str, list[ResourceKey]] = {}
     for key in live.resources:
         if key.kind == "device":
-            by_app.setdefault(key.application_id, []).append(key)
+            by_app.setdefault(key.ids[0], []).append(key)
     for app_id in app_ids:
-        app_live = live.get(ResourceKey("application", "", app_id))
+        app_live = live.get(application_key(app_id))
         data = app_live.records["is"].data if app_live and "is" in app_live.records else {}
         app = r.ApplicationRecord(
             app_id,
@@ -126,7 +131,7 @@ def _collect(
             ),
             {},
         )
-        link_live = live.get(ResourceKey("link", app_id, "link"))
+        link_live = live.get(link_key(app_id))
         if link_live and "as" in link_live.records:
             app.link = r.values(
                 schema.APPLICATION_LINK,
@@ -141,17 +146,17 @@ def _collect(
         keys = sorted(by_app.get(app_id, []))
         for key in keys:
             entry = live.resources[key]
-            app.keys_readable = entry.keys_readable
+            app.keys_readable = entry.secrets_readable
             sources = [(s, entry.records[s].data) for s in r.SERVER_ORDER if s in entry.records]
             app.devices.append(
-                r.device_record(app_id, key.id, sources, report, keys_read=entry.keys_readable)
+                r.device_record(app_id, key.id, sources, report, keys_read=entry.secrets_readable)
             )
         snapshot.applications.append(app)
         report.count("application")
         report.count("device", len(keys))
         report.count("webhook", len(app.webhooks))
     for gateway_id in gateway_ids:
-        entry = live.resources[ResourceKey("gateway", "", gateway_id)]
+        entry = live.resources[gateway_key(gateway_id)]
         snapshot.gateways.append(r.gateway_record(entry.records["is"].data, report))
         report.count("gateway")
 

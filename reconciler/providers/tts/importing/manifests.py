@@ -18,12 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.desired import server_address
 from reconciler.importer.output import OutputTree, csv_text, yaml_documents
 from reconciler.importer.report import ImportReport
 from reconciler.manifest import devices as dev
 from reconciler.manifest import models as m
 from reconciler.providers.tts import lorawan_versions
+from reconciler.providers.tts.desired import server_address
 from reconciler.providers.tts.importing import fields as f
 from reconciler.providers.tts.importing import records as r
 

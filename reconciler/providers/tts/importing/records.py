@@ -11,8 +11,8 @@ from typing import Any
 from reconciler.importer.report import ImportReport
 from reconciler.manifest import models as m
 from reconciler.providers.tts import devices, schema
-from reconciler.providers.tts.client import SERVER_NAMES, Server
 from reconciler.providers.tts.importing import fields as f
+from reconciler.providers.tts.servers import SERVER_NAMES, Server
 
 
 @dataclass

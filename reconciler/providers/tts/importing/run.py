@@ -12,10 +12,10 @@ import httpx
 from reconciler.importer.output import ImportFailure, check_output_dir
 from reconciler.importer.report import ImportReport
 from reconciler.manifest import types as t
+from reconciler.provider import ProgressCallback
 from reconciler.providers.tts.client import RetryPolicy, ServerURLs, TTSClient
 from reconciler.providers.tts.importing.live import Selection, read_live
 from reconciler.providers.tts.importing.manifests import BuildOptions, build_tree
-from reconciler.providers.tts.provider import ProgressCallback
 
 API_KEY_ENV = "TTS_API_KEY"
 

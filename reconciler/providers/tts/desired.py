@@ -12,7 +12,15 @@ from urllib.parse import urlsplit
 
 from reconciler.diagnostics import Diagnostic, Location, ManifestError
 from reconciler.manifest.project import Project, ServerRole, Target
-from reconciler.resources import DesiredResource, DesiredState, Owner, ResourceKey
+from reconciler.providers.tts.kinds import (
+    Owner,
+    application_key,
+    device_key,
+    gateway_key,
+    link_key,
+    webhook_key,
+)
+from reconciler.resources import DesiredResource, DesiredState
 
 ADDRESS_ROLES: tuple[tuple[str, ServerRole], ...] = (
     ("network_server_address", "network"),
@@ -30,7 +38,7 @@ def server_address(url: str) -> str:
     return f"{host}:{parts.port}" if parts.port and parts.port != default_port else host
 
 
-MAX_ATTRIBUTES = 10  # attributes: at most 10 pairs (FACTS §d)
+MAX_ATTRIBUTES = 10  # the servers accept at most 10 attributes per entity
 
 
 def _owned(
@@ -53,21 +61,25 @@ def _owned(
 def desired_state(project: Project, target: Target) -> DesiredState:
     """Raises ManifestError (located) for what only the combination shows, e.g. attributes
     that leave no room for the ownership marker."""
-    state = DesiredState(stack=target.stack, ownership_key=target.ownership_key)
+    state = DesiredState(
+        stack=target.stack,
+        ownership_key=target.ownership_key,
+        marker_label=f"attribute {target.ownership_key}",
+    )
     problems: list[Diagnostic] = []
     for app in project.applications:
         state.add(
             DesiredResource(
-                ResourceKey("application", "", app.application_id),
+                application_key(app.application_id),
                 _owned(dict(app.fields), target, app.location, problems),
                 location=app.location,
-                owner=Owner(app.owner.kind, app.owner.id),
+                extra={"owner": Owner(app.owner.kind, app.owner.id)},
             )
         )
         if app.link:
             state.add(
                 DesiredResource(
-                    ResourceKey("link", app.application_id, "link"),
+                    link_key(app.application_id),
                     dict(app.link),
                     location=app.location,
                 )
@@ -75,7 +87,7 @@ def desired_state(project: Project, target: Target) -> DesiredState:
         for webhook in app.webhooks:
             state.add(
                 DesiredResource(
-                    ResourceKey("webhook", app.application_id, webhook.webhook_id),
+                    webhook_key(app.application_id, webhook.webhook_id),
                     dict(webhook.fields),
                     location=webhook.location,
                 )
@@ -94,7 +106,7 @@ def desired_state(project: Project, target: Target) -> DesiredState:
                 fields[path] = from_app or addresses[role]
         state.add(
             DesiredResource(
-                ResourceKey("device", device.application_id, device.device_id),
+                device_key(device.application_id, device.device_id),
                 _owned(fields, target, device.location, problems),
                 location=device.location,
                 extra={"otaa": otaa},
@@ -103,10 +115,10 @@ def desired_state(project: Project, target: Target) -> DesiredState:
     for gateway in project.gateways:
         state.add(
             DesiredResource(
-                ResourceKey("gateway", "", gateway.gateway_id),
+                gateway_key(gateway.gateway_id),
                 _owned(dict(gateway.fields), target, gateway.location, problems),
                 location=gateway.location,
-                owner=Owner(gateway.owner.kind, gateway.owner.id),
+                extra={"owner": Owner(gateway.owner.kind, gateway.owner.id)},
             )
         )
     if problems:

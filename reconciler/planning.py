@@ -1,0 +1,169 @@
+"""Hop 4, the provider-neutral half: desired + live state -> resource changes (pure).
+
+Kinds are walked in the provider's order; each declared resource gets a keyed digest, its live
+versions and the provider's diff; a live resource the manifests declare that does not carry
+this stack's marker is adopted; with prune, owned resources the manifests no longer declare are
+deleted (kinds in reverse). Safety: replacements need `allow_replace`, and updating or deleting
+more than a fraction of a kind's owned resources needs `force`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.plan.model import Plan, ResourceChange
+from reconciler.provider import Differ, PlanOptions
+from reconciler.resources import DesiredResource, DesiredState, LiveState, Secret
+
+
+def desired_digest(resource: DesiredResource, key: bytes) -> str:
+    """A keyed fingerprint of the desired fields (secrets by fingerprint only)."""
+
+    def encode(value: Any) -> Any:
+        if isinstance(value, Secret):
+            return {"secret": value.fingerprint(key)}
+        if isinstance(value, dict):
+            return {k: encode(v) for k, v in sorted(value.items())}
+        if isinstance(value, list):
+            return [encode(v) for v in value]
+        return value
+
+    text = json.dumps(
+        {"fields": encode(resource.fields), "extra": encode(resource.extra)},
+        sort_keys=True,
+        default=str,
+    )
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+@dataclass
+class ProviderPlan:
+    """One provider's share of a plan."""
+
+    resources: list[ResourceChange] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+
+    @property
+    def write_requests(self) -> int:
+        return sum(len(r.steps) for r in self.resources)
+
+
+def plan_target(
+    differ: Differ, desired: DesiredState, live: LiveState, options: PlanOptions
+) -> ProviderPlan:
+    result = ProviderPlan(warnings=list(live.warnings))
+    for kind in differ.kind_order:
+        for resource in desired.of_kind(kind):
+            result.resources.append(_plan_resource(differ, desired, live, resource, options))
+    if options.prune:
+        result.resources.extend(_plan_prune(differ, desired, live))
+    result.blocked = _safety(differ, live, result.resources, options)
+    for change in result.resources:
+        result.warnings.extend(f"{change.key}: {w}" for w in change.warnings)
+    return result
+
+
+def assemble(plan: Plan, parts: Sequence[ProviderPlan]) -> Plan:
+    """Put the providers' shares into `plan` (in provider order)."""
+    for part in parts:
+        plan.resources.extend(part.resources)
+        plan.warnings.extend(part.warnings)
+        plan.blocked.extend(part.blocked)
+        plan.write_requests += part.write_requests
+    return plan
+
+
+def _plan_resource(
+    differ: Differ,
+    desired: DesiredState,
+    live_state: LiveState,
+    resource: DesiredResource,
+    options: PlanOptions,
+) -> ResourceChange:
+    live = live_state.get(resource.key)
+    change = ResourceChange(
+        key=resource.key,
+        action="no-op",
+        location=str(resource.location) if resource.location else None,
+        desired_digest=desired_digest(resource, options.digest_key),
+    )
+    if live is not None:
+        change.live_versions = live.versions()
+    differ.plan_resource(resource, live, change, options)
+    marker = differ.marker(live, desired.ownership_key) if live is not None else None
+    if marker is not None and marker != desired.stack:
+        if marker:
+            change.warnings.append(
+                f"owned by stack {marker!r} ({desired.marker_label}); this stack would take it over"
+            )
+        change.adopt = True
+        if change.action == "no-op":
+            change.action = "update"
+        if not change.reason:
+            change.reason = "adopt an existing resource the manifests declare"
+    return change
+
+
+def _plan_prune(
+    differ: Differ, desired: DesiredState, live_state: LiveState
+) -> list[ResourceChange]:
+    undeclared = sorted(k for k in live_state.owned if k not in desired.resources)
+    deletes: list[ResourceChange] = []
+    for kind in reversed(differ.kind_order):
+        for key in (k for k in undeclared if k.kind == kind):
+            live = live_state.get(key)
+            deletes.append(
+                ResourceChange(
+                    key=key,
+                    action="delete",
+                    reason="owned by this stack and no longer in the manifests (--prune)",
+                    live_versions=live.versions() if live else {},
+                    steps=differ.delete_steps(key, live),
+                )
+            )
+    return deletes
+
+
+def _safety(
+    differ: Differ, live: LiveState, resources: list[ResourceChange], options: PlanOptions
+) -> list[str]:
+    blocked: list[str] = []
+    if not options.allow_replace:
+        replaces = [str(r.key) for r in resources if r.action == "replace"]
+        if replaces:
+            blocked.append(
+                f"{len(replaces)} replacement(s) need --allow-replace "
+                f"({differ.replace_consequence}): {', '.join(replaces[:5])}"
+                + (" ..." if len(replaces) > 5 else "")
+            )
+    if options.force:
+        return blocked
+    for kind in differ.kind_order:
+        owned = sum(1 for k in live.owned if k.kind == kind)
+        if owned < options.min_owned_for_threshold:
+            continue
+        for action in ("update", "delete"):
+            touched = sum(
+                1
+                for r in resources
+                if r.key.kind == kind
+                and r.key in live.owned
+                and (r.action == action or (action == "update" and r.action == "replace"))
+                # Completing a partial registration only adds what is missing.
+                and not all(step.registers for step in r.steps)
+            )
+            fraction = touched / owned
+            if fraction > options.max_change_fraction:
+                verb = "updated" if action == "update" else "deleted"
+                blocked.append(
+                    f"{touched} of {owned} owned {kind}s would be {verb} "
+                    f"({fraction:.1%} > {options.max_change_fraction:.1%} threshold); "
+                    "use --force to apply"
+                )
+    return blocked

@@ -1,0 +1,48 @@
+"""The resource kinds of The Things Stack provider and their keys (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from reconciler.resources import ResourceKey
+
+PROVIDER = "tts"
+
+ResourceKind = Literal["application", "link", "webhook", "device", "gateway"]
+# Creation order of kinds; deletes run in reverse (the Identity Server refuses to delete an
+# application that still has devices).
+KIND_ORDER: tuple[ResourceKind, ...] = ("application", "link", "webhook", "device", "gateway")
+
+
+def application_key(application_id: str) -> ResourceKey:
+    return ResourceKey(PROVIDER, "application", (application_id,))
+
+
+def link_key(application_id: str) -> ResourceKey:
+    return ResourceKey(PROVIDER, "link", (application_id,))
+
+
+def webhook_key(application_id: str, webhook_id: str) -> ResourceKey:
+    return ResourceKey(PROVIDER, "webhook", (application_id, webhook_id))
+
+
+def device_key(application_id: str, device_id: str) -> ResourceKey:
+    return ResourceKey(PROVIDER, "device", (application_id, device_id))
+
+
+def gateway_key(gateway_id: str) -> ResourceKey:
+    return ResourceKey(PROVIDER, "gateway", (gateway_id,))
+
+
+def application_of(key: ResourceKey) -> str:
+    """The application a key belongs to ("" for gateways)."""
+    return "" if key.kind == "gateway" else key.ids[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who an application or gateway is created under (`DesiredResource.extra["owner"]`)."""
+
+    kind: Literal["user", "organization"]
+    id: str
