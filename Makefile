@@ -17,6 +17,7 @@ test: $(STAMP) lint typecheck unit
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests tools bench
 	$(BIN)/ruff format --check reconciler tests tools bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
