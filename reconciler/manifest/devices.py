@@ -240,6 +240,35 @@ def csv_device_id(values: Mapping[str, str]) -> str | None:
     return None
 
 
+def csv_row_device_id(
+    values: Mapping[str, str],
+) -> tuple[str | None, tuple[str, str] | None]:
+    """(the row's device id, None), or (None, (column, problem)) when its `id` or `dev_eui`
+    is not valid. The problem never quotes the cell: in a secrets CSV with the wrong separator
+    the id cell holds the whole row, keys included."""
+    for column in ("id", "dev_eui"):
+        text = values.get(column)
+        if text:
+            try:
+                CSV_COLUMNS[column].parse(text)  # type: ignore[misc]
+            except ValueError as error:
+                return None, (column, without_cell(str(error), text))
+            return csv_device_id(values), None
+    return None, None
+
+
+def without_cell(message: str, text: str) -> str:
+    """A value rule's message with the cell's text left out (diagnostics name the file, row
+    and column; a cell may hold a key, or a whole row read with the wrong separator)."""
+    if not text:
+        return message
+    return (
+        message.replace(f" `{text}`", "")
+        .replace(f"`{text}`", "the value")
+        .replace(text, "(the value)")
+    )
+
+
 def parse_secret_cell(text: str, context: SecretContext) -> Secret:
     return resolve(text, context, t.parse_aes_key)
 
@@ -259,7 +288,7 @@ def parse_csv_row(
         try:
             value = parse_secret_cell(text, context) if spec.parse is None else spec.parse(text)
         except (ValueError, SecretError) as error:
-            errors.append((column, str(error)))
+            errors.append((column, without_cell(str(error), text)))
             continue
         if spec.group is None:
             settings[spec.key] = value

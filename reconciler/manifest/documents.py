@@ -54,6 +54,7 @@ class CsvTable:
     separator: str
     header: list[str]
     rows: list[CsvRow]
+    header_line: int = 1  # the header's line (blank lines before it are skipped)
 
     def locate(self, row: CsvRow, column: str | None = None) -> Location:
         col = self.header.index(column) + 1 if column in self.header else None

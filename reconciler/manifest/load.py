@@ -519,20 +519,20 @@ class _Run:
                 "join_eui, app_key, ...)",
                 "csv-header",
             )
-        for column in table.header:
+        for index, column in enumerate(table.header, start=1):
             if column in dev.CSV_COLUMNS or not column:
                 continue
             if column in dev.CSV_STATE_COLUMNS:
                 message = f"column `{column}` is device state, not configuration: ignored"
+                where = Location(table.file, table.header_line, index, column)
             else:
+                # An unknown header is not quoted: without a header line it is the first
+                # row's data, keys included.
                 match = closest(column, dev.CSV_COLUMNS)
                 hint = f"; did you mean `{match}`?" if match else ""
-                message = f"unknown column `{column}` is ignored{hint}"
-            self.warn(
-                Location(table.file, 1, table.header.index(column) + 1, column),
-                message,
-                "csv-column",
-            )
+                message = f"column {index} of the header is not a known column: ignored{hint}"
+                where = Location(table.file, table.header_line, index)
+            self.warn(where, message, "csv-column")
         inline_keys = [c for c in table.header if c in dev.SECRET_KEYS]
         if inline_keys and not table.file.endswith(".secrets.csv"):
             columns = ", ".join(f"`{c}`" for c in inline_keys)
@@ -544,19 +544,23 @@ class _Run:
             )
 
     def index_secrets(self, table: CsvTable, secrets: dict[str, tuple[CsvTable, CsvRow]]) -> None:
-        for column in table.header:
+        for index, column in enumerate(table.header, start=1):
             if column and column not in dev.CSV_SECRETS_COLUMNS:
+                # Not quoted: without a header line, the "header" is a device's keys.
                 self.error(
-                    Location(table.file, 1, table.header.index(column) + 1, column),
-                    f"column `{column}` does not belong in a secrets CSV (allowed: id, dev_eui, "
-                    + ", ".join(sorted(dev.SECRET_KEYS))
-                    + ")",
+                    Location(table.file, table.header_line, index),
+                    f"column {index} of the header is not allowed in a secrets CSV (allowed: "
+                    "id, dev_eui, " + ", ".join(sorted(dev.SECRET_KEYS)) + "; is the header "
+                    "line missing?)",
                     "csv-column",
                 )
         for row in table.rows:
-            device_id = dev.csv_device_id(row.values)
+            device_id, problem = dev.csv_row_device_id(row.values)
             if device_id is None:
-                self.error(table.locate(row), "row has neither `id` nor `dev_eui`", "csv-row")
+                if problem is None:
+                    self.error(table.locate(row), "row has neither `id` nor `dev_eui`", "csv-row")
+                else:
+                    self.error(table.locate(row, problem[0]), problem[1], "csv-row")
                 continue
             if device_id in secrets:
                 first_table, first_row = secrets[device_id]

@@ -281,7 +281,7 @@ def load_csv(
             rows.append(CsvRow(start, values))
     if header is None:
         return None, [_file_problem(file, "empty CSV file: no header line", "csv-header")]
-    return CsvTable(file, separator, header, rows), diagnostics
+    return CsvTable(file, separator, header, rows, header_line), diagnostics
 
 
 def _detect_separator(text: str) -> str:
@@ -295,9 +295,10 @@ def _duplicate_column(file: str, header: list[str], line: int) -> Diagnostic | N
     first: dict[str, int] = {}
     for column, name in enumerate(header, start=1):
         if name and name in first:
+            # Not quoted: a header line may really be a row of data (keys included).
             return Diagnostic(
-                Location(file, line, column, name),
-                f'column "{name}" appears twice (columns {first[name]} and {column})',
+                Location(file, line, column),
+                f"the header names the same column twice (columns {first[name]} and {column})",
                 code="csv-duplicate-column",
             )
         first.setdefault(name, column)

@@ -100,7 +100,7 @@ EXPECTED_ERRORS = [
 ]
 EXPECTED_WARNINGS = [
     ("devices.yaml", 153, 1, "secret `app_key` is written inline"),
-    ("fleet.csv", 1, 5, "unknown column `colour` is ignored"),
+    ("fleet.csv", 1, 5, "column 5 of the header is not a known column: ignored"),
 ]
 LINE = re.compile(
     r"^(?P<file>\S+?):(?P<line>\d+)(?::(?P<column>\d+))?: (?P<severity>error|warning): "

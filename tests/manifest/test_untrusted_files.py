@@ -313,3 +313,76 @@ def test_finding7_an_api_key_http_cannot_carry_is_a_located_error(
     )
     assert code == 1 and "internal error" not in output, output
     assert f"{tree / 'stack.yaml'}:13:1: error: API key: the key from env:TTS_API_KEY" in output
+
+
+# --- finding 5: CSV diagnostics quote no cell that may hold a key -------------------------------
+
+SECRETS_CSV = "fleets/soil-fleet.secrets.example.csv"
+
+
+def secrets_lines(root: Path) -> list[str]:
+    return (root / SECRETS_CSV).read_text().splitlines()
+
+
+def keys_in(lines: list[str]) -> list[str]:
+    return [line.split(";")[-1] for line in lines[1:]]
+
+
+def assert_no_key_or_row(result: LoadResult, lines: list[str]) -> None:
+    shown = text_of(result)
+    for line in lines[1:]:
+        assert line.split(";")[-1] not in shown.upper()
+        assert line not in shown and line.replace(";", ",") not in shown
+
+
+def test_finding5_a_secrets_csv_without_its_header_quotes_no_key(tree: Path) -> None:
+    lines = secrets_lines(tree)
+    (tree / SECRETS_CSV).write_text("\n".join(lines[1:]) + "\n")
+    result = load(tree)
+    assert_no_key_or_row(result, lines)
+    header_errors = [d for d in errors(result) if d.code == "csv-column"]
+    assert [(d.location.line, d.location.column) for d in header_errors] == [(1, 1), (1, 2), (1, 3)]
+    header_error = header_errors[2]
+    assert header_error.location.path is None
+    assert header_error.message.startswith(
+        "column 3 of the header is not allowed in a secrets CSV (allowed: id, dev_eui, app_key"
+    )
+    assert header_error.message.endswith("; is the header line missing?)")
+
+
+def test_finding5_a_row_with_the_wrong_separator_is_not_printed(tree: Path) -> None:
+    lines = secrets_lines(tree)
+    wrong = lines[2].replace(";", ",")
+    (tree / SECRETS_CSV).write_text("\n".join([*lines[:2], wrong, *lines[3:]]) + "\n")
+    result = load(tree)
+    assert_no_key_or_row(result, lines)
+    (error,) = [d for d in errors(result) if d.location.file.endswith(SECRETS_CSV)]
+    assert (error.location.line, error.location.path) == (3, "id")
+    assert error.message == "device ID is longer than 36 characters"
+    # The same in the fleet CSV itself, where keys may also be written inline (with a warning).
+    fleet_csv = tree / "fleets/soil-fleet.csv"
+    rows = fleet_csv.read_text().splitlines()
+    rows[0] += ";app_key"
+    rows[1] = (rows[1] + ";" + keys_in(lines)[0]).replace(";", ",")
+    fleet_csv.write_text("\n".join(rows) + "\n")
+    result = load(tree)
+    assert_no_key_or_row(result, lines)
+    assert any(d.location.line == 2 and d.location.path == "id" for d in errors(result))
+    assert rows[1] not in text_of(result)
+
+
+def test_finding5_a_fleet_csv_without_its_header_quotes_no_key(tree: Path) -> None:
+    lines = secrets_lines(tree)
+    fleet_csv = tree / "fleets/soil-fleet.csv"
+    rows = fleet_csv.read_text().splitlines()
+    joined = [f"{row};{key}" for row, key in zip(rows[1:], keys_in(lines), strict=False)]
+    fleet_csv.write_text("\n".join(joined) + "\n")
+    result = load(tree)
+    assert_no_key_or_row(result, lines)
+    unknown = [d for d in result.diagnostics if d.code == "csv-column"]
+    assert unknown and all(d.location.path is None for d in unknown)
+    assert all("of the header is not a known column: ignored" in d.message for d in unknown)
+    # A header line that is really data may repeat a cell: the message quotes neither.
+    fleet_csv.write_text(f"{keys_in(lines)[0]};{keys_in(lines)[0]}\n")
+    (error,) = [d for d in errors(load(tree)) if d.code == "csv-duplicate-column"]
+    assert error.message == "the header names the same column twice (columns 1 and 2)"
