@@ -176,3 +176,53 @@ async def test_without_read_keys_right_keys_are_env_references(
         assert not applied.failed, applied.failed
         async with admin_client(fresh_transport, fresh_key) as fresh_client:
             assert await device_records(fresh_client, "orchard") == before
+
+
+async def test_what_manifests_cannot_hold_is_reported(
+    tmp_path: Path,
+    client: httpx.AsyncClient,
+    emulator_transport: httpx.ASGITransport,
+    admin_api_key: str,
+) -> None:
+    """Unmodelled device and gateway settings, an eleventh attribute and another stack's
+    ownership marker are listed in the report (and its file), not dropped silently."""
+    await build_varied_state(client, ADMIN_USER)
+    ids = {"device_id": "class-c", "dev_eui": "70B3D57ED0000004", "join_eui": "70B3D57ED0000000"}
+    updated = await client.put(
+        "/ns/applications/orchard/devices/class-c",
+        json={
+            "end_device": {"ids": ids, "mac_settings": {"class_c_timeout": "300s"}},
+            "field_mask": {"paths": ["mac_settings.class_c_timeout"]},
+        },
+    )
+    assert updated.status_code == 200, updated.text
+    attributes = {f"key-{i:02d}": "v" for i in range(9)} | {"managed-by": "other-stack"}
+    updated = await client.put(
+        "/applications/orchard/devices/otaa-11",
+        json={"end_device": {"attributes": attributes}, "field_mask": {"paths": ["attributes"]}},
+    )
+    assert updated.status_code == 200, updated.text
+    updated = await client.put(
+        "/gateways/gw-barn",
+        json={
+            "gateway": {"enforce_duty_cycle": True},
+            "field_mask": {"paths": ["enforce_duty_cycle"]},
+        },
+    )
+    assert updated.status_code == 200, updated.text
+    out = tmp_path / "imported"
+    report = await do_import(import_options(out, emulator_transport, admin_api_key))
+    lines = report.lines()
+    expected = [
+        "device field `mac_settings.class_c_timeout`: not in the manifest language: "
+        "1 resource: orchard/class-c",
+        "gateway field `enforce_duty_cycle`: not in the manifest language: 1 resource: gw-barn",
+        "owned by another stack (attribute managed-by): the first apply takes it over: "
+        "1 resource: orchard/otaa-11",
+    ]
+    for line in expected:
+        assert line in lines, lines
+        assert line in (out / "import-report.txt").read_text()
+    # The creator as contact is what a new server sets too: not reported.
+    assert not any("contact" in line for line in lines), lines
+    validate(out, {"TTS_API_KEY": admin_api_key, **fill_secrets(out)})

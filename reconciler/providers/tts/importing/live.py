@@ -128,6 +128,7 @@ def _collect(
                 report,
                 "application",
                 app_id,
+                snapshot.owner,
             ),
             {},
         )
@@ -157,7 +158,7 @@ def _collect(
         report.count("webhook", len(app.webhooks))
     for gateway_id in gateway_ids:
         entry = live.resources[gateway_key(gateway_id)]
-        snapshot.gateways.append(r.gateway_record(entry.records["is"].data, report))
+        snapshot.gateways.append(r.gateway_record(entry.records["is"].data, report, snapshot.owner))
         report.count("gateway")
 
 

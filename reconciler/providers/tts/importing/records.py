@@ -139,7 +139,8 @@ APPLICATION_PATHS = (
     "application_server_address",
     "join_server_address",
 )
-APPLICATION_EXTRAS = ("administrative_contact", "technical_contact", "contact_info")
+CONTACTS = ("administrative_contact", "technical_contact")
+APPLICATION_EXTRAS = (*CONTACTS, "contact_info")
 LINK_PATHS = tuple(f"default_formatters.{n}" for n in m.Formatters.model_fields if "file" not in n)
 LINK_EXTRAS = ("skip_payload_crypto",)
 GATEWAY_PATHS = (
@@ -154,8 +155,7 @@ GATEWAY_PATHS = (
 )
 # Gateway settings the manifest language lacks (secrets such as the LNS key are not read).
 GATEWAY_EXTRAS = (
-    "administrative_contact",
-    "technical_contact",
+    *CONTACTS,
     "contact_info",
     "auto_update",
     "disable_packet_broker_forwarding",
@@ -191,15 +191,21 @@ def values(
     report: ImportReport,
     kind: str,
     name: str,
+    owner: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Non-zero normal-form values at `paths`; non-zero `extras` are reported."""
+    """Non-zero normal-form values at `paths`; non-zero `extras` are reported, except contacts
+    that name the owner (the server makes the creator both contacts, so a new server would get
+    the same ones)."""
     result: dict[str, Any] = {}
     for path in paths:
         value = schema.live_value(message, data, path)
         if value != schema.zero_value(schema.field_type(message, path)):
             result[path] = value
+    owner_contact = {f"{owner[0]}_ids": {f"{owner[0]}_id": owner[1]}} if owner else None
     for path in extras:
         value = schema.live_value(message, data, path)
+        if path in CONTACTS and value == owner_contact:
+            continue
         if value != schema.zero_value(schema.field_type(message, path)):
             report.add(f"{kind} field `{path}`: not in the manifest language", name)
     return result
@@ -231,11 +237,13 @@ def webhook_record(
     )
 
 
-def gateway_record(data: Mapping[str, Any], report: ImportReport) -> GatewayRecord:
+def gateway_record(
+    data: Mapping[str, Any], report: ImportReport, owner: tuple[str, str] | None = None
+) -> GatewayRecord:
     ids = data.get("ids") or {}
     gateway_id = str(ids.get("gateway_id", ""))
     found = values(
-        schema.GATEWAY, data, GATEWAY_PATHS, GATEWAY_EXTRAS, report, "gateway", gateway_id
+        schema.GATEWAY, data, GATEWAY_PATHS, GATEWAY_EXTRAS, report, "gateway", gateway_id, owner
     )
     eui = schema.live_value(schema.GATEWAY, data, "ids.eui")
     if eui:
