@@ -210,10 +210,18 @@ async def test_what_manifests_cannot_hold_is_reported(
         },
     )
     assert updated.status_code == 200, updated.text
+    half = await client.post(
+        "/applications/orchard/devices",
+        json={"end_device": {"ids": {"device_id": "half-done", "dev_eui": "70B3D57ED00000FF"}}},
+    )
+    assert half.status_code == 200, half.text
     out = tmp_path / "imported"
     report = await do_import(import_options(out, emulator_transport, admin_api_key))
     lines = report.lines()
+    assert report.counts["device"] == 9
     expected = [
+        "device not imported: not registered on the Network Server (a partial registration; "
+        "complete or delete it, then import again): 1 resource: orchard/half-done",
         "device field `mac_settings.class_c_timeout`: not in the manifest language: "
         "1 resource: orchard/class-c",
         "gateway field `enforce_duty_cycle`: not in the manifest language: 1 resource: gw-barn",

@@ -49,6 +49,7 @@ async def read_live(
     app_ids = list(dict.fromkeys(selection.application_ids))
     gateway_ids = list(dict.fromkeys(selection.gateway_ids))
     if selection.everything:
+        # The provider's paged IS listing (limit 1000 per page, X-Total-Count), as plan uses.
         async for item in provider._list_pages("is", "/applications", "applications", ["ids"]):
             app_ids.append(item["ids"]["application_id"])
         async for item in provider._list_pages("is", "/gateways", "gateways", ["ids"]):
@@ -147,6 +148,15 @@ def _collect(
         keys = sorted(by_app.get(app_id, []))
         for key in keys:
             entry = live.resources[key]
+            if "ns" not in entry.records:
+                # Without its Network Server record a device has no LoRaWAN settings to write
+                # (a registration that failed half-way, as the Console or CLI can leave them).
+                report.add(
+                    "device not imported: not registered on the Network Server (a partial "
+                    "registration; complete or delete it, then import again)",
+                    f"{app_id}/{key.id}",
+                )
+                continue
             app.keys_readable = entry.secrets_readable
             sources = [(s, entry.records[s].data) for s in r.SERVER_ORDER if s in entry.records]
             app.devices.append(
@@ -154,7 +164,7 @@ def _collect(
             )
         snapshot.applications.append(app)
         report.count("application")
-        report.count("device", len(keys))
+        report.count("device", len(app.devices))
         report.count("webhook", len(app.webhooks))
     for gateway_id in gateway_ids:
         entry = live.resources[gateway_key(gateway_id)]

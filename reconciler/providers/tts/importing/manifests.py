@@ -151,6 +151,17 @@ class _Builder:
             )
         return result
 
+    def variable(self, purpose: str, *parts: str) -> str:
+        """A new environment variable for one secret, listed in the template. IDs that differ
+        only in punctuation would give the same name: a suffix keeps them apart."""
+        name = base = env_name(*parts)
+        taken = {used for used, _ in self.env}
+        suffix = 2
+        while name in taken:
+            name, suffix = f"{base}_{suffix}", suffix + 1
+        self.env.append((name, purpose))
+        return name
+
     def script(self, base: str, owner: str, name: str, value: Any) -> dict[str, Any]:
         """A formatter setting; a script parameter goes to a `.js` file beside the manifest."""
         if name.endswith("_parameter"):
@@ -167,14 +178,24 @@ class _Builder:
         if hook.headers:
             headers = {}
             for header in sorted(hook.headers):
-                name = env_name("WEBHOOK", app_id, hook.webhook_id, header)
+                name = self.variable(
+                    f"webhook {app_id}/{hook.webhook_id}: header {header}",
+                    "WEBHOOK",
+                    app_id,
+                    hook.webhook_id,
+                    header,
+                )
                 headers[header] = {"env": name}
-                self.env.append((name, f"webhook {app_id}/{hook.webhook_id}: header {header}"))
             doc["headers"] = headers
         if hook.downlink_api_key:
-            name = env_name("WEBHOOK", app_id, hook.webhook_id, "DOWNLINK_API_KEY")
+            name = self.variable(
+                f"webhook {app_id}/{hook.webhook_id}: downlink API key",
+                "WEBHOOK",
+                app_id,
+                hook.webhook_id,
+                "DOWNLINK_API_KEY",
+            )
             doc["downlink_api_key"] = {"env": name}
-            self.env.append((name, f"webhook {app_id}/{hook.webhook_id}: downlink API key"))
         if hook.paused:
             doc["paused"] = True
         for message, path in hook.messages.items():
@@ -215,7 +236,7 @@ class _Builder:
             if signature:
                 profile = f"imported-{len(profiles) + 1}"
                 shared = {i: v for i, v in members[0].items.items() if i not in CSV_SLOTS}
-                profiles[profile] = self.settings(base, profile, shared)
+                profiles[profile] = self.settings(base, f"profile-{profile}", shared)
                 for member in members:
                     for item in shared:
                         del member.items[item]
@@ -223,7 +244,7 @@ class _Builder:
         for device in yaml_devices:
             documents.append(self.yaml_device(app.application_id, base, device))
         if defaults:
-            app_doc["device_defaults"] = self.settings(base, "defaults", defaults)
+            app_doc["device_defaults"] = self.settings(base, "device-defaults", defaults)
         if profiles:
             app_doc["device_profiles"] = profiles
         return documents
@@ -249,9 +270,14 @@ class _Builder:
         self.addresses(app, record, items)
         if not record.keys_read:
             for key in _expected_keys(record):
-                name = env_name("TTS", record.application_id, record.device_id, key)
+                name = self.variable(
+                    f"device {record.name}: {key}",
+                    "TTS",
+                    record.application_id,
+                    record.device_id,
+                    key,
+                )
                 keys[key] = f"env:{name}"
-                self.env.append((name, f"device {record.name}: {key}"))
         settings = _unflatten(items) | {k: True for k in keys}
         if dev.derive_supports_join(settings) == items.get(("supports_join", None)):
             items.pop(("supports_join", None), None)
@@ -318,7 +344,7 @@ class _Builder:
     def yaml_device(self, app_id: str, base: str, device: _Device) -> dict[str, Any]:
         doc: dict[str, Any] = {"kind": "Device", "application": app_id}
         doc["id"] = device.record.device_id
-        doc.update(self.settings(base, device.record.device_id, device.items))
+        doc.update(self.settings(base, f"device-{device.record.device_id}", device.items))
         for key, value in sorted(device.keys.items()):
             text = str(value)
             if text.startswith("env:"):
