@@ -171,6 +171,28 @@ async def test_partial_registration_is_completed(
     assert not (await eng.plan(paths)).plan.has_changes()
 
 
+async def test_registry_without_managed_fields_is_still_read_for_partial_registration(
+    eng: Engine, tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    """`class-c` manages no Application Server field. Its AS record is still read (the real
+    server refuses `field_mask=` as the path "", so the read must carry a valid mask) and a
+    missing AS record is still found and completed."""
+    paths = [site(tmp_path)]
+    _run, report = await eng.apply(paths)
+    assert not report.failed, report.failed
+    assert not (await eng.plan(paths)).plan.has_changes()
+    response = await client.delete("/as/applications/field-sensors/devices/class-c")
+    assert response.status_code == 200
+    run = await eng.plan(paths)
+    (change,) = run.plan.changes
+    assert str(change.key) == "device field-sensors/class-c"
+    assert "partial registration" in change.reason
+    assert [(s.endpoint, s.registers) for s in change.steps] == [("as", True)]
+    _run, report = await eng.apply(paths)
+    assert not report.failed, report.failed
+    assert not (await eng.plan(paths)).plan.has_changes()
+
+
 async def test_existing_unowned_resources_are_adopted(
     eng: Engine, tmp_path: Path, client: httpx.AsyncClient
 ) -> None:

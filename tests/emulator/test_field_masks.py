@@ -294,6 +294,46 @@ async def test_unknown_path_is_forbidden(client: httpx.AsyncClient, world: dict[
     )
 
 
+GET_RPCS = [name for name in RPC_NAMES if name.endswith(("/Get", "/List", "/GetLink"))]
+
+
+@pytest.mark.parametrize("rpc_name", GET_RPCS)
+async def test_empty_field_mask_in_query_is_the_forbidden_path_empty(
+    client: httpx.AsyncClient, world: dict[str, Any], rpc_name: str
+) -> None:
+    """The gateway splits `field_mask=` on commas as it is, so an empty value is the path ""
+    (and `name,` is `name` and ""); no allow-list holds "", so the read is refused."""
+    rpc = rpcs(world)[rpc_name]
+    expect_error(
+        await rpc.send(client, ""),
+        code=INVALID_ARGUMENT,
+        namespace="pkg/rpcmiddleware/validator",
+        name="field_mask_paths",
+        attributes={"forbidden_paths": [""]},
+    )
+
+
+async def test_trailing_comma_in_query_mask_is_refused_too(
+    client: httpx.AsyncClient, world: dict[str, Any]
+) -> None:
+    response = await client.get("/applications/app1/devices/dev1", params={"field_mask": "name,"})
+    expect_error(
+        response,
+        code=INVALID_ARGUMENT,
+        namespace="pkg/rpcmiddleware/validator",
+        name="field_mask_paths",
+        attributes={"forbidden_paths": [""]},
+    )
+
+
+async def test_no_field_mask_parameter_is_not_an_empty_path(
+    client: httpx.AsyncClient, world: dict[str, Any]
+) -> None:
+    """Leaving the parameter out is the empty mask: ids and timestamps only."""
+    got = expect_ok(await client.get("/as/applications/app1/devices/dev1"))
+    assert set(got) <= {"ids", "created_at", "updated_at"}, got
+
+
 async def test_ns_set_non_zero_path(client: httpx.AsyncClient, world: dict[str, Any]) -> None:
     """§d "non_zero_path": NS Set with `session` in the mask while the body carries
     `session.keys.app_s_key` (an AS-only path) fails with

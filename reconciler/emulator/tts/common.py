@@ -28,9 +28,12 @@ DEFAULT_LIMIT = 100
 
 
 def mask_from_query(call: Call) -> list[str]:
+    """The paths as the real gateway parses them: each value split on commas, nothing trimmed or
+    dropped, so `field_mask=` is the path "" and `name,` is `name` and "" (no allow-list holds
+    "", so the validator refuses them). Without the parameter the mask is empty."""
     paths: list[str] = []
     for raw in call.query_list("field_mask") + call.query_list("field_mask.paths"):
-        paths.extend(p.strip() for p in raw.split(",") if p.strip())
+        paths.extend(raw.split(","))
     return paths
 
 

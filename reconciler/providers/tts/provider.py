@@ -74,6 +74,13 @@ ROLE_OF_SERVER: dict[Server, str] = {
 }
 
 
+def _field_mask(paths: Iterable[str]) -> str:
+    """A read's `field_mask` query value, never empty: the real server parses `field_mask=` as
+    the path "" and refuses it. `ids` comes back on every read anyway, so a registry with no
+    managed field is still read (its record's presence is how a partial registration shows)."""
+    return ",".join(sorted(set(paths))) or "ids"
+
+
 class TTSProvider(TTSDiffer):
     """The provider contract (reconciler.provider) for one stack of The Things Stack."""
 
@@ -244,7 +251,7 @@ class TTSProvider(TTSDiffer):
                 "GET",
                 path,
                 params={
-                    "field_mask": ",".join(sorted(set(mask))),
+                    "field_mask": _field_mask(mask),
                     "limit": LIST_PAGE_SIZE,
                     "page": page,
                 },
@@ -280,7 +287,7 @@ class TTSProvider(TTSDiffer):
         """GET a resource; None when it does not exist (or, for applications, is not ours)."""
         try:
             return await self.client.get_json(
-                server, path, params={"field_mask": ",".join(sorted(set(mask)))}
+                server, path, params={"field_mask": _field_mask(mask)}
             )
         except TTSAPIError as error:
             if error.status == 404 or error.name == "no_application_rights":
@@ -322,7 +329,7 @@ class TTSProvider(TTSDiffer):
             return
         mask = {"ids"} | {p for r in declared for p in r.fields}
         listing = await self.client.get_json(
-            "as", f"/as/webhooks/{app_id}", params={"field_mask": ",".join(sorted(mask))}
+            "as", f"/as/webhooks/{app_id}", params={"field_mask": _field_mask(mask)}
         )
         webhooks = listing.get("webhooks") or []
         for item in webhooks if isinstance(webhooks, list) else [None]:
