@@ -585,7 +585,8 @@ def emulator_serve(
         str,
         typer.Option(
             "--api",
-            help="The emulated API: tts (The Things Stack HTTP API v3).",
+            help="The emulated API: tts (The Things Stack HTTP API v3) or azure-iothub (the "
+            "Azure IoT Hub service REST API).",
             callback=_check_emulated_api,
         ),
     ] = "tts",
@@ -654,8 +655,52 @@ def emulator_serve(
             show_default=False,
         ),
     ] = None,
+    tls_self_signed: Annotated[
+        bool,
+        typer.Option(
+            "--tls-self-signed",
+            help="Serve HTTPS with a new self-signed certificate (localhost, loopback and "
+            "served addresses), written beside --state or into a temporary directory and named "
+            "in the ready line; trust it with REQUESTS_CA_BUNDLE or SSL_CERT_FILE.",
+        ),
+    ] = False,
+    hub_name: Annotated[
+        str | None,
+        typer.Option(
+            "--hub-name",
+            help="azure-iothub: the hub's name; tokens are signed for NAME.azure-devices.net "
+            "(default myhub).",
+            show_default=False,
+        ),
+    ] = None,
+    shared_access_key: Annotated[
+        str | None,
+        typer.Option(
+            "--shared-access-key",
+            envvar="IOTHUB_EMULATOR_SHARED_ACCESS_KEY",
+            help="azure-iothub: the iothubowner policy's primary key (base64); generated (or "
+            "kept from --state) when omitted.",
+            show_default=False,
+        ),
+    ] = None,
+    sku: Annotated[
+        str | None,
+        typer.Option(
+            "--sku",
+            help="azure-iothub: throttle as this tier does (F1, B1-B3, S1-S3); no throttling "
+            "when omitted.",
+            show_default=False,
+        ),
+    ] = None,
+    units: Annotated[
+        int | None,
+        typer.Option(
+            "--units", help="azure-iothub: the hub's units (default 1).", show_default=False
+        ),
+    ] = None,
 ) -> None:
-    """Serve an emulated API (tts: at http://HOST:PORT/api/v3) until SIGINT/SIGTERM."""
+    """Serve an emulated API until SIGINT/SIGTERM (tts: at http://HOST:PORT/api/v3;
+    azure-iothub: at http://HOST:PORT, the ready line giving the iothubowner connection string)."""
     try:
         from reconciler.emulator.server import ServeOptions, serve
     except ImportError as error:  # starlette/uvicorn are the `emulator` extra
@@ -670,7 +715,17 @@ def emulator_serve(
             host=host,
             port=port,
             api_key=api_key,
-            api_settings={} if user_id is None else {"user_id": user_id},
+            api_settings={
+                name: str(value)
+                for name, value in (
+                    ("user_id", user_id),
+                    ("hub_name", hub_name),
+                    ("shared_access_key", shared_access_key),
+                    ("sku", sku),
+                    ("units", units),
+                )
+                if value is not None
+            },
             state=state,
             latency_ms=latency_ms,
             jitter_ms=jitter_ms,
@@ -680,6 +735,7 @@ def emulator_serve(
             request_log=request_log,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            tls_self_signed=tls_self_signed,
         ),
         announce=lambda line: stdout.print(line, markup=False, highlight=False),
     )

@@ -43,6 +43,7 @@ class ServedAPI:
     title: str  # first words of the ready line, e.g. "TTS emulator"
     base_path: str  # appended to the server's URL in the ready line, e.g. "/api/v3"
     details: tuple[str, ...] = ()  # the ready line's parenthesis, e.g. ("admin user x",)
+    tls_names: tuple[str, ...] = ()  # host names a self-signed certificate should also name
 
 
 APIFactory = Callable[[APIOptions], ServedAPI]

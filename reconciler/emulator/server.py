@@ -10,6 +10,7 @@ import signal
 import socket
 import ssl
 import sys
+import tempfile
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ class ServeOptions:
     request_log: str | None = None  # a file to append to, or "-" for stderr
     tls_cert: Path | None = None  # PEM certificate (chain): serve HTTPS
     tls_key: Path | None = None  # its PEM private key, unless the certificate file holds it
+    # Serve HTTPS with a new self-signed certificate, written beside the state file (or into
+    # a new temporary directory) and named in the ready line.
+    tls_self_signed: bool = False
 
 
 class _HideDroppedConnections(logging.Filter):
@@ -123,6 +127,26 @@ def _request_log(target: str | None) -> Iterator[Callable[[str], None] | None]:
             yield lambda line: print(line, file=file)
 
 
+def _self_signed(options: ServeOptions, names: tuple[str, ...]) -> tuple[Path, Path]:
+    try:
+        from reconciler.emulator.tls import write_self_signed
+    except ImportError as error:
+        raise ReconcilerError(
+            f"--tls-self-signed needs {error.name or 'cryptography'}: "
+            "pip install 'reconciler[emulator]'"
+        ) from None
+    if options.state is not None:
+        directory = options.state.resolve().parent
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="reconciler-emulator-"))
+    try:
+        return write_self_signed(directory, [options.host, *names])
+    except OSError as error:
+        raise ReconcilerError(
+            f"cannot write the certificate into {directory}: {error.strerror}"
+        ) from None
+
+
 def serve(options: ServeOptions, announce: Callable[[str], None]) -> None:
     """Serve until SIGINT/SIGTERM; announce one line once the socket accepts connections."""
     factory = APIS.get(options.api)
@@ -132,10 +156,17 @@ def serve(options: ServeOptions, announce: Callable[[str], None]) -> None:
         )
     if options.tls_key is not None and options.tls_cert is None:
         raise ReconcilerError("--tls-key needs --tls-cert")
+    if options.tls_self_signed and options.tls_cert is not None:
+        raise ReconcilerError("--tls-self-signed and --tls-cert exclude each other")
     try:
         served = factory(api_options(options))
     except ValueError as error:
         raise ReconcilerError(str(error)) from None
+    tls_cert, tls_key = options.tls_cert, options.tls_key
+    extra_details: list[str] = []
+    if options.tls_self_signed:
+        tls_cert, tls_key = _self_signed(options, served.tls_names)
+        extra_details.append(f"certificate {tls_cert}")
     logging.getLogger("uvicorn.error").addFilter(_HideDroppedConnections())
     with _request_log(options.request_log) as write_log, listen(options.host, options.port) as sock:
         app = served.app if write_log is None else RequestLog(served.app, write_log)
@@ -146,27 +177,25 @@ def serve(options: ServeOptions, announce: Callable[[str], None]) -> None:
             lifespan="on",
             ws="none",
             timeout_graceful_shutdown=2,
-            ssl_certfile=options.tls_cert,
-            ssl_keyfile=options.tls_key,
+            ssl_certfile=tls_cert,
+            ssl_keyfile=tls_key,
         )
         try:
             config.load()
         except (OSError, ssl.SSLError) as error:
             reason = getattr(error, "strerror", None) or getattr(error, "reason", None) or error
-            raise ReconcilerError(
-                f"cannot use the TLS certificate {options.tls_cert}: {reason}"
-            ) from None
+            raise ReconcilerError(f"cannot use the TLS certificate {tls_cert}: {reason}") from None
         server = _Server(config)
         port = sock.getsockname()[1]
         host = f"[{options.host}]" if ":" in options.host else options.host
-        url = f"{'https' if options.tls_cert else 'http'}://{host}:{port}{served.base_path}"
+        url = f"{'https' if tls_cert else 'http'}://{host}:{port}{served.base_path}"
 
         async def run() -> None:
             task = asyncio.create_task(server.serve(sockets=[sock]))
             while not server.started and not task.done():
                 await asyncio.sleep(0.01)
             if server.started:
-                details = list(served.details)
+                details = [*served.details, *extra_details]
                 if options.state is not None:
                     details.append(f"state {options.state}")
                 line = f"{served.title} ready at {url}"

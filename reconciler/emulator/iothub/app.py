@@ -509,11 +509,12 @@ SETTINGS = ("hub_name", "shared_access_key", "sku", "units")
 def served(options: APIOptions) -> ServedAPI:
     """The `azure-iothub` entry of `reconciler.emulator.apis.APIS`."""
     settings = dict(options.settings)
-    unknown = set(settings) - set(SETTINGS)
-    if unknown:
-        raise ValueError(f"the IoT Hub emulator has no option {', '.join(sorted(unknown))}")
+    unknown = sorted(set(settings) - set(SETTINGS))
     if options.admin_key is not None:
-        settings.setdefault("shared_access_key", options.admin_key)
+        unknown.insert(0, "api_key")  # the hub's credential is --shared-access-key
+    if unknown:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unknown)
+        raise ValueError(f"the IoT Hub emulator has no option {flags}")
     units_text = settings.pop("units", "1")
     try:
         units = int(units_text)
@@ -529,7 +530,9 @@ def served(options: APIOptions) -> ServedAPI:
     app = create_app(config)
     hub: Hub = app.state.emulator
     details = (f"connection string {hub.connection_string()}",)
-    return ServedAPI(app, f"IoT Hub emulator for {config.host_name}", "", details)
+    return ServedAPI(
+        app, f"IoT Hub emulator for {config.host_name}", "", details, (config.host_name,)
+    )
 
 
 _COMMON_FIELDS = tuple(f.name for f in dataclasses.fields(EmulatorConfig))

@@ -8,6 +8,7 @@ requests when its queue is full.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -75,8 +76,8 @@ class Throttles:
         self.shapers: dict[OperationClass, Shaper] = {}
         if sku is not None:
             for operation, rate in rates(sku, units).items():
-                # One second of operations may arrive at once (at least one).
-                self.shapers[operation] = Shaper(rate, max(1.0, rate), backlog_s)
+                # One second's whole operations may arrive at once (at least one).
+                self.shapers[operation] = Shaper(rate, max(1.0, math.floor(rate)), backlog_s)
 
     def reserve(self, operation: OperationClass, cost: float = 1.0) -> float | None:
         shaper = self.shapers.get(operation)

@@ -336,7 +336,8 @@ def served(options: APIOptions) -> ServedAPI:
     settings = dict(options.settings)
     user_id = settings.pop("user_id", None) or TTSConfig.user_id
     if settings:
-        raise ValueError(f"the TTS emulator has no option {', '.join(sorted(settings))}")
+        flags = ", ".join("--" + name.replace("_", "-") for name in sorted(settings))
+        raise ValueError(f"the TTS emulator has no option {flags}")
     config = TTSConfig(
         **{name: getattr(options.common, name) for name in _COMMON_FIELDS},
         api_key=options.admin_key,
