@@ -8,17 +8,18 @@ then calls `build_app(api, routes)`; the result is a Starlette app to serve with
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from reconciler.emulator import admin
 from reconciler.emulator.admin import RequestStats
 from reconciler.emulator.faults import Faults
+from reconciler.emulator.routing import route_in_tree
 
 
 class EmulatedAPI(Protocol):
@@ -59,47 +60,9 @@ def build_app(api: EmulatedAPI, routes: list[BaseRoute]) -> Starlette:
         return api.method_not_allowed(request)
 
     app = Starlette(
-        routes=_merge_methods([*routes, *admin.routes(api)], api),
+        routes=route_in_tree([*routes, *admin.routes(api)]),
         exception_handlers={404: not_found, 405: method_not_allowed},
         lifespan=lifespan,
     )
     app.state.emulator = api
     return app
-
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def _merge_methods(routes: list[BaseRoute], api: EmulatedAPI) -> list[BaseRoute]:
-    """Starlette stops at the first path match, so the same path with several methods must be
-    one route that dispatches by method."""
-    by_path: dict[str, list[Route]] = {}
-    order: list[str] = []
-    others: list[BaseRoute] = []
-    for route in routes:
-        if not isinstance(route, Route):
-            others.append(route)
-            continue
-        if route.path not in by_path:
-            by_path[route.path] = []
-            order.append(route.path)
-        by_path[route.path].append(route)
-    merged: list[BaseRoute] = []
-    for path in order:
-        group = by_path[path]
-        if len(group) == 1:
-            merged.append(group[0])
-            continue
-        table: dict[str, Endpoint] = {}
-        for route in group:
-            for method in route.methods or ():
-                table[method] = route.endpoint
-
-        async def dispatch(request: Request, table: dict[str, Endpoint] = table) -> Response:
-            handler = table.get(request.method)
-            if handler is None:
-                return api.method_not_allowed(request)
-            return await handler(request)
-
-        merged.append(Route(path, dispatch, methods=sorted(table)))
-    return merged + others

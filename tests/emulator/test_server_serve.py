@@ -84,3 +84,17 @@ def test_rate_limit_option_turns_limiting_on() -> None:
         with client:
             statuses = [client.get("/auth_info").status_code for _ in range(3)]
             assert statuses == [200, 200, 429]
+
+
+def test_served_on_uvloop_when_installed() -> None:
+    import uvloop
+
+    from reconciler.emulator.server import event_loop_factory
+
+    factory = event_loop_factory()
+    assert factory is not None
+    loop = factory()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
