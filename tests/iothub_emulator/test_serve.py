@@ -134,10 +134,7 @@ def test_port_in_use_is_one_line_exit_1() -> None:
     [
         (("--shared-access-key", "short"), "--shared-access-key must be base64 of 16 to 64 bytes"),
         (("--sku", "S9"), "--sku 'S9' is not one of"),
-        (("--units", "0"), "--units must be between 1 and 200"),
-        (("--hub-name", "a"), "--hub-name must be"),
         (("--user-id", "x"), "the IoT Hub emulator has no option --user-id"),
-        (("--rate-limit", "10"), "--rate-limit is TTS's limiter"),
         (("--tls-self-signed", "--tls-cert", "x.pem"), "exclude each other"),
     ],
 )
@@ -146,3 +143,20 @@ def test_bad_options_are_one_line_errors(args: Any, message: str) -> None:
     assert result.returncode == 1, result.stdout
     assert result.stderr.startswith("error: ") and message in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"hub_name": "a"}, "--hub-name must be"),
+        ({"hub_name": "bad_name"}, "--hub-name must be"),
+        ({"units": 0}, "--units must be between 1 and 200"),
+        ({"rate_limit": (10, 10)}, "--rate-limit is TTS's limiter"),
+        ({"fail_rate": 2.0}, "--fail-rate must be between 0 and 1"),
+    ],
+)
+def test_bad_settings_are_refused_in_process(settings: dict[str, Any], message: str) -> None:
+    from reconciler.emulator.iothub import IotHubConfig, create_app
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        create_app(IotHubConfig(**settings))
