@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo schema tables bench bench-load clean
+.PHONY: test lint typecheck unit demo schema tables bench bench-load fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ bench: $(STAMP)
 
 bench-load: $(STAMP)
 	$(BIN)/python bench/bench_load.py --devices $(LOAD_DEVICES)
+
+# `make fuzz FUZZ_CASES=10000`: the large manifest fuzz campaign (JSON totals; exit 1 on a
+# failing case). `make test` runs a few hundred of the same cases.
+FUZZ_CASES ?= 10000
+fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz_manifests.py --cases $(FUZZ_CASES)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -10,8 +10,9 @@ webhook, or block it on a FIFO. So every such path:
   command line (for a file argument, its directory), or a directory the Stack document lists
   in `allow_files_from`. The check is made on the name first (so a name outside the tree is
   refused without looking at the file system) and again on the real path;
-* is never under `/proc`, `/sys` or `/dev`, whatever the roots: their "regular files" hold the
-  process's environment and memory, and their devices never end;
+* is never under `/proc`, `/sys` or `/dev` (except the tmpfs `/dev/shm`), whatever the roots:
+  their "regular files" hold the process's environment and memory, and their devices never
+  end;
 * names a regular file (not a FIFO, socket, device or directory); files are opened without
   blocking and read up to the cap of their kind (`FileKind`), never further;
 * fails as a `FileRefError` whose message names the reference and what is wrong with it, never
@@ -72,6 +73,8 @@ def _within(path: str, directory: str) -> bool:
 
 
 def is_pseudo_filesystem(path: str) -> bool:
+    if _within(path, "/dev/shm"):  # an ordinary tmpfs
+        return False
     return any(_within(path, root) for root in PSEUDO_FILESYSTEMS)
 
 
