@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 import traceback
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -131,7 +132,12 @@ def schema(
         stdout.print(f"wrote {path}", markup=False)
 
 
-OutFormat = Annotated[str, typer.Option("--format", help="Output format: text or json.")]
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+OutFormat = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
 RotateKeysOpt = Annotated[
     bool,
     typer.Option(
@@ -255,11 +261,6 @@ class ProgressReporter:
             self._bars.stop()
 
 
-def _check_format(output_format: str) -> None:
-    if output_format not in ("text", "json"):
-        fail(f"--format must be text or json, not {output_format!r}")
-
-
 def _run_options(paths: list[Path] | None, url: str | None, **kwargs: Any) -> RunOptions:
     from reconciler.engine import RunOptions
     from reconciler.providers.registry import REGISTRY
@@ -305,7 +306,7 @@ def plan(
     out: Annotated[
         Path | None, typer.Option("--out", help="Save the plan (JSON, no secrets) to this file.")
     ] = None,
-    output_format: OutFormat = "text",
+    output_format: OutFormat = OutputFormat.text,
     detailed_exitcode: Annotated[
         bool,
         typer.Option(
@@ -321,7 +322,6 @@ def plan(
     full: FullOpt = None,
 ) -> None:
     """Show what apply would change, per resource and server (read-only)."""
-    _check_format(output_format)
     options = _run_options(
         paths,
         url,
@@ -471,12 +471,11 @@ def apply(
 def drift(
     paths: PathsArg = None,
     url: UrlOpt = None,
-    output_format: OutFormat = "text",
+    output_format: OutFormat = OutputFormat.text,
     parallelism: ParallelismOpt = 16,
     retries: RetriesOpt = 8,
 ) -> None:
     """Report live changes made outside the manifests (exit 0 in sync, 2 drift, 1 error)."""
-    _check_format(output_format)
     options = _run_options(paths, url, prune=False, parallelism=parallelism, retries=retries)
     run = _make_plan(options)
     if output_format == "json":
@@ -742,7 +741,8 @@ def emulator_serve(
 
 
 def main() -> None:
-    """Console-script entry point: user errors become one clean message and exit code 1."""
+    """Console-script entry point: user errors become one clean message and exit code 1
+    (usage errors: click's message and exit code 2)."""
     try:
         # Without standalone mode, click returns the code of a typer.Exit instead of raising.
         code = app(standalone_mode=False)
@@ -762,6 +762,15 @@ def main() -> None:
     except KeyboardInterrupt:
         stderr.print("interrupted", markup=False)
         sys.exit(130)
+    except typer.TyperException as error:
+        # Usage errors (unknown command or option, bad value, no command): click's own message
+        # with its suggestion, and its exit code 2.
+        show = getattr(error, "show", None)
+        if callable(show):
+            show()
+        else:
+            stderr.print(f"error: {error}", markup=False, highlight=False)
+        sys.exit(int(getattr(error, "exit_code", 2)))
     except Exception as error:
         # A bug, not bad input. Its message could hold data (even a secret), so by default
         # name only the type and where it happened; RECONCILER_DEBUG=1 shows the traceback.
@@ -774,12 +783,4 @@ def main() -> None:
             markup=False,
             highlight=False,
         )
-        sys.exit(1)
-    except typer.TyperException as error:  # usage errors: bad option, unknown command
-        show = getattr(error, "show", None)
-        if callable(show):
-            show()
-        else:
-            stderr.print(f"error: {error}", markup=False, highlight=False)
-        # Exit code 2 means "changes" for plan/drift, so usage errors exit 1.
         sys.exit(1)

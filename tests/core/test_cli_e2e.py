@@ -157,16 +157,30 @@ def test_manifest_errors_exit_1_with_locations(
         assert "devices.yaml:" in out and "dev_eui" in out
 
 
-def test_usage_errors_exit_1(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["plna"], "No such command 'plna'. Did you mean 'plan'?"),
+        (["plan", "--bogus"], "No such option: --bogus"),
+        (["apply", "--parallelism", "0"], "Invalid value for '--parallelism'"),
+        (["plan", "--format", "yaml"], "'yaml' is not one of 'text', 'json'"),
+        ([], "Usage:"),
+    ],
+)
+def test_usage_errors_print_clicks_message_and_exit_2(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "reconciler", "plan", "--format", "yaml"],
+        [sys.executable, "-m", "reconciler", *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         check=False,
     )
-    assert result.returncode == 1
-    assert "text or json" in result.stderr
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    output = result.stdout + result.stderr
+    assert message in output
+    assert "internal error" not in output and "Traceback" not in output
 
 
 def test_a_version_1_saved_plan_is_refused_with_a_clear_message(tmp_path: Path) -> None:
