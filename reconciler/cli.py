@@ -262,10 +262,11 @@ class ProgressReporter:
 
 
 def _run_options(paths: list[Path] | None, url: str | None, **kwargs: Any) -> RunOptions:
+    """RunOptions for the command line: without paths, the plan's or ./manifests."""
     from reconciler.engine import RunOptions
     from reconciler.providers.registry import REGISTRY
 
-    return RunOptions(paths=_paths(paths), providers=REGISTRY, url=url, **kwargs)
+    return RunOptions(paths=paths or [], providers=REGISTRY, url=url, **kwargs)
 
 
 def _print_lines(lines: list[Any]) -> None:
@@ -332,6 +333,7 @@ def plan(
         parallelism=parallelism,
         retries=retries,
     )
+    options.paths = _paths(paths)
     run = _make_plan(options)
     if out is not None:
         _write_plan(out, run.plan)
@@ -395,12 +397,6 @@ def apply(
     from reconciler import engine
 
     saved = _read_plan(plan_file) if plan_file is not None else None
-    if saved is not None:
-        # The saved plan's options decide what it meant; paths default to the planned ones.
-        paths = paths or [Path(p) for p in saved.manifests]
-        prune = bool(saved.options.get("prune", False))
-        allow_replace = bool(saved.options.get("allow_replace", False))
-        rotate_keys = bool(saved.options.get("rotate_keys", False))
     options = _run_options(
         paths,
         url,
@@ -411,33 +407,29 @@ def apply(
         parallelism=parallelism,
         retries=retries,
     )
+    if saved is not None:
+        options = engine.saved_plan_options(saved, options)
+    if not options.paths:
+        options.paths = _paths(None)
     loaded, session, progress = _prepare(options)
 
     async def run() -> tuple[PlanRun, list[ResourceResult], ApplyReport | None]:
         try:
             run = await engine.make_plan(loaded, session, options)
-            stale: list[ResourceResult] = []
-            if saved is not None:
-                if saved.stack != run.plan.stack:
-                    raise ReconcilerError(
-                        f"the plan is for stack {saved.stack!r}, the manifests for "
-                        f"{run.plan.stack!r}"
-                    )
-                run.plan, stale = engine.check_saved_plan(saved, run.plan)
+            stale = engine.review_saved_plan(run, saved) if saved is not None else []
             _print_lines(render_plan(run.plan, title="apply", full=full))
             for result in stale:
                 stderr.print(f"skipped {result.key}: {result.error}", markup=False)
             if not run.plan.has_changes():
                 return run, stale, None
-            if run.plan.blocked:
-                raise ReconcilerError("apply blocked: " + "; ".join(run.plan.blocked))
-            if saved is None and not auto_approve:
-                if not sys.stdin.isatty():
-                    raise ReconcilerError(
-                        "not on a terminal: pass --auto-approve, or apply a saved plan with --plan"
-                    )
-                if not typer.confirm("Apply these changes?", default=False):
-                    raise typer.Abort()
+            ask = engine.needs_confirmation(
+                run.plan,
+                saved=saved is not None,
+                auto_approve=auto_approve,
+                interactive=sys.stdin.isatty(),
+            )
+            if ask and not typer.confirm("Apply these changes?", default=False):
+                raise typer.Abort()
             with Interrupts() as interrupts:
                 report = await engine.apply_plan(
                     run, session, options, should_stop=lambda: interrupts.requested
@@ -476,7 +468,9 @@ def drift(
     retries: RetriesOpt = 8,
 ) -> None:
     """Report live changes made outside the manifests (exit 0 in sync, 2 drift, 1 error)."""
-    options = _run_options(paths, url, prune=False, parallelism=parallelism, retries=retries)
+    options = _run_options(
+        _paths(paths), url, prune=False, parallelism=parallelism, retries=retries
+    )
     run = _make_plan(options)
     if output_format == "json":
         stdout.print(run.plan.dumps(), markup=False, highlight=False, end="")

@@ -208,6 +208,63 @@ async def apply_plan(
     )
 
 
+# -- the apply policy -------------------------------------------------------------------------
+
+
+class ApplyRefused(ReconcilerError):
+    """Apply does not start: the plan cannot or may not be applied as it is."""
+
+
+class PlanStackMismatch(ApplyRefused):
+    """A saved plan made for other manifests."""
+
+
+class PlanBlocked(ApplyRefused):
+    """A safety check stops the plan (`--allow-replace`, `--force`)."""
+
+
+class ApprovalNeeded(ApplyRefused):
+    """Nobody can confirm the changes: not on a terminal, no `--auto-approve`, no saved plan."""
+
+
+def saved_plan_options(saved: Plan, options: RunOptions) -> RunOptions:
+    """The saved plan's options decide what it meant (they override the command line's); the
+    manifests default to the ones it was planned from."""
+    return replace(
+        options,
+        paths=list(options.paths) or [Path(p) for p in saved.manifests],
+        prune=bool(saved.options.get("prune", False)),
+        allow_replace=bool(saved.options.get("allow_replace", False)),
+        rotate_keys=bool(saved.options.get("rotate_keys", False)),
+    )
+
+
+def review_saved_plan(run: PlanRun, saved: Plan) -> list[ResourceResult]:
+    """Narrow the fresh plan in `run` to the saved plan's changes that still hold; the others
+    come back as skipped results. Raises PlanStackMismatch."""
+    if saved.stack != run.plan.stack:
+        raise PlanStackMismatch(
+            f"the plan is for stack {saved.stack!r}, the manifests for {run.plan.stack!r}"
+        )
+    run.plan, stale = check_saved_plan(saved, run.plan)
+    return stale
+
+
+def needs_confirmation(plan: Plan, *, saved: bool, auto_approve: bool, interactive: bool) -> bool:
+    """Whether to ask before applying `plan` (which has changes): never for a reviewed saved
+    plan or with `--auto-approve`; on a terminal otherwise. Raises PlanBlocked when a safety
+    check stops it, ApprovalNeeded when it needs a person and none can answer."""
+    if plan.blocked:
+        raise PlanBlocked("apply blocked: " + "; ".join(plan.blocked))
+    if saved or auto_approve:
+        return False
+    if not interactive:
+        raise ApprovalNeeded(
+            "not on a terminal: pass --auto-approve, or apply a saved plan with --plan"
+        )
+    return True
+
+
 def check_saved_plan(saved: Plan, fresh: Plan) -> tuple[Plan, list[ResourceResult]]:
     """Keep the saved plan's changes whose resources still look as they did when planned.
 
