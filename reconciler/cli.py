@@ -4,12 +4,16 @@ codes (0 ok, 1 error, 2 changes/drift where asked)."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import os
 import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -185,6 +189,45 @@ PruneOpt = Annotated[
 ]
 
 
+@dataclass
+class PlanFlags:
+    """The options `plan` and `apply` share: declared once here, added to both commands by
+    `with_plan_flags` and handed to them as one object."""
+
+    url: UrlOpt = None
+    prune: PruneOpt = None
+    allow_replace: AllowReplaceOpt = False
+    rotate_keys: RotateKeysOpt = False
+    force: ForceOpt = False
+    parallelism: ParallelismOpt = 16
+    retries: RetriesOpt = 8
+    full: FullOpt = None
+
+
+def with_plan_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """The command with PlanFlags' options added to its signature (typer reads it) and passed
+    to it as `flags`."""
+    signature = inspect.signature(command, eval_str=True)
+    hints = inspect.get_annotations(PlanFlags, eval_str=True)
+    names = [f.name for f in fields(PlanFlags)]
+    added = [
+        inspect.Parameter(
+            f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name]
+        )
+        for f in fields(PlanFlags)
+    ]
+    own = [p for p in signature.parameters.values() if p.name != "flags"]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        flags = PlanFlags(**{name: kwargs.pop(name) for name in names})
+        command(flags=flags, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in (*own, *added)}
+    return wrapper
+
+
 class Interrupts:
     """During apply, the first SIGINT/SIGTERM stops new work from starting (the changes in
     flight finish and are reported); a second one cancels everything at once."""
@@ -261,12 +304,24 @@ class ProgressReporter:
             self._bars.stop()
 
 
-def _run_options(paths: list[Path] | None, url: str | None, **kwargs: Any) -> RunOptions:
-    """RunOptions for the command line: without paths, the plan's or ./manifests."""
+def _run_options(paths: list[Path], url: str | None, **kwargs: Any) -> RunOptions:
     from reconciler.engine import RunOptions
     from reconciler.providers.registry import REGISTRY
 
-    return RunOptions(paths=paths or [], providers=REGISTRY, url=url, **kwargs)
+    return RunOptions(paths=paths, providers=REGISTRY, url=url, **kwargs)
+
+
+def _plan_options(paths: list[Path], flags: PlanFlags) -> RunOptions:
+    return _run_options(
+        paths,
+        flags.url,
+        prune=flags.prune,
+        allow_replace=flags.allow_replace,
+        rotate_keys=flags.rotate_keys,
+        force=flags.force,
+        parallelism=flags.parallelism,
+        retries=flags.retries,
+    )
 
 
 def _print_lines(lines: list[Any]) -> None:
@@ -301,9 +356,10 @@ def _make_plan(options: RunOptions) -> PlanRun:
 
 
 @app.command()
+@with_plan_flags
 def plan(
+    flags: PlanFlags,
     paths: PathsArg = None,
-    url: UrlOpt = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Save the plan (JSON, no secrets) to this file.")
     ] = None,
@@ -314,33 +370,15 @@ def plan(
             "--detailed-exitcode", help="Exit 0 when there are no changes, 2 when there are."
         ),
     ] = False,
-    prune: PruneOpt = None,
-    allow_replace: AllowReplaceOpt = False,
-    rotate_keys: RotateKeysOpt = False,
-    force: ForceOpt = False,
-    parallelism: ParallelismOpt = 16,
-    retries: RetriesOpt = 8,
-    full: FullOpt = None,
 ) -> None:
     """Show what apply would change, per resource and server (read-only)."""
-    options = _run_options(
-        paths,
-        url,
-        prune=prune,
-        allow_replace=allow_replace,
-        rotate_keys=rotate_keys,
-        force=force,
-        parallelism=parallelism,
-        retries=retries,
-    )
-    options.paths = _paths(paths)
-    run = _make_plan(options)
+    run = _make_plan(_plan_options(_paths(paths), flags))
     if out is not None:
         _write_plan(out, run.plan)
     if output_format == "json":
         stdout.print(run.plan.dumps(), markup=False, highlight=False, end="")
     else:
-        _print_lines(render_plan(run.plan, full=full))
+        _print_lines(render_plan(run.plan, full=flags.full))
         if out is not None:
             stdout.print(f"Saved the plan to {out}; apply it with `reconciler apply --plan {out}`.")
     if detailed_exitcode and run.plan.has_changes():
@@ -371,9 +409,10 @@ def _read_plan(path: Path) -> Plan:
 
 
 @app.command()
+@with_plan_flags
 def apply(
+    flags: PlanFlags,
     paths: PathsArg = None,
-    url: UrlOpt = None,
     plan_file: Annotated[
         Path | None,
         typer.Option(
@@ -385,28 +424,12 @@ def apply(
     auto_approve: Annotated[
         bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")
     ] = False,
-    prune: PruneOpt = None,
-    allow_replace: AllowReplaceOpt = False,
-    rotate_keys: RotateKeysOpt = False,
-    force: ForceOpt = False,
-    parallelism: ParallelismOpt = 16,
-    retries: RetriesOpt = 8,
-    full: FullOpt = None,
 ) -> None:
     """Apply the manifests to The Things Stack (shows the plan and asks first on a TTY)."""
     from reconciler import engine
 
     saved = _read_plan(plan_file) if plan_file is not None else None
-    options = _run_options(
-        paths,
-        url,
-        prune=prune,
-        allow_replace=allow_replace,
-        rotate_keys=rotate_keys,
-        force=force,
-        parallelism=parallelism,
-        retries=retries,
-    )
+    options = _plan_options(paths or [], flags)
     if saved is not None:
         options = engine.saved_plan_options(saved, options)
     if not options.paths:
@@ -417,7 +440,7 @@ def apply(
         try:
             run = await engine.make_plan(loaded, session, options)
             stale = engine.review_saved_plan(run, saved) if saved is not None else []
-            _print_lines(render_plan(run.plan, title="apply", full=full))
+            _print_lines(render_plan(run.plan, title="apply", full=flags.full))
             for result in stale:
                 stderr.print(f"skipped {result.key}: {result.error}", markup=False)
             if not run.plan.has_changes():
