@@ -116,9 +116,8 @@ def validate(paths: PathsArg = None, url: UrlOpt = None) -> None:
     from reconciler.manifest.load import load_manifests
 
     result = load_manifests(_paths(paths), url_override=url or None)
-    if result.has_errors:
-        # main() prints every diagnostic and the error count, then exits 1.
-        raise ManifestError(result.diagnostics)
+    # With errors, main() prints every diagnostic and the error count, then exits 1.
+    result.raise_for_errors()
     print_diagnostics(result.diagnostics)  # warnings
     stdout.print(result.summary(), markup=False)
 

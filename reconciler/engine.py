@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__
-from reconciler.diagnostics import Diagnostic, ManifestError, ReconcilerError
+from reconciler.diagnostics import Diagnostic, ReconcilerError
 from reconciler.executor import Work, execute_plan
 from reconciler.manifest.load import load_manifests
 from reconciler.manifest.project import Project
@@ -100,14 +100,13 @@ class PlanRun:
 
 def load(options: RunOptions) -> Loaded:
     result = load_manifests(options.paths, environ=options.environ, url_override=options.url)
-    if result.has_errors:
-        raise ManifestError(result.diagnostics)
-    if not result.project.targets:
+    project = result.raise_for_errors()
+    if not project.targets:
         raise ReconcilerError(
             "no Stack document in the manifests: it names the stack and the server to manage"
         )
     return Loaded(
-        project=result.project,
+        project=project,
         warnings=[d for d in result.diagnostics if d.severity == "warning"],
     )
 

@@ -101,9 +101,6 @@ class DesiredResource:
     location: Location | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # provider hints (e.g. OTAA vs ABP)
 
-    def secret_paths(self) -> frozenset[str]:
-        return frozenset(path for path, value in self.fields.items() if is_sensitive(value))
-
 
 @dataclass
 class DesiredState:

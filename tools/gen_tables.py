@@ -9,7 +9,6 @@ Outputs:
   device_fields.json  end-device path -> {"get": [...], "set": [...]} (IS/NS/AS/JS ownership)
   enums.json          enum name -> canonical value numbers + input aliases (FACTS §b)
   messages.json       compact proto schema (fields, types, validation rules) from api.json
-  routes.json         service -> method -> HTTP bindings from api-definition.json
   id_blocklist.txt    the Identity Server's reserved IDs
   frequency_plans.json  frequency plan ID -> band ID
 """
@@ -233,22 +232,6 @@ def api_schema(ref: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return enums, messages
 
 
-def routes(ref: Path) -> dict[str, Any]:
-    raw = json.loads((ref / "api-definition.json").read_text())
-    out: dict[str, Any] = {}
-    for service, methods in raw.items():
-        for method, spec in methods.items():
-            out.setdefault(service, {})[method] = [
-                {
-                    "method": b["method"].upper(),
-                    "pattern": b["pattern"],
-                    "body": b.get("body", ""),
-                }
-                for b in spec.get("http", [])
-            ]
-    return out
-
-
 def generate(ref: Path, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     enums, messages = api_schema(ref)
@@ -257,7 +240,6 @@ def generate(ref: Path, out: Path) -> list[Path]:
         "device_fields.json": device_fields(ref),
         "enums.json": enums,
         "messages.json": messages,
-        "routes.json": routes(ref),
         "frequency_plans.json": dict(sorted(FREQUENCY_PLANS.items())),
     }
     paths = []

@@ -183,10 +183,6 @@ class Column:
     parse: Parser | None  # None: a key column (secret), parsed by `parse_secret_cell`
 
 
-def _str(limit: int, what: str) -> Parser:
-    return t.max_len(limit, what)
-
-
 CSV_COLUMNS: dict[str, Column] = {
     "id": Column(None, "id", lambda v: t.parse_id(v, "device ID")),
     "dev_eui": Column(None, "dev_eui", lambda v: t.parse_eui(v, "DevEUI")),

@@ -146,11 +146,6 @@ class Device(_Located):
     def supports_join(self) -> bool:
         return bool(self.fields.get("supports_join"))
 
-    @property
-    def lorawan_version(self) -> str | None:
-        value: str | None = self.fields.get("lorawan_version")
-        return value
-
 
 @dataclass(slots=True)
 class Webhook(_Located):
@@ -194,9 +189,6 @@ class Project:
             if application.application_id == application_id:
                 return application
         return None
-
-    def devices_of(self, application_id: str) -> list[Device]:
-        return [d for d in self.devices if d.application_id == application_id]
 
     @property
     def targets(self) -> list[Target]:

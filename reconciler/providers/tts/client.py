@@ -110,9 +110,6 @@ class TTSAPIError(ReconcilerError):
         """`namespace:name` such as `pkg/identityserver:end_device_euis_taken`."""
         return f"{self.namespace}:{self.name}" if self.name else ""
 
-    def is_not_found(self) -> bool:
-        return self.status == 404
-
     def __str__(self) -> str:
         return f"{SERVER_NAMES[self.server]}: {self.method} {self.path}: {self.message}"
 

@@ -103,8 +103,3 @@ def split_paths(paths: Iterable[str], *, otaa: bool) -> dict[Server, list[str]]:
 def registries(*, otaa: bool) -> tuple[Server, ...]:
     """Registries a device lives in: all four for OTAA, no Join Server for ABP."""
     return CREATE_ORDER if otaa else ("is", "ns", "as")
-
-
-def unsupported_paths(paths: Iterable[str]) -> list[str]:
-    """Managed paths no registry accepts (a bug in the manifest mapping, caught early)."""
-    return sorted(p for p in paths if not is_implicit(p) and not set_servers(p))

@@ -110,13 +110,6 @@ def messages() -> dict[str, Any]:
 
 
 @cache
-def routes() -> dict[str, dict[str, list[dict[str, str]]]]:
-    """Service -> method -> HTTP bindings ({"method", "pattern", "body"}), patterns sans /api/v3."""
-    result: dict[str, dict[str, list[dict[str, str]]]] = _load("routes.json")
-    return result
-
-
-@cache
 def id_blocklist() -> frozenset[str]:
     text = resources.files(__package__ or "").joinpath("data", "id_blocklist.txt").read_text()
     return frozenset(line for line in text.splitlines() if line)
