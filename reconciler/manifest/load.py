@@ -29,6 +29,7 @@ from reconciler.manifest.validate import (
     inline_secret_warning,
     validation_diagnostics,
 )
+from reconciler.providers.tts.servers import DEFAULT_USER_AGENT
 
 YAML_SUFFIXES = (".yaml", ".yml")
 CsvLoader = Callable[[Path, files.ManifestTree], tuple[CsvTable | None, list[Diagnostic]]]
@@ -284,7 +285,7 @@ class _Run:
             ca_bundle=Path(stack.ca_bundle) if stack.ca_bundle else None,
             tree=self.tree,
             api_key_source=_lazy(first.document, ["api_key"]),
-            user_agent=stack.user_agent or p.DEFAULT_USER_AGENT,
+            user_agent=stack.user_agent or DEFAULT_USER_AGENT,
             default_owner=_owner_ref(stack.owner),
             prune=stack.safety.prune,
             change_threshold=stack.safety.change_threshold,

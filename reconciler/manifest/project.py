@@ -15,17 +15,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NoReturn
 
-from reconciler import __version__
 from reconciler.diagnostics import Diagnostic, Location, ManifestError
 from reconciler.manifest.files import ManifestTree
 from reconciler.manifest.secrets import SecretContext, SecretError, resolve
+from reconciler.providers.tts.servers import API_PREFIX, DEFAULT_USER_AGENT
 from reconciler.resources import Secret
 
 ServerRole = Literal["identity", "network", "application", "join"]
 SERVER_ROLES: tuple[ServerRole, ...] = ("identity", "network", "application", "join")
-API_PREFIX = "/api/v3"
 URL_ENV = "RECONCILER_TTS_URL"  # moves all four servers (the emulator in CI), like `--url`
-DEFAULT_USER_AGENT = f"reconciler/{__version__}"
 
 
 Source = Location | Callable[[], Location]

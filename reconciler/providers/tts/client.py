@@ -22,10 +22,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from reconciler import __version__
 from reconciler.diagnostics import ReconcilerError
 from reconciler.providers.tts.pacing import DeadlineReached, RatePacer
-from reconciler.providers.tts.servers import SERVER_NAMES, Server
+from reconciler.providers.tts.servers import API_PREFIX, DEFAULT_USER_AGENT, SERVER_NAMES, Server
 from reconciler.redact import Redactor
 from reconciler.transport import (
     AiohttpTransport,
@@ -43,8 +42,6 @@ if TYPE_CHECKING:
 
     import httpx
 
-API_PREFIX = "/api/v3"
-DEFAULT_USER_AGENT = f"reconciler/{__version__} (+https://github.com/reconciler; aiohttp)"
 
 # Transient conditions worth retrying: rate limited, unavailable.
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})

@@ -16,6 +16,7 @@ from reconciler.provider import ProgressCallback
 from reconciler.providers.tts.client import RetryPolicy, ServerURLs, TTSClient
 from reconciler.providers.tts.importing.live import Selection, read_live
 from reconciler.providers.tts.importing.manifests import BuildOptions, build_tree
+from reconciler.providers.tts.servers import API_PREFIX
 
 API_KEY_ENV = "TTS_API_KEY"
 
@@ -49,7 +50,7 @@ def _check(options: ImportOptions) -> tuple[str | None, tuple[str, str] | None]:
     except ValueError as error:
         raise ImportFailure(f"--stack: {error}") from None
     owner = parse_owner(options.owner) if options.owner else None
-    url = options.url.rstrip("/").removesuffix("/api/v3") if options.url else None
+    url = options.url.rstrip("/").removesuffix(API_PREFIX) if options.url else None
     selection = options.selection
     if options.from_file is None:
         if url is None:
