@@ -88,7 +88,7 @@ Problem = tuple[str | None, str]  # (flat field name it is about, message)
 
 
 def check(settings: Settings, supports_join: bool | None, inherited_from: str) -> list[Problem]:
-    """The rules the Network and Join Servers enforce on a complete device (FACTS §d).
+    """The rules the Network and Join Servers enforce on a complete device.
 
     `supports_join` is `derive_supports_join(settings)`; `inherited_from` names where missing
     values could come from, for the messages.

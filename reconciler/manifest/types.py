@@ -3,8 +3,8 @@
 Each rule is a plain function `parse_x(value) -> normal form` that raises `ValueError` with a
 message that never quotes the value (secrets use the same functions). The pydantic field types
 below wrap them for YAML documents; the CSV path calls them directly per cell (fast, no models).
-Limits and patterns come from the server's own tables (`reconciler.providers.tts.reference`,
-FACTS §d). Normal forms follow `reconciler.providers.tts.schema`: canonical enum names, ints for
+Limits and patterns come from the server's own tables (`reconciler.providers.tts.reference`).
+Normal forms follow `reconciler.providers.tts.schema`: canonical enum names, ints for
 the numeric enums (`RxDelay`, `DataRateIndex`), upper-case hex for EUIs/DevAddr/keys.
 """
 
@@ -99,7 +99,7 @@ _ID_RULE = (
 
 
 def parse_id(value: object, what: str = "ID") -> str:
-    """Application, device, gateway, organization and webhook IDs (FACTS §d)."""
+    """Application, device, gateway, organization and webhook IDs (the servers' ID pattern)."""
     return _check_id(value, what, reference.ID_PATTERN, _ID_RULE)
 
 
@@ -269,7 +269,7 @@ def parse_uint32(value: object, what: str = "value") -> int:
 
 
 def parse_hex_uint32(value: object, what: str) -> int:
-    """`vendor_id`/`vendor_profile_id` are hex in the TTS CSV format (FACTS §i)."""
+    """`vendor_id`/`vendor_profile_id` are hex in the TTS device CSV format."""
     if isinstance(value, int) and not isinstance(value, bool):
         return parse_uint32(value, what)
     text = _need_str(value, what).removeprefix("0x")
@@ -363,9 +363,19 @@ def _numeric_enum_schema(enum: str, prefix: str, description: str) -> dict[str, 
     }
 
 
+ID_DESCRIPTION = (
+    "An ID: lower-case letters and digits, single dashes between them, 3-36 characters."
+)
 EntityId = Annotated[
     str,
-    *_field(parse_id, _string_schema(ID_REGEX, reference.ID_MAX_LEN, "An ID (FACTS §d).")),
+    *_field(
+        parse_id,
+        _string_schema(
+            ID_REGEX,
+            reference.ID_MAX_LEN,
+            ID_DESCRIPTION,
+        ),
+    ),
 ]
 PlainId = Annotated[
     str,

@@ -1,9 +1,9 @@
-"""Which of the four registries gets which end-device field (FACTS §c), from generated tables.
+"""Which of the four registries gets which end-device field, from generated tables.
 
 A path goes to every registry whose Set allow-list contains it exactly and that the ownership
 table names for it, like the official CLI's split; reads come from the registries that serve it
 on Get. `ids` are implicit: never in an IS Update mask, always in NS/AS/JS Set bodies (the Join
-Server requires both EUIs on every Set). Server-owned fields (FACTS §h) are never managed.
+Server requires both EUIs on every Set). Server-owned fields are never managed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from functools import cache
 from reconciler.providers.tts import reference
 from reconciler.providers.tts.servers import Server
 
-# Create order (FACTS §c: IS first, then JS for OTAA, NS, AS); deletes run in reverse.
+# Create order, as the official CLI creates (IS first, then JS for OTAA, NS, AS); deletes run
+# in reverse.
 CREATE_ORDER: tuple[Server, ...] = ("is", "js", "ns", "as")
 DELETE_ORDER: tuple[Server, ...] = ("as", "ns", "js", "is")
 
@@ -32,10 +33,10 @@ GET_RPC: dict[Server, str] = {
 }
 
 IMPLICIT_PREFIXES = ("ids", "created_at", "updated_at")
-# Changing these needs delete + create (FACTS §d: IS forbids EUI updates; NS makes
+# Changing these needs delete + create (the IS forbids EUI updates; the NS makes
 # supports_join and multicast immutable).
 IMMUTABLE_PATHS = frozenset({"ids.dev_eui", "ids.join_eui", "supports_join", "multicast"})
-# Paths that need RIGHT_APPLICATION_DEVICES_READ_KEYS to read (FACTS §f/§g).
+# Paths that need RIGHT_APPLICATION_DEVICES_READ_KEYS to read.
 KEY_PATH_PREFIXES = (
     "root_keys.app_key",
     "root_keys.nwk_key",

@@ -50,5 +50,5 @@ def phy_versions_for(mac_version: str) -> list[str]:
 
 
 def is_lorawan_1_1(mac_version: str) -> bool:
-    """1.1 separates the network root key and the network session keys (FACTS §d)."""
+    """1.1 separates the network root key and the network session keys."""
     return mac_version == "MAC_V1_1"

@@ -1,6 +1,6 @@
 """Proactive pacing from TTS rate-limit headers, so a rate-limited server rarely says 429.
 
-TTS limits each API key per RPC and entity with GCRA (FACTS §f) and reports the bucket on every
+TTS limits each API key per RPC and entity with GCRA and reports the bucket on every
 response: `X-Rate-Limit-Limit` (the bucket's capacity: requests allowed at once from a full
 bucket), `-Available` (requests left now), `-Reset` (whole seconds until the bucket is full
 again) and `-Retry` (seconds to wait after a 429). There is no Retry-After.

@@ -24,7 +24,7 @@ def _load(name: str) -> Any:
 
 @dataclass(frozen=True)
 class RpcFieldMask:
-    """Allowed field-mask paths of one RPC, matched exactly (FACTS §e)."""
+    """Allowed field-mask paths of one RPC, matched exactly, as the server does."""
 
     allowed: frozenset[str]
     set_rpc: bool

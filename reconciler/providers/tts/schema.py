@@ -1,6 +1,6 @@
 """Field paths, their types, and the normal form used for diffing (pure; no network).
 
-The TTS JSON marshaler writes values in one spelling and reads many (FACTS §b): enum aliases,
+The TTS JSON marshaler writes values in one spelling and reads many: enum aliases,
 hex in either case or base64, uint64 as numbers or strings, wrapper types as bare values, zero
 values omitted. Both sides of a diff are brought to one *normal form* here:
 
@@ -145,7 +145,7 @@ def field_type(message: str, path: str) -> FieldType:
     for index, name in enumerate(parts):
         fields = _message_fields(current)
         if name not in fields:
-            # Field-mask paths may name a wrapper's `.value` leaf (FACTS §b).
+            # Field-mask paths may name a wrapper's `.value` leaf.
             if name == "value" and result is not None and result.kind == "wrapper":
                 assert result.inner is not None
                 return result.inner
@@ -185,7 +185,7 @@ class InvalidValue(ValueError):
 
 
 def _decode_bytes(value: str, length: int) -> bytes:
-    """Hex when the text is exactly 2*length chars, base64 when of base64 length (FACTS §b)."""
+    """Hex when the text is exactly 2*length chars, base64 when of base64 length."""
     if len(value) == 2 * length:
         try:
             return bytes.fromhex(value)
@@ -307,7 +307,7 @@ def set_path(document: dict[str, Any], path: str, value: Any) -> None:
 
 
 def live_value(message: str, document: Mapping[str, Any], path: str) -> Any:
-    """Normal form of `path` in a server response (missing means the zero value, FACTS §b)."""
+    """Normal form of `path` in a server response (missing means the zero value)."""
     ftype = field_type(message, path)
     raw = get_path(document, path)
     return normalize(ftype, None if raw is MISSING else raw)
