@@ -65,11 +65,22 @@ PathsArg = Annotated[
         help="Manifest files or directories (default: ./manifests).", show_default=False
     ),
 ]
+def _check_url(url: str | None) -> str | None:
+    """A usage error (exit 2) up front, instead of a connection error per request later."""
+    from reconciler.transport import validate_root_url
+
+    problem = validate_root_url(url) if url else None
+    if problem:
+        raise typer.BadParameter(problem)
+    return url
+
+
 UrlOpt = Annotated[
     str | None,
     typer.Option(
         "--url",
         envvar="RECONCILER_TTS_URL",
+        callback=_check_url,
         help="Server root URL for all four TTS servers (e.g. https://eu1.cloud.thethings.network); "
         "overrides the target's URLs. The tool adds /api/v3.",
         show_default=False,
@@ -161,6 +172,23 @@ RetriesOpt = Annotated[
         help="Tries per request on transient failures (5xx, resets, timeouts), with backoff.",
     ),
 ]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        min=0.1,
+        help="Seconds one request may take: connecting, sending and reading the whole answer.",
+    ),
+]
+DeadlineOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--deadline",
+        min=0.1,
+        help="Seconds the whole run may take; after it no request is started (default: none).",
+        show_default=False,
+    ),
+]
 FullOpt = Annotated[
     bool | None,
     typer.Option(
@@ -200,6 +228,8 @@ class PlanFlags:
     force: ForceOpt = False
     parallelism: ParallelismOpt = 16
     retries: RetriesOpt = 8
+    timeout: TimeoutOpt = 30.0
+    deadline: DeadlineOpt = None
     full: FullOpt = None
 
 
@@ -320,7 +350,14 @@ def _plan_options(paths: list[Path], flags: PlanFlags) -> RunOptions:
         force=flags.force,
         parallelism=flags.parallelism,
         retries=flags.retries,
+        limits=_limits(flags.timeout, flags.deadline),
     )
+
+
+def _limits(timeout: float, deadline: float | None) -> Any:
+    from reconciler.transport import HttpLimits
+
+    return HttpLimits(request_timeout=timeout, run_deadline=deadline)
 
 
 def _print_lines(lines: list[Any]) -> None:
@@ -488,10 +525,17 @@ def drift(
     output_format: OutFormat = OutputFormat.text,
     parallelism: ParallelismOpt = 16,
     retries: RetriesOpt = 8,
+    timeout: TimeoutOpt = 30.0,
+    deadline: DeadlineOpt = None,
 ) -> None:
     """Report live changes made outside the manifests (exit 0 in sync, 2 drift, 1 error)."""
     options = _run_options(
-        _paths(paths), url, prune=False, parallelism=parallelism, retries=retries
+        _paths(paths),
+        url,
+        prune=False,
+        parallelism=parallelism,
+        retries=retries,
+        limits=_limits(timeout, deadline),
     )
     run = _make_plan(options)
     if output_format == "json":

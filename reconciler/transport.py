@@ -210,12 +210,15 @@ class AiohttpTransport:
         limits: HttpLimits,
         verify: str | Path | bool = True,
         max_connections: int = 32,
+        https: bool = False,
     ) -> None:
         self.limits = limits
         self.verify = verify
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
-        self._ssl: ssl.SSLContext | bool | None = None  # built on the first https:// request
+        # Only https:// needs a TLS context (building one costs ~50 ms); built up front then,
+        # so a bad CA bundle is reported before any request.
+        self._ssl: ssl.SSLContext | bool | None = ssl_context(verify) if https else None
         self._proxies: dict[str, tuple[str | None, Any]] = {}
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 

@@ -211,7 +211,10 @@ class TTSClient:
             self.transport = HttpxTransport(transport, limits=self.limits)
         else:
             self.transport = AiohttpTransport(
-                limits=self.limits, verify=verify, max_connections=max_connections
+                limits=self.limits,
+                verify=verify,
+                max_connections=max_connections,
+                https=any(base.startswith("https:") for base in self._bases.values()),
             )
 
     async def __aenter__(self) -> TTSClient:
