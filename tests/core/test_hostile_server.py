@@ -25,6 +25,7 @@ from reconciler.diagnostics import ReconcilerError
 from reconciler.emulator.tts.config import generate_api_key
 from reconciler.engine import RunOptions
 from reconciler.plan.model import ApplyReport
+from reconciler.providers.registry import REGISTRY
 from reconciler.providers.tts.client import (
     RetryPolicy,
     ServerURLs,
@@ -54,6 +55,7 @@ def client(url: str, **kwargs: Any) -> TTSClient:
 def options(tmp_path: Path, url: str, **kwargs: Any) -> RunOptions:
     return RunOptions(
         paths=[site(tmp_path)],
+        providers=REGISTRY,
         url=url,
         environ={**KEYS, "TTS_API_KEY": API_KEY},
         retries=2,
@@ -63,22 +65,22 @@ def options(tmp_path: Path, url: str, **kwargs: Any) -> RunOptions:
 
 async def plan_and_apply(opts: RunOptions) -> ApplyReport:
     loaded = engine.load(opts)
-    tts = engine.make_client(loaded, opts)
+    session = engine.connect(loaded, opts)
     try:
-        run = await engine.make_plan(loaded, tts, opts)
+        run = await engine.make_plan(loaded, session, opts)
         assert run.plan.changes, "the plan should create everything"
-        return await engine.apply_plan(run, tts, opts)
+        return await engine.apply_plan(run, session, opts)
     finally:
-        await tts.aclose()
+        await session.aclose()
 
 
 async def plan_only(opts: RunOptions) -> None:
     loaded = engine.load(opts)
-    tts = engine.make_client(loaded, opts)
+    session = engine.connect(loaded, opts)
     try:
-        await engine.make_plan(loaded, tts, opts)
+        await engine.make_plan(loaded, session, opts)
     finally:
-        await tts.aclose()
+        await session.aclose()
 
 
 # -- finding 3: writes are done only when the server confirms them ------------------------------
