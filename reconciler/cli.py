@@ -65,6 +65,8 @@ PathsArg = Annotated[
         help="Manifest files or directories (default: ./manifests).", show_default=False
     ),
 ]
+
+
 def _check_url(url: str | None) -> str | None:
     """A usage error (exit 2) up front, instead of a connection error per request later."""
     from reconciler.transport import validate_root_url
