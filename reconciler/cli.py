@@ -127,8 +127,9 @@ def fail(message: str) -> NoReturn:
 def validate(paths: PathsArg = None, url: UrlOpt = None) -> None:
     """Validate manifests offline: every problem, located, in one run (exit 1 if any)."""
     from reconciler.manifest.load import load_manifests
+    from reconciler.providers.registry import MANIFEST_KINDS
 
-    result = load_manifests(_paths(paths), url_override=url or None)
+    result = load_manifests(_paths(paths), url_override=url or None, kinds=MANIFEST_KINDS)
     # With errors, main() prints every diagnostic and the error count, then exits 1.
     result.raise_for_errors()
     print_diagnostics(result.diagnostics)  # warnings
@@ -143,8 +144,9 @@ def schema(
 ) -> None:
     """Write a JSON Schema per manifest kind (for editors: yaml-language-server)."""
     from reconciler.manifest.schema import write_schemas
+    from reconciler.providers.registry import schema_models
 
-    for path in write_schemas(out):
+    for path in write_schemas(out, schema_models()):
         stdout.print(f"wrote {path}", markup=False)
 
 
@@ -337,9 +339,11 @@ class ProgressReporter:
 
 def _run_options(paths: list[Path], url: str | None, **kwargs: Any) -> RunOptions:
     from reconciler.engine import RunOptions
-    from reconciler.providers.registry import REGISTRY
+    from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
 
-    return RunOptions(paths=paths, providers=REGISTRY, url=url, **kwargs)
+    return RunOptions(
+        paths=paths, providers=REGISTRY, manifest_kinds=MANIFEST_KINDS, url=url, **kwargs
+    )
 
 
 def _plan_options(paths: list[Path], flags: PlanFlags) -> RunOptions:
@@ -518,6 +522,47 @@ def apply(
         raise typer.Exit(130)
     if report.failed or stale:
         raise typer.Exit(1)
+
+
+@app.command()
+def credentials(
+    paths: PathsArg = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="File for the device connection strings (created with mode 0600).",
+        ),
+    ] = Path("device-credentials.csv"),
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the file if it exists.")
+    ] = False,
+) -> None:
+    """Write the connection strings of the declared IoT Hub SAS devices (keys the hub
+    generated included) to a file only its owner can read. Nothing is printed but a count."""
+    from reconciler.providers.iothub.credentials import write_credentials
+
+    options = _run_options(paths, None)
+    _loaded, session, progress = _prepare(options)
+
+    async def run() -> list[str]:
+        lines: list[str] = []
+        try:
+            for target in session.targets:
+                collect = getattr(target.provider, "device_connection_strings", None)
+                if collect is not None:
+                    lines += await collect(target.desired)
+            return lines
+        finally:
+            progress.close()
+            await session.aclose()
+
+    if not any(hasattr(t.provider, "device_connection_strings") for t in session.targets):
+        asyncio.run(session.aclose())
+        fail("the manifests declare no IotHub: there are no device credentials to write")
+    lines = asyncio.run(run())
+    write_credentials(out, lines, overwrite=overwrite)
+    stdout.print(f"Wrote {len(lines)} device connection string(s) to {out} (mode 0600).")
 
 
 @app.command()

@@ -51,6 +51,11 @@ class RunOptions:
     limits: HttpLimits = field(default_factory=HttpLimits)  # deadlines and caps per run
     transport: httpx.AsyncBaseTransport | None = None  # tests: in-process emulator
     progress: ProgressCallback | None = None
+    # Manifest kinds of providers other than TTS (the CLI passes
+    # `reconciler.providers.registry.MANIFEST_KINDS`).
+    manifest_kinds: Sequence[Any] = ()
+    # `apply --plan`: providers refuse (rather than retry) a write the server finds stale.
+    saved_plan: bool = False
 
 
 @dataclass
@@ -99,11 +104,17 @@ class PlanRun:
 
 
 def load(options: RunOptions) -> Loaded:
-    result = load_manifests(options.paths, environ=options.environ, url_override=options.url)
+    result = load_manifests(
+        options.paths,
+        environ=options.environ,
+        url_override=options.url,
+        kinds=options.manifest_kinds,
+    )
     project = result.raise_for_errors()
     if not project.targets:
         raise ReconcilerError(
-            "no Stack document in the manifests: it names the stack and the server to manage"
+            "no target in the manifests: a Stack (The Things Stack) or IotHub document names "
+            "what to manage"
         )
     return Loaded(
         project=project,
@@ -120,6 +131,7 @@ def connect(loaded: Loaded, options: RunOptions) -> Session:
         limits=options.limits,
         transport=options.transport,
         progress=options.progress,
+        extra={"saved_plan": options.saved_plan},
     )
     targets: list[Target] = []
     for settings in loaded.project.targets:
@@ -235,6 +247,7 @@ def saved_plan_options(saved: Plan, options: RunOptions) -> RunOptions:
         prune=bool(saved.options.get("prune", False)),
         allow_replace=bool(saved.options.get("allow_replace", False)),
         rotate_keys=bool(saved.options.get("rotate_keys", False)),
+        saved_plan=True,
     )
 
 

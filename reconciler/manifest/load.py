@@ -22,6 +22,7 @@ from reconciler.manifest import files
 from reconciler.manifest import models as m
 from reconciler.manifest import project as p
 from reconciler.manifest.documents import CsvRow, CsvTable, Document, YamlPath
+from reconciler.manifest.extensions import ManifestKinds, Validated
 from reconciler.manifest.secrets import SecretContext, SecretError
 from reconciler.manifest.types import closest
 from reconciler.manifest.validate import (
@@ -75,7 +76,8 @@ class LoadResult:
         if self.has_errors:
             return f"{_count(len(self.errors), 'error')}, {_count(len(self.warnings), 'warning')}"
         counts = self.project.counts()
-        stack = self.project.target.stack if self.project.target else "(no stack)"
+        names = [getattr(t, "stack", "") for t in self.project.targets]
+        stack = ", ".join(n for n in names if n) or "(no stack)"
         parts = ", ".join(_count(n, kind.removesuffix("s")) for kind, n in counts.items())
         text = f"valid: stack {stack}: {parts} ({_count(len(self.files), 'file')})"
         if self.warnings:
@@ -94,12 +96,14 @@ def load_manifests(
     *,
     environ: Mapping[str, str] | None = None,
     url_override: str | None = None,
+    kinds: Sequence[ManifestKinds] = (),
 ) -> LoadResult:
     """Load, validate and resolve manifests. `environ` (default `os.environ`) resolves secret
     references; `url_override` (`--url`, else `RECONCILER_TTS_URL` in `environ`) puts all four
-    servers at one root URL."""
+    servers at one root URL; `kinds` are the manifest kinds other providers bring (see
+    `reconciler.manifest.extensions`)."""
     environ = os.environ if environ is None else environ
-    run = _Run(environ, url_override or environ.get(p.URL_ENV) or None)
+    run = _Run(environ, url_override or environ.get(p.URL_ENV) or None, kinds)
     return run.load(paths)
 
 
@@ -112,19 +116,27 @@ def _sort_key(diagnostic: Diagnostic) -> tuple[str, int, int]:
     return (where.file, where.line or 0, where.column or 0)
 
 
-@dataclass
-class _Validated:
-    model: BaseModel
-    document: Document
+_Validated = Validated
 
 
 class _Run:
-    def __init__(self, environ: Mapping[str, str], url_override: str | None) -> None:
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        url_override: str | None,
+        kinds: Sequence[ManifestKinds] = (),
+    ) -> None:
         self.environ = environ
         self.url_override = url_override
         self.diagnostics: list[Diagnostic] = []
         self.project = p.Project()
-        self.by_kind: dict[str, list[_Validated]] = {kind: [] for kind in m.KINDS}
+        self.extensions = list(kinds)
+        # Every kind a document may have: the TTS kinds, then the providers' own.
+        self.models: dict[str, type[BaseModel]] = dict(m.MODELS)
+        for extension in self.extensions:
+            self.models.update(extension.models)
+        self.kinds = tuple(self.models)
+        self.by_kind: dict[str, list[_Validated]] = {kind: [] for kind in self.kinds}
         # IDs of applications whose documents failed validation: references to them are not
         # reported again as undeclared.
         self.invalid_applications: set[str] = set()
@@ -142,8 +154,15 @@ class _Run:
         self.diagnostics.append(Diagnostic(location, message, "warning", code))
 
     def context(self, file: str, inline_source: str = "inline") -> dict[str, Any]:
-        secrets = SecretContext(self.environ, Path(file).parent, inline_source, self.tree)
-        return {"secrets": secrets}
+        return {"secrets": self.secret_context(file, inline_source)}
+
+    def secret_context(self, file: str, inline_source: str = "inline") -> SecretContext:
+        return SecretContext(self.environ, Path(file).parent, inline_source, self.tree)
+
+    def read_table(self, item: _Validated, path: YamlPath, name: str) -> CsvTable | None:
+        from reconciler.manifest import loader
+
+        return self.read_csv(item, path, name, loader.load_csv)
 
     # --- phases -------------------------------------------------------------------------------
 
@@ -216,14 +235,14 @@ class _Run:
         if kind is None:
             self.error(
                 document.locate([]),
-                f"missing `kind` (one of {', '.join(m.KINDS)})",
+                f"missing `kind` (one of {', '.join(self.kinds)})",
                 "missing-kind",
             )
             return
-        model = m.model_for_kind(kind) if isinstance(kind, str) else None
+        model = self.models.get(kind) if isinstance(kind, str) else None
         if model is None:
-            match = closest(str(kind), m.KINDS)
-            hint = f"; did you mean `{match}`?" if match else f" (one of {', '.join(m.KINDS)})"
+            match = closest(str(kind), self.kinds)
+            hint = f"; did you mean `{match}`?" if match else f" (one of {', '.join(self.kinds)})"
             self.error(document.locate(["kind"]), f"unknown kind `{kind}`{hint}", "unknown-kind")
             return
         try:
@@ -249,12 +268,20 @@ class _Run:
             self.resolve_fleet(item, applications, devices, load_csv)
         self.project.devices = devices.devices
         self.resolve_gateways()
+        for extension in self.extensions:
+            items = {kind: self.by_kind[kind] for kind in extension.models}
+            extension.resolve(items, self)
 
     # --- stack --------------------------------------------------------------------------------
 
     def resolve_stack(self) -> None:
         stacks = self.by_kind["Stack"]
         if not stacks:
+            # A tree of other providers' targets only needs no Stack.
+            tts_kinds = [k for k in m.KINDS if k != "Stack"]
+            other_targets = any(self.by_kind[k] for e in self.extensions for k in e.models)
+            if other_targets and not any(self.by_kind[k] for k in tts_kinds):
+                return
             files = sorted({v.document.file for vs in self.by_kind.values() for v in vs})
             if files or not self.diagnostics:
                 self.error(

@@ -181,6 +181,14 @@ class Project:
     applications: list[Application] = field(default_factory=list)
     devices: list[Device] = field(default_factory=list)
     gateways: list[Gateway] = field(default_factory=list)
+    # Targets of other providers (each has `provider`, `stack`, `prune`, `change_threshold`),
+    # their resolved data by provider name, and what `validate` counts for them.
+    other_targets: list[Any] = field(default_factory=list)
+    extensions: dict[str, Any] = field(default_factory=dict)
+    extension_counts: dict[str, int] = field(default_factory=dict)
+
+    def add_target(self, target: Any) -> None:
+        self.other_targets.append(target)
 
     def application(self, application_id: str) -> Application | None:
         for application in self.applications:
@@ -189,14 +197,17 @@ class Project:
         return None
 
     @property
-    def targets(self) -> list[Target]:
+    def targets(self) -> list[Any]:
         """The targets the manifests declare (each names its provider)."""
-        return [self.target] if self.target is not None else []
+        return ([self.target] if self.target is not None else []) + self.other_targets
 
     def counts(self) -> dict[str, int]:
-        return {
-            "applications": len(self.applications),
-            "webhooks": sum(len(a.webhooks) for a in self.applications),
-            "devices": len(self.devices),
-            "gateways": len(self.gateways),
-        }
+        counts: dict[str, int] = {}
+        if self.target is not None or not self.extension_counts:
+            counts = {
+                "applications": len(self.applications),
+                "webhooks": sum(len(a.webhooks) for a in self.applications),
+                "devices": len(self.devices),
+                "gateways": len(self.gateways),
+            }
+        return counts | self.extension_counts

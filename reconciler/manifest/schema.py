@@ -9,12 +9,13 @@ mix kinds (discriminated by `kind`). Put this modeline at the top of a manifest:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Union
 
-from pydantic import Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 
-from reconciler.manifest.models import MODELS, ManifestModel
+from reconciler.manifest.models import MODELS
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 COMBINED = "manifest.schema.json"
@@ -28,21 +29,23 @@ def _finish(schema: dict[str, Any], title: str, description: str) -> dict[str, A
     return {"$schema": DIALECT, "title": title, "description": description, **schema}
 
 
-def kind_schema(kind: str) -> dict[str, Any]:
-    model: type[ManifestModel] = MODELS[kind]
+Models = Mapping[str, type[BaseModel]]
+
+
+def kind_schema(kind: str, models: Models = MODELS) -> dict[str, Any]:
+    model = models[kind]
     schema = model.model_json_schema()
     doc = (model.__doc__ or "").strip().splitlines()
     return _finish(schema, f"reconciler {kind} manifest", doc[0] if doc else kind)
 
 
-def combined_schema() -> dict[str, Any]:
-    union: Any = Union[tuple(MODELS.values())]  # noqa: UP007
+def combined_schema(models: Models = MODELS) -> dict[str, Any]:
+    union: Any = Union[tuple(models.values())]  # noqa: UP007
     adapter: TypeAdapter[Any] = TypeAdapter(Annotated[union, Field(discriminator="kind")])
     return _finish(
         adapter.json_schema(),
         "reconciler manifest",
-        "A reconciler manifest document; `kind` selects Stack, Application, Device, Fleet or "
-        "Gateway.",
+        "A reconciler manifest document; `kind` selects one of " + ", ".join(models) + ".",
     )
 
 
@@ -50,17 +53,19 @@ def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
-def schemas() -> dict[str, str]:
-    """File name -> JSON text, for every schema `write_schemas` writes."""
-    files = {schema_file_name(kind): render(kind_schema(kind)) for kind in MODELS}
-    files[COMBINED] = render(combined_schema())
+def schemas(extra: Models | None = None) -> dict[str, str]:
+    """File name -> JSON text, for every schema `write_schemas` writes (the TTS kinds and the
+    `extra` kinds other providers bring)."""
+    models: dict[str, type[BaseModel]] = {**MODELS, **(extra or {})}
+    files = {schema_file_name(kind): render(kind_schema(kind, models)) for kind in models}
+    files[COMBINED] = render(combined_schema(models))
     return files
 
 
-def write_schemas(out: Path) -> list[Path]:
+def write_schemas(out: Path, extra: Models | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in schemas().items():
+    for name, text in schemas(extra).items():
         path = out / name
         path.write_text(text, encoding="utf-8")
         written.append(path)

@@ -1,14 +1,33 @@
-"""The registry of providers: `REGISTRY` maps a target's provider name to its factory.
+"""The registry of providers: `REGISTRY` maps a target's provider name to its factory, and
+`MANIFEST_KINDS` lists the manifest kinds providers bring beyond the TTS ones.
 
-The CLI hands it to the engine. A new provider is a folder under reconciler/providers plus one
-line in this table.
+The CLI hands both to the engine. A new provider is a folder under reconciler/providers plus one
+line in each table.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import BaseModel
+
+from reconciler.manifest.extensions import ManifestKinds
 from reconciler.provider import ProviderFactory
+from reconciler.providers.iothub.manifest import IotHubKinds
+from reconciler.providers.iothub.provider import create as create_iothub
 from reconciler.providers.tts.provider import create as create_tts
 
 REGISTRY: dict[str, ProviderFactory] = {
     "tts": create_tts,
+    "iothub": create_iothub,
 }
+
+MANIFEST_KINDS: tuple[ManifestKinds, ...] = (IotHubKinds(),)
+
+
+def schema_models() -> dict[str, type[BaseModel]]:
+    """The providers' manifest models (`reconciler schema` writes their JSON Schemas too)."""
+    models: dict[str, Any] = {}
+    for kinds in MANIFEST_KINDS:
+        models.update(kinds.models)
+    return models

@@ -1,0 +1,639 @@
+"""IoT Hub documents -> the hub target and its devices, with every problem located.
+
+Resolution: the `IotHub` document becomes the target; each `IotHubDevice` and each row of an
+`IotHubFleet`'s CSV files becomes a device with the hub's `device_defaults` and its profile
+merged in (device > profile > defaults; `tags` and `properties.desired` merged key by key,
+nested). Then what only the whole set can show: duplicate device ids, a `parent` that is not
+declared or not an IoT Edge device.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, NoReturn
+
+from pydantic import ValidationError
+
+from reconciler.diagnostics import Diagnostic, Location, ManifestError
+from reconciler.manifest.documents import CsvRow, CsvTable, Document
+from reconciler.manifest.extensions import ResolveContext, Validated
+from reconciler.manifest.files import ManifestTree
+from reconciler.manifest.secrets import SecretContext, SecretError, resolve, resolve_text
+from reconciler.manifest.types import closest
+from reconciler.providers.iothub import models as m
+from reconciler.providers.iothub import rules
+from reconciler.resources import Secret
+
+PROVIDER = "iothub"
+URL_ENV = "RECONCILER_IOTHUB_URL"  # moves the hub's endpoint (the emulator in CI)
+
+Settings = dict[str, Any]
+LocationSource = Location | Callable[[], Location]
+
+
+@dataclass(frozen=True)
+class ConnectionString:
+    host_name: str
+    key_name: str
+    key: Secret
+
+    @classmethod
+    def parse(cls, text: str) -> ConnectionString:
+        """Raises ValueError naming what is wrong (never the key)."""
+        parts: dict[str, str] = {}
+        for part in text.strip().split(";"):
+            if not part:
+                continue
+            name, sep, value = part.partition("=")
+            if not sep:
+                raise ValueError("is not a connection string (`Name=value;...` parts)")
+            parts[name.strip()] = value.strip()
+        missing = [
+            k for k in ("HostName", "SharedAccessKeyName", "SharedAccessKey") if k not in parts
+        ]
+        if missing:
+            raise ValueError(
+                "is not a service connection string: it has no "
+                + ", ".join(missing)
+                + " (a policy's connection string, not a device's)"
+            )
+        problem = rules.key_problem(parts["SharedAccessKey"])
+        if problem:
+            raise ValueError(f"has a SharedAccessKey that {problem}")
+        return cls(
+            parts["HostName"], parts["SharedAccessKeyName"], Secret(parts["SharedAccessKey"])
+        )
+
+
+@dataclass(frozen=True)
+class HubTarget:
+    """Where and how to talk to one IoT Hub, and how managed devices are tagged."""
+
+    provider: ClassVar[str] = PROVIDER
+    stack: str  # the ownership tag's value
+    ownership_key: str
+    host_name: str
+    connection_string: Mapping[str, str]  # {"env": NAME} or {"file": path}
+    source: LocationSource
+    base_dir: Path
+    tree: ManifestTree | None = None
+    ca_bundle: Path | None = None
+    sku: str | None = None
+    units: int = 1
+    prune: bool = False
+    change_threshold: float = 0.3
+    url: str | None = None  # where requests go; None: https://<host_name>
+
+    @property
+    def location(self) -> Location:
+        return self.source() if callable(self.source) else self.source
+
+    @property
+    def endpoint(self) -> str:
+        return (self.url or f"https://{self.host_name}").rstrip("/")
+
+    def resolve_connection_string(self, environ: Mapping[str, str]) -> ConnectionString:
+        """Read the credentials now (validate never needs them); a problem is a located error."""
+        context = SecretContext(environ=environ, base_dir=self.base_dir)
+        if self.tree is not None:
+            context.tree = self.tree
+        try:
+            text, source = resolve_text(dict(self.connection_string), context)
+        except SecretError as error:
+            self._error(str(error))
+        try:
+            parsed = ConnectionString.parse(text)
+        except ValueError as error:
+            self._error(f"the value from {source} {error}")
+        if parsed.host_name.lower() != self.host_name.lower():
+            self._error(
+                f"the connection string from {source} is for {parsed.host_name}, "
+                f"not host_name {self.host_name}"
+            )
+        return parsed
+
+    def _error(self, message: str) -> NoReturn:
+        raise ManifestError(
+            [Diagnostic(self.location, f"connection_string: {message}", code="connection-string")]
+        )
+
+
+@dataclass
+class HubModule:
+    device_id: str
+    module_id: str
+    fields: dict[str, Any]
+    source: LocationSource
+
+
+@dataclass
+class HubDevice:
+    device_id: str
+    fields: dict[str, Any]  # hub field path -> value (see `to_fields`)
+    source: LocationSource
+    modules: list[HubModule] = field(default_factory=list)
+    profile: str | None = None
+
+    @property
+    def location(self) -> Location:
+        return self.source() if callable(self.source) else self.source
+
+    @property
+    def is_edge(self) -> bool:
+        return bool(self.fields.get("capabilities.iotEdge"))
+
+    @property
+    def parent(self) -> str | None:
+        value = self.fields.get("parent")
+        return value if isinstance(value, str) else None
+
+
+@dataclass
+class HubProject:
+    """What the manifests declare for the hub."""
+
+    target: HubTarget
+    devices: list[HubDevice] = field(default_factory=list)
+
+
+# --- settings: merge and map to hub field paths ----------------------------------------------
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, mappings merged key by key (a None value is kept: it removes
+    the key on the hub)."""
+    merged = dict(base)
+    for key, value in over.items():
+        current = merged.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            merged[key] = deep_merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def settings_of(model: m.DeviceSettings | m.Module | None) -> Settings:
+    """A validated model's settings (only what it sets), twin collections as plain maps."""
+    if model is None:
+        return {}
+    settings: Settings = {}
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        if name == "properties":
+            if value is not None and "desired" in value.model_fields_set:
+                settings["properties.desired"] = value.desired
+        elif name == "capabilities":
+            if value is not None and "iotEdge" in value.model_fields_set:
+                settings["capabilities.iotEdge"] = value.iotEdge
+        elif name in ("status", "statusReason", "authentication", "tags", "managedBy"):
+            settings[name] = value
+    return settings
+
+
+def merge_settings(base: Settings, over: Settings) -> Settings:
+    merged = dict(base)
+    for key, value in over.items():
+        current = merged.get(key)
+        if (
+            key in ("tags", "properties.desired")
+            and isinstance(current, dict)
+            and isinstance(value, dict)
+        ):
+            merged[key] = deep_merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def to_fields(settings: Settings) -> dict[str, Any]:
+    """Settings -> hub field paths: `status`, `statusReason`, `authentication.type`,
+    `authentication.symmetricKey.primaryKey` (a Secret), `authentication.x509Thumbprint.*`,
+    `capabilities.iotEdge`, `managedBy`, `tags` and `properties.desired` (nested maps)."""
+    fields: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key == "authentication":
+            if value is None:
+                continue
+            auth: m.Authentication = value
+            fields["authentication.type"] = auth.type
+            if auth.symmetricKey is not None:
+                fields["authentication.symmetricKey.primaryKey"] = auth.symmetricKey.primaryKey
+                fields["authentication.symmetricKey.secondaryKey"] = auth.symmetricKey.secondaryKey
+            if auth.x509Thumbprint is not None:
+                thumbs = auth.x509Thumbprint
+                fields["authentication.x509Thumbprint.primaryThumbprint"] = thumbs.primaryThumbprint
+                fields["authentication.x509Thumbprint.secondaryThumbprint"] = (
+                    thumbs.secondaryThumbprint
+                )
+        elif key in ("tags", "properties.desired"):
+            if value is not None:
+                fields[key] = value
+        else:
+            fields[key] = value
+    return fields
+
+
+# --- CSV fleets ------------------------------------------------------------------------------
+
+CSV_PLAIN_COLUMNS = (
+    "id",
+    "status",
+    "statusReason",
+    "authentication.type",
+    "capabilities.iotEdge",
+    "parent",
+    "primaryKey",
+    "secondaryKey",
+    "primaryThumbprint",
+    "secondaryThumbprint",
+)
+CSV_KEY_COLUMNS = ("primaryKey", "secondaryKey")
+CSV_PREFIXES = ("tags.", "properties.desired.")
+
+
+def csv_cell_value(text: str) -> Any:
+    """A twin value from a CSV cell: JSON numbers, `true`/`false` and `null` are read as such
+    (so `60` is the number 60); anything else is the text itself."""
+    if text in ("true", "false", "null") or text[:1] in "-0123456789":
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(value, bool | int | float) or value is None:
+            return value
+    return text
+
+
+def _set_nested(target: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        child = target.get(part)
+        if not isinstance(child, dict):
+            child = target[part] = {}
+        target = child
+    target[path[-1]] = value
+
+
+def parse_csv_row(
+    values: Mapping[str, str], context: SecretContext
+) -> tuple[Settings, str | None, str | None, list[tuple[str, str]]]:
+    """(settings, device id, parent, [(column, problem)]) of one fleet row."""
+    settings: Settings = {}
+    errors: list[tuple[str, str]] = []
+    device_id = values.get("id")
+    if device_id is not None:
+        try:
+            rules.check_device_id(device_id)
+        except ValueError as error:
+            errors.append(("id", str(error)))
+            device_id = None
+    parent = values.get("parent")
+    if parent is not None:
+        try:
+            rules.check_device_id(parent, "parent")
+        except ValueError as error:
+            errors.append(("parent", str(error)))
+    status = values.get("status")
+    if status is not None:
+        if status not in rules.STATUSES:
+            errors.append(("status", "status must be `enabled` or `disabled`"))
+        else:
+            settings["status"] = status
+    reason = values.get("statusReason")
+    if reason is not None:
+        try:
+            settings["statusReason"] = rules.check_status_reason(reason)
+        except ValueError as error:
+            errors.append(("statusReason", str(error)))
+    edge = values.get("capabilities.iotEdge")
+    if edge is not None:
+        if edge.lower() not in ("true", "false"):
+            errors.append(("capabilities.iotEdge", "capabilities.iotEdge must be true or false"))
+        else:
+            settings["capabilities.iotEdge"] = edge.lower() == "true"
+    auth = _csv_authentication(values, context, errors)
+    if auth is not None:
+        settings["authentication"] = auth
+    for prefix, key in (("tags.", "tags"), ("properties.desired.", "properties.desired")):
+        document: dict[str, Any] = {}
+        for column, text in values.items():
+            if column.startswith(prefix):
+                path = column[len(prefix) :].split(".")
+                _set_nested(document, path, csv_cell_value(text))
+        if document:
+            problems = rules.twin_problems(document, key)
+            for path, problem in problems:
+                column = prefix + ".".join(path) if path else prefix.rstrip(".")
+                errors.append((column if column in values else next(iter(values)), problem))
+            settings[key] = document
+    return settings, device_id, parent, errors
+
+
+def _csv_authentication(
+    values: Mapping[str, str], context: SecretContext, errors: list[tuple[str, str]]
+) -> m.Authentication | None:
+    kind = values.get("authentication.type")
+    keys = {c: values[c] for c in CSV_KEY_COLUMNS if c in values}
+    thumbs = {c: values[c] for c in ("primaryThumbprint", "secondaryThumbprint") if c in values}
+    if kind is None and not keys and not thumbs:
+        return None
+    if kind is None:
+        kind = "sas" if keys else "selfSigned"
+    data: dict[str, Any] = {"type": kind}
+    if keys:
+        secrets: dict[str, Secret] = {}
+        for column, text in keys.items():
+            try:
+                secret = resolve(text, context)
+            except SecretError as error:
+                errors.append((column, str(error)))
+                continue
+            problem = rules.key_problem(secret.reveal())
+            if problem:
+                errors.append((column, f"the symmetric key from {secret.source} {problem}"))
+                continue
+            secrets[column] = secret
+        if len(secrets) != len(keys):
+            return None
+        data["symmetricKey"] = secrets
+    if thumbs:
+        data["x509Thumbprint"] = thumbs
+    try:
+        return m.Authentication.model_validate(data)
+    except ValidationError as error:  # its first message only (never the input)
+        messages = error.errors(include_input=False)
+        text = messages[0]["msg"] if messages else "invalid authentication"
+        column = "authentication.type" if "authentication.type" in values else next(iter(values))
+        errors.append((column, str(text).removeprefix("Value error, ")))
+        return None
+
+
+# --- resolution ------------------------------------------------------------------------------
+
+
+class IotHubKinds:
+    """The `ManifestKinds` of the IoT Hub provider (reconciler.manifest.extensions)."""
+
+    provider = PROVIDER
+    models: Mapping[str, type[Any]] = m.MODELS
+
+    def resolve(self, items: Mapping[str, list[Validated]], run: ResolveContext) -> None:
+        hubs = items.get("IotHub", [])
+        devices = items.get("IotHubDevice", [])
+        fleets = items.get("IotHubFleet", [])
+        if not hubs:
+            if devices or fleets:
+                first = (devices or fleets)[0]
+                run.error(
+                    first.document.locate(["kind"]),
+                    "no `kind: IotHub` document: one is needed to name the hub and its credentials",
+                    "missing-hub",
+                )
+            return
+        for extra in hubs[1:]:
+            run.error(
+                extra.document.locate(["kind"]),
+                f"a second IotHub document (the first is at {hubs[0].document.locate([])}); "
+                "one hub per manifest tree is supported",
+                "duplicate-hub",
+            )
+        hub = hubs[0].model
+        assert isinstance(hub, m.IotHub)
+        target = self._target(hub, hubs[0].document, run)
+        project = HubProject(target)
+        registry = _Devices(run)
+        for item in devices:
+            self._device(item, hub, run, registry)
+        for item in fleets:
+            self._fleet(item, hub, run, registry)
+        registry.check_parents()
+        project.devices = registry.devices
+        run.project.add_target(target)
+        run.project.extensions[PROVIDER] = project
+        run.project.extension_counts["iothub devices"] = len(project.devices)
+        run.project.extension_counts["iothub modules"] = sum(
+            len(d.modules) for d in project.devices
+        )
+
+    def _target(self, hub: m.IotHub, document: Document, run: ResolveContext) -> HubTarget:
+        url = run.environ.get(URL_ENV) or None
+        if url is not None:
+            url = url.strip()
+            if not url.startswith(("http://", "https://")):
+                run.error(
+                    document.locate(["host_name"]),
+                    f"{URL_ENV} must be an http:// or https:// URL",
+                    "invalid-url",
+                )
+                url = None
+        return HubTarget(
+            stack=hub.name,
+            ownership_key=hub.ownership_tag,
+            host_name=hub.host_name,
+            connection_string=hub.connection_string.model_dump(exclude_none=True),
+            source=lambda: document.locate([]),
+            base_dir=Path(document.file).parent,
+            tree=run.tree,
+            ca_bundle=Path(document.file).parent / hub.ca_bundle if hub.ca_bundle else None,
+            sku=hub.sku,
+            units=hub.units,
+            prune=hub.safety.prune,
+            change_threshold=hub.safety.change_threshold,
+            url=url,
+        )
+
+    def _layers(
+        self,
+        item: Validated,
+        hub: m.IotHub,
+        hub_name: str | None,
+        profile: str | None,
+        run: ResolveContext,
+    ) -> Settings | None:
+        if hub_name is not None and hub_name != hub.name:
+            run.error(
+                item.document.locate(["hub"]),
+                f"hub `{hub_name}` is not declared (the IotHub document is `{hub.name}`)",
+                "unknown-hub",
+            )
+            return None
+        base = settings_of(hub.device_defaults)
+        if profile is not None:
+            settings = hub.device_profiles.get(profile)
+            if settings is None:
+                match = closest(profile, hub.device_profiles)
+                hint = f"; did you mean `{match}`?" if match else ""
+                run.error(
+                    item.document.locate(["profile"]),
+                    f"profile `{profile}` is not declared in the IotHub document's "
+                    f"device_profiles{hint}",
+                    "unknown-profile",
+                )
+                return None
+            base = merge_settings(base, settings_of(settings))
+        return base
+
+    def _device(
+        self, item: Validated, hub: m.IotHub, run: ResolveContext, registry: _Devices
+    ) -> None:
+        device = item.model
+        assert isinstance(device, m.IotHubDevice)
+        base = self._layers(item, hub, device.hub, device.profile, run)
+        if base is None:
+            return
+        document = item.document
+        fields = to_fields(merge_settings(base, settings_of(device)))
+        if "parent" in device.model_fields_set:
+            fields["parent"] = device.parent
+        modules = []
+        for index, module in enumerate(device.modules):
+            module_fields = to_fields(settings_of(module))
+            modules.append(
+                HubModule(device.id, module.id, module_fields, _lazy(document, ["modules", index]))
+            )
+        registry.add(
+            HubDevice(device.id, fields, _lazy(document, []), modules, device.profile),
+            lambda key: document.locate([key] if key in device.model_fields_set else ["id"]),
+        )
+
+    def _fleet(
+        self, item: Validated, hub: m.IotHub, run: ResolveContext, registry: _Devices
+    ) -> None:
+        fleet = item.model
+        assert isinstance(fleet, m.IotHubFleet)
+        base = self._layers(item, hub, fleet.hub, fleet.profile, run)
+        for index, name in enumerate(fleet.csv):
+            table = run.read_table(item, ["csv", index], name)
+            if table is None or base is None:
+                continue
+            if not self._check_header(table, run):
+                continue
+            context = run.secret_context(item.document.file, f"csv:{table.file}")
+            for row in table.rows:
+                self._row(table, row, base, context, fleet.profile, run, registry)
+
+    def _check_header(self, table: CsvTable, run: ResolveContext) -> bool:
+        if "id" not in table.header:
+            run.error(Location(table.file, 1, 1), "the header has no `id` column", "csv-header")
+            return False
+        for column in table.header:
+            if not column or column in CSV_PLAIN_COLUMNS or column.startswith(CSV_PREFIXES):
+                continue
+            match = closest(column, CSV_PLAIN_COLUMNS)
+            hint = f"; did you mean `{match}`?" if match else ""
+            run.warn(
+                Location(table.file, 1, table.header.index(column) + 1, column),
+                f"unknown column `{column}` is ignored{hint}",
+                "csv-column",
+            )
+        inline = [c for c in CSV_KEY_COLUMNS if c in table.header]
+        if inline:
+            run.warn(
+                Location(table.file, 1, table.header.index(inline[0]) + 1, inline[0]),
+                "key columns hold references (`env:NAME`, `file:path`); inline keys end up in git",
+                "inline-secret",
+            )
+        return True
+
+    def _row(
+        self,
+        table: CsvTable,
+        row: CsvRow,
+        base: Settings,
+        context: SecretContext,
+        profile: str | None,
+        run: ResolveContext,
+        registry: _Devices,
+    ) -> None:
+        own, device_id, parent, errors = parse_csv_row(row.values, context)
+        for column, message in errors:
+            run.error(table.locate(row, column), message, "invalid-csv-cell")
+        if errors:
+            return
+        if device_id is None:
+            run.error(table.locate(row), "row has no `id`", "csv-row")
+            return
+        fields = to_fields(merge_settings(base, own))
+        if parent is not None:
+            fields["parent"] = parent
+        registry.add(
+            HubDevice(device_id, fields, table.locate(row), [], profile),
+            lambda key: table.locate(row, key if key in row.values else "id"),
+        )
+
+
+class _Devices:
+    """Collects devices; reports duplicate ids and parents that are not edge devices."""
+
+    def __init__(self, run: ResolveContext) -> None:
+        self.run = run
+        self.devices: list[HubDevice] = []
+        self.by_id: dict[str, HubDevice] = {}
+        self.locators: dict[str, Callable[[str], Location]] = {}
+
+    def add(self, device: HubDevice, locate: Callable[[str], Location]) -> None:
+        first = self.by_id.get(device.device_id)
+        if first is not None:
+            self.run.error(
+                locate("id"),
+                f"duplicate device `{device.device_id}` (first defined at {first.location})",
+                "duplicate-id",
+            )
+            return
+        problem = self._auth_problem(device.fields)
+        if problem:
+            self.run.error(
+                locate("authentication"),
+                f"device `{device.device_id}`: {problem}",
+                "invalid-device",
+            )
+            return
+        self.by_id[device.device_id] = device
+        self.locators[device.device_id] = locate
+        self.devices.append(device)
+
+    @staticmethod
+    def _auth_problem(fields: dict[str, Any]) -> str | None:
+        if fields.get("authentication.type") == "none":
+            return (
+                "authentication type `none` is for modules; a device needs sas, selfSigned "
+                "or certificateAuthority"
+            )
+        return None
+
+    def check_parents(self) -> None:
+        for device in self.devices:
+            parent = device.parent
+            if parent is None:
+                continue
+            locate = self.locators[device.device_id]
+            if device.is_edge:
+                self.run.error(
+                    locate("parent"),
+                    f"device `{device.device_id}` is an IoT Edge device with a parent: nested "
+                    "IoT Edge is not supported yet",
+                    "nested-edge",
+                )
+                continue
+            found = self.by_id.get(parent)
+            if found is None:
+                match = closest(parent, self.by_id)
+                hint = f"; did you mean `{match}`?" if match else ""
+                self.run.error(
+                    locate("parent"),
+                    f"parent `{parent}` of device `{device.device_id}` is not declared{hint}",
+                    "unknown-parent",
+                )
+            elif not found.is_edge:
+                self.run.error(
+                    locate("parent"),
+                    f"parent `{parent}` of device `{device.device_id}` is not an IoT Edge device "
+                    f"(set capabilities.iotEdge: true on it, at {found.location})",
+                    "parent-not-edge",
+                )
+
+
+def _lazy(document: Document, path: list[str | int]) -> Callable[[], Location]:
+    return lambda: document.locate(path)

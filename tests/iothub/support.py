@@ -1,0 +1,159 @@
+"""Helpers for IoT Hub provider tests: manifests in a temp dir, the engine run in-process against
+the IoT Hub emulator (httpx.ASGITransport), and an iothubowner client to look at (or change)
+the hub the way another tool would."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import textwrap
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from reconciler import engine
+from reconciler.engine import PlanRun, RunOptions
+from reconciler.plan.model import ApplyReport
+from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
+from tests.iothub_emulator.support import API_VERSION, HOST, sas_token
+
+HUB_URL = f"https://{HOST}"
+
+
+def new_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def connection_string(key: str, policy: str = "iothubowner") -> str:
+    return f"HostName={HOST};SharedAccessKeyName={policy};SharedAccessKey={key}"
+
+
+HUB = f"""
+kind: IotHub
+name: plant-a
+host_name: {HOST}
+device_defaults:
+  status: enabled
+  tags: {{fleet: plant-a}}
+device_profiles:
+  probe:
+    properties: {{desired: {{interval: 60, telemetry: {{enabled: true}}}}}}
+"""
+
+DEVICES = """
+kind: IotHubDevice
+id: gateway-1
+capabilities: {iotEdge: true}
+tags: {site: north, room: {floor: 1}}
+modules:
+  - id: filter
+    managedBy: plant-a
+    tags: {role: filter}
+    properties: {desired: {threshold: 5}}
+---
+kind: IotHubDevice
+id: sensor-1
+profile: probe
+parent: gateway-1
+tags: {site: north, kind: {model: probe, rev: 2}}
+properties:
+  desired: {telemetry: {fields: [t, h]}}
+---
+kind: IotHubDevice
+id: sensor-2
+status: disabled
+statusReason: waiting for installation
+authentication:
+  type: sas
+  symmetricKey: {primaryKey: {env: SENSOR_2_PRIMARY}, secondaryKey: {env: SENSOR_2_SECONDARY}}
+tags: {site: south}
+---
+kind: IotHubDevice
+id: camera-1
+authentication:
+  type: selfSigned
+  x509Thumbprint: {primaryThumbprint: "AB12CD34EF56AB12CD34EF56AB12CD34EF56AB12"}
+---
+kind: IotHubDevice
+id: door-1
+authentication: {type: certificateAuthority}
+properties: {desired: {locked: true}}
+"""
+
+
+def write_manifests(directory: Path, **files: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / f"{name}.yaml").write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return directory
+
+
+@dataclass
+class HubEngine:
+    """Runs plan/apply in-process against one emulated hub."""
+
+    transport: httpx.AsyncBaseTransport
+    owner_key: str
+    environ_extra: dict[str, str] = field(default_factory=dict)
+    device_keys: dict[str, str] = field(
+        default_factory=lambda: {"SENSOR_2_PRIMARY": new_key(), "SENSOR_2_SECONDARY": new_key()}
+    )
+
+    def environ(self) -> dict[str, str]:
+        return {
+            "IOTHUB_CONNECTION_STRING": connection_string(self.owner_key),
+            "RECONCILER_IOTHUB_URL": HUB_URL,
+            **self.device_keys,
+            **self.environ_extra,
+        }
+
+    def options(self, paths: list[Path], **kwargs: Any) -> RunOptions:
+        environ: Mapping[str, str] = self.environ()
+        return RunOptions(
+            paths=paths,
+            providers=REGISTRY,
+            manifest_kinds=MANIFEST_KINDS,
+            environ=environ,
+            transport=self.transport,
+            **kwargs,
+        )
+
+    async def plan(self, paths: list[Path], **kwargs: Any) -> PlanRun:
+        options = self.options(paths, **kwargs)
+        loaded = engine.load(options)
+        session = engine.connect(loaded, options)
+        try:
+            return await engine.make_plan(loaded, session, options)
+        finally:
+            await session.aclose()
+
+    async def apply(self, paths: list[Path], **kwargs: Any) -> tuple[PlanRun, ApplyReport]:
+        options = self.options(paths, **kwargs)
+        loaded = engine.load(options)
+        session = engine.connect(loaded, options)
+        try:
+            run = await engine.make_plan(loaded, session, options)
+            report = await engine.apply_plan(run, session, options)
+            return run, report
+        finally:
+            await session.aclose()
+
+
+async def owner_client(
+    transport: httpx.AsyncBaseTransport, owner_key: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url=HUB_URL,
+        headers={"Authorization": sas_token(HOST, owner_key, "iothubowner")},
+        params={"api-version": API_VERSION},
+    ) as client:
+        yield client
+
+
+def changes(run: PlanRun) -> dict[str, str]:
+    """label -> action of every change."""
+    return {str(c.key): c.action for c in run.plan.changes}
