@@ -542,7 +542,7 @@ def credentials(
     generated included) to a file only its owner can read. Nothing is printed but a count."""
     from reconciler.providers.iothub.credentials import write_credentials
 
-    options = _run_options(paths, None)
+    options = _run_options(_paths(paths), None)
     _loaded, session, progress = _prepare(options)
 
     async def run() -> list[str]:
