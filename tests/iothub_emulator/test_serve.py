@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from azure.iot.hub.protocol.models import QuerySpecification, Twin
+from azure.iot.hub.protocol.models import ExportImportDevice, QuerySpecification, Twin
 from msrest.exceptions import HttpOperationError
 
 from tests.iothub_emulator.conftest import new_key, registry_manager
@@ -57,7 +57,16 @@ def serve(*args: str) -> Iterator[re.Match[str]]:
                 stream.close()
 
 
+def _status(call: Any, *args: Any) -> tuple[int, str]:
+    with pytest.raises(HttpOperationError) as caught:
+        call(*args)
+    response = caught.value.response
+    return response.status_code, response.headers["iothub-errorcode"]
+
+
 def test_port_0_prints_the_real_port_and_the_connection_string() -> None:
+    """The CLI-served hub through the SDK: identities, etags, twins, bulk, paged queries,
+    modules, deletes, with the hub's status and error codes."""
     key = new_key()
     with serve("--shared-access-key", key) as ready:
         assert int(ready["port"]) > 0
@@ -70,12 +79,37 @@ def test_port_0_prints_the_real_port_and_the_connection_string() -> None:
         with registry_manager(ready["url"], ready["cs"]) as sdk:
             device = sdk.create_device_with_sas("served-1", None, None, "enabled")
             assert sdk.get_device("served-1").etag == device.etag
-            result = sdk.query_iot_hub(QuerySpecification(query="SELECT * FROM devices"))
-            assert [item.device_id for item in result.items] == ["served-1"]
-            sdk.delete_device("served-1", device.etag)
-            with pytest.raises(HttpOperationError) as caught:
-                sdk.get_device("served-1")
-            assert caught.value.response.status_code == 404
+            assert _status(sdk.create_device_with_sas, "served-1", None, None, "enabled") == (
+                409,
+                "DeviceAlreadyExists",
+            )
+            updated = sdk.update_device_with_sas("served-1", device.etag, None, None, "disabled")
+            stale = (sdk.update_device_with_sas, "served-1", device.etag, None, None, "enabled")
+            assert _status(*stale) == (412, "PreconditionFailed")
+            twin = sdk.update_twin("served-1", Twin(tags={"site": "a"}), "*")
+            assert _status(sdk.update_twin, "served-1", Twin(tags={}), "AAAAAAAAAAE=") == (
+                412,
+                "PreconditionFailed",
+            )
+            assert sdk.replace_twin("served-1", Twin(tags={"b": 1}), twin.etag).tags == {"b": 1}
+            bulk = sdk.bulk_create_or_update_devices(
+                [ExportImportDevice(id=f"served-{i}", import_mode="create") for i in range(2, 6)]
+            )
+            assert bulk.is_successful
+            query = QuerySpecification(query="SELECT * FROM devices")
+            first = sdk.query_iot_hub(query, None, 3)
+            second = sdk.query_iot_hub(query, first.continuation_token, 3)
+            assert second.continuation_token is None
+            assert [item.device_id for item in first.items + second.items] == [
+                f"served-{i}" for i in range(1, 6)
+            ]
+            module = sdk.create_module_with_sas("served-2", "m", None, None, None)
+            assert sdk.get_module_twin("served-2", "m").module_id == "m"
+            sdk.delete_module("served-2", "m", module.etag)
+            assert _status(sdk.get_module, "served-2", "m") == (404, "ModuleNotFound")
+            sdk.delete_device("served-1", updated.etag)
+            assert _status(sdk.get_device, "served-1") == (404, "DeviceNotFound")
+            assert sdk.get_device_registry_statistics().total_device_count == 4
 
 
 def test_tls_self_signed_certificate_is_trusted_by_the_sdk() -> None:
