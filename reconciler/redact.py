@@ -4,6 +4,10 @@ A server, or a proxy in front of it, may echo a request body back in an error me
 held keys in upper-case hex, and the server may have re-encoded them (lower-case hex, base64 as
 protobuf JSON writes bytes). Every form of every secret value the run knows is replaced before
 such text is printed.
+
+A run knows thousands of secrets (a key per device), and most runs print no server message:
+the forms are built on the first scrub, and matched by length with set lookups (a regular
+expression of 80,000 alternatives costs seconds to compile and to run).
 """
 
 from __future__ import annotations
@@ -12,14 +16,15 @@ import base64
 import binascii
 import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 REDACTED = "(sensitive)"
 MIN_SECRET_LENGTH = 6  # shorter values would scrub ordinary words; no key is that short
 
 
 def _forms(value: str) -> set[str]:
-    """The spellings of one secret a server might echo."""
+    """The spellings of one secret a server might echo (as sent, hex, base64 with and without
+    padding, standard and URL-safe alphabets)."""
     forms = {value}
     raw = value.encode()
     encodings = [raw]
@@ -35,32 +40,65 @@ def _forms(value: str) -> set[str]:
     return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
 
 
-class Redactor:
-    """Replaces every known secret value (as sent, in hex of either case, in base64)."""
+def _fold(text: str) -> str:
+    """Lower case, one character for one (so positions in the folded text are positions in
+    the text)."""
+    folded = text.lower()
+    if len(folded) == len(text):
+        return folded
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        forms: set[str] = set()
-        for secret in secrets:
-            if secret and len(secret) >= MIN_SECRET_LENGTH:
-                forms |= _forms(secret)
-        # Longest first, so a base64 form is not cut short by a shorter one it contains; hex is
-        # matched in either case (so is the rest: a case-folded echo of a key is still a leak).
-        ordered = sorted(forms, key=len, reverse=True)
-        self._longest = len(ordered[0]) if ordered else 0
-        self._pattern = (
-            re.compile("|".join(re.escape(f) for f in ordered), re.IGNORECASE) if ordered else None
-        )
+
+class Redactor:
+    """Replaces every known secret value (as sent, in hex of either case, in base64); matched
+    without regard to case, so a case-folded echo is caught too."""
+
+    def __init__(self, secrets: Iterable[str] | Callable[[], Iterable[str]] = ()) -> None:
+        self._secrets = secrets
+        self._by_length: dict[int, set[str]] | None = None
+
+    def _forms_by_length(self) -> dict[int, set[str]]:
+        if self._by_length is None:
+            secrets = self._secrets() if callable(self._secrets) else self._secrets
+            by_length: dict[int, set[str]] = {}
+            for secret in secrets:
+                if secret and len(secret) >= MIN_SECRET_LENGTH:
+                    for form in _forms(secret):
+                        by_length.setdefault(len(form), set()).add(form.lower())
+            self._by_length = by_length
+        return self._by_length
 
     def scrub(self, text: str) -> str:
-        if self._pattern is None:
+        by_length = self._forms_by_length()
+        if not by_length or not text:
             return text
-        return self._pattern.sub(REDACTED, text)
+        folded = _fold(text)
+        spans: list[tuple[int, int]] = []
+        for length, forms in by_length.items():
+            for start in range(len(folded) - length + 1):
+                if folded[start : start + length] in forms:
+                    spans.append((start, start + length))
+        if not spans:
+            return text
+        spans.sort()
+        parts: list[str] = []
+        position = 0
+        for start, end in spans:
+            if end <= position:
+                continue  # inside a span already replaced
+            if start >= position:
+                parts.append(text[position:start])
+                parts.append(REDACTED)
+            position = end  # an overlapping span extends the replaced part
+        parts.append(text[position:])
+        return "".join(parts)
 
     def excerpt(self, text: str, limit: int = 200) -> str:
         """Scrubbed, on one line, at most `limit` characters (plus a note of what was cut)."""
+        longest = max(self._forms_by_length(), default=0)
         # Scrub before cutting, so no half of a secret survives at the cut; a huge text is cut
         # first to what can reach the excerpt.
-        head = text[: 4 * limit + self._longest]
+        head = text[: 4 * limit + longest]
         flat = " ".join(self.scrub(head).split())
         flat = "".join(c if c.isprintable() else "?" for c in flat)
         if len(flat) <= limit and len(head) == len(text):

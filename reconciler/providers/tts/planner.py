@@ -56,8 +56,51 @@ def record(data: dict[str, Any]) -> LiveRecord:
     return LiveRecord(data, str(value) if value else None)
 
 
+# Normal forms of scalar values by (message, path, value): a fleet's devices share most values
+# (frequency plan, versions, flags), so each is normalised once per run, not once per device.
+# Bounded, filled first come first served (unique values such as EUIs gain nothing from it).
+_NORMAL_CACHE: dict[tuple[str, str, str, Any], Any] = {}
+_NORMAL_CACHE_SIZE = 4096
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _cached(side: str, message: str, path: str, value: Any, compute: Any) -> Any:
+    if type(value) not in _SCALARS:
+        return compute()
+    key = (side, message, path, value)
+    found = _NORMAL_CACHE.get(key, _NORMAL_CACHE)
+    if found is _NORMAL_CACHE:
+        found = compute()
+        if len(_NORMAL_CACHE) < _NORMAL_CACHE_SIZE:
+            _NORMAL_CACHE[key] = found
+    return found
+
+
+def _raw(data: Mapping[str, Any], path: str) -> Any:
+    """schema.get_path, without splitting a path that has no dot (most of them)."""
+    if "." not in path:
+        return data.get(path, schema.MISSING)
+    return schema.get_path(data, path)
+
+
+def _live_normal(message: str, data: Mapping[str, Any], path: str, raw: Any = None) -> Any:
+    """schema.live_value, with scalar values normalised once per run."""
+    if raw is None:
+        raw = _raw(data, path)
+    raw = None if raw is schema.MISSING else raw
+    return _cached(
+        "live", message, path, raw, lambda: schema.normalize(schema.field_type(message, path), raw)
+    )
+
+
 def _desired_normal(message: str, path: str, value: Any) -> Any:
     """Normal form of a desired value (None -> the type's zero value, i.e. cleared)."""
+    return _cached(
+        "desired", message, path, value, lambda: _desired_normal_uncached(message, path, value)
+    )
+
+
+def _desired_normal_uncached(message: str, path: str, value: Any) -> Any:
     ftype = schema.field_type(message, path)
     if value is None:
         return schema.zero_value(ftype)
@@ -74,7 +117,14 @@ def compare_field(
     message: str, path: str, desired: Any, live_data: Mapping[str, Any]
 ) -> FieldChange | None:
     """The change needed to bring one live field to the desired value, or None if equal."""
-    live = schema.live_value(message, live_data, path)
+    raw = _raw(live_data, path)
+    if path not in MERGED_MAPS and raw is not schema.MISSING and raw is not None:
+        want = _desired_normal(message, path, desired)
+        # The server answers in the normal form (and normalising is idempotent): an equal raw
+        # value needs no normalising, which is most fields of most devices.
+        if raw == want and type(raw) is type(want):
+            return None
+    live = _live_normal(message, live_data, path, raw)
     sensitive = is_sensitive(desired)
     if path in MERGED_MAPS and isinstance(desired, dict):
         live_map = live or {}
@@ -187,7 +237,18 @@ class TTSDiffer:
     ) -> None:
         otaa = bool(resource.extra.get("otaa", resource.fields.get("supports_join", False)))
         registries = devices.registries(otaa=otaa)
-        split = devices.split_paths(resource.fields, otaa=otaa)
+        signature = (tuple(resource.fields), otaa)
+        cached = _SPLIT_CACHE.get(signature)
+        if cached is None:  # one split per field signature (a fleet shares one)
+            split = devices.split_paths(resource.fields, otaa=otaa)
+            compared = {
+                server: [p for p in paths if server in devices.compared_servers(p)]
+                for server, paths in split.items()
+            }
+            cached = (split, compared)
+            if len(_SPLIT_CACHE) < _SPLIT_CACHE_SIZE:
+                _SPLIT_CACHE[signature] = cached
+        split, compared = cached
         present = {s for s in registries if live is not None and s in live.records}
         keys_readable = live.secrets_readable if live else True
 
@@ -227,9 +288,7 @@ class TTSDiffer:
                 continue
             record = live.records[server]
             field_changes: list[FieldChange] = []
-            for path in paths:
-                if server not in devices.compared_servers(path):
-                    continue
+            for path in compared[server]:
                 value = resource.fields[path]
                 if devices.is_key_path(path) and not keys_readable:
                     if options.rotate_keys:
@@ -272,7 +331,7 @@ class TTSDiffer:
         return _step(
             server,
             "create" if server == "is" else "set",
-            paths=paths,
+            paths=list(paths),  # the split is shared by the devices of one field signature
             changes=[_creation_change(p, resource.fields[p]) for p in paths],
             registers=True,
         )
@@ -281,7 +340,7 @@ class TTSDiffer:
         if live is None:
             return []
         found = []
-        for path in sorted(devices.IMMUTABLE_PATHS):
+        for path in _IMMUTABLE_PATHS:
             if path not in resource.fields:
                 continue
             for server in devices.get_servers(path) or ("ns",):
@@ -289,7 +348,10 @@ class TTSDiffer:
                 if record is None:
                     continue
                 want = _desired_normal(schema.END_DEVICE, path, resource.fields[path])
-                have = schema.live_value(schema.END_DEVICE, record.data, path)
+                raw = _raw(record.data, path)
+                if raw == want and type(raw) is type(want):
+                    continue  # in the normal form already: the same value
+                have = _live_normal(schema.END_DEVICE, record.data, path, raw)
                 # An unset live EUI (e.g. an ABP device registered without a JoinEUI) is not a
                 # change of identity.
                 if have in ("", None) and path.startswith("ids."):
@@ -317,6 +379,14 @@ class TTSDiffer:
         ids = (live.records["is"].data.get("ids") or {}) if live and "is" in live.records else {}
         both_euis = bool(ids.get("dev_eui")) and bool(ids.get("join_eui"))
         return [s for s in devices.DELETE_ORDER if s != "js" or both_euis]
+
+
+_IMMUTABLE_PATHS = tuple(sorted(devices.IMMUTABLE_PATHS))
+# Managed and compared paths per registry by (field names, OTAA): a fleet shares them.
+_SPLIT_CACHE: dict[
+    tuple[tuple[str, ...], bool], tuple[dict[Server, list[str]], dict[Server, list[str]]]
+] = {}
+_SPLIT_CACHE_SIZE = 256
 
 
 def _step(server: Server, operation: str, **kwargs: Any) -> Step:

@@ -102,6 +102,9 @@ class TTSProvider(TTSDiffer):
         self.progress = progress
         self._target = target
         self._api_key = api_key
+        # A fleet's devices share their managed fields: one mask per (registry, field names,
+        # keys readable) instead of one per device.
+        self._registry_masks: dict[tuple[Server, tuple[str, ...], bool], str] = {}
 
     @property
     def target(self) -> Target:
@@ -128,7 +131,8 @@ class TTSProvider(TTSDiffer):
     def desired(self, project: Project) -> DesiredState:
         state = desired_state(project, self.target)
         # Error text from the servers is scrubbed of every secret this run sends.
-        self.client.redactor = Redactor([self._api_key, *state.secret_values()])
+        # (Built on the first error to scrub: most runs print none.)
+        self.client.redactor = Redactor(lambda: [self._api_key, *state.secret_values()])
         return state
 
     def digest_key(self) -> bytes:
@@ -282,13 +286,13 @@ class TTSProvider(TTSDiffer):
         )
 
     async def _get_optional(
-        self, server: Server, path: str, mask: Iterable[str]
+        self, server: Server, path: str, mask: Iterable[str] | str
     ) -> dict[str, Any] | None:
-        """GET a resource; None when it does not exist (or, for applications, is not ours)."""
+        """GET a resource; None when it does not exist (or, for applications, is not ours).
+        `mask`: the paths, or the `field_mask` value built already."""
+        field_mask = mask if isinstance(mask, str) else _field_mask(mask)
         try:
-            return await self.client.get_json(
-                server, path, params={"field_mask": _field_mask(mask)}
-            )
+            return await self.client.get_json(server, path, params={"field_mask": field_mask})
         except TTSAPIError as error:
             if error.status == 404 or error.name == "no_application_rights":
                 return None
@@ -394,16 +398,20 @@ class TTSProvider(TTSDiffer):
     async def _read_device_registries(self, resource: DesiredResource, entry: LiveResource) -> None:
         otaa = bool(resource.extra.get("otaa", resource.fields.get("supports_join", False)))
         app_id, device_id = resource.key.ids
+        signature = tuple(resource.fields)
         for server in devices.registries(otaa=otaa):
             if server == "is":
                 continue
-            mask = {
-                p
-                for p in resource.fields
-                if server in devices.get_servers(p)
-                and not devices.is_implicit(p)
-                and (entry.secrets_readable or not devices.is_key_path(p))
-            }
+            cache_key = (server, signature, entry.secrets_readable)
+            mask = self._registry_masks.get(cache_key)
+            if mask is None:
+                mask = self._registry_masks[cache_key] = _field_mask(
+                    p
+                    for p in resource.fields
+                    if server in devices.get_servers(p)
+                    and not devices.is_implicit(p)
+                    and (entry.secrets_readable or not devices.is_key_path(p))
+                )
             data = await self._get_optional(
                 server, f"/{server}/applications/{app_id}/devices/{device_id}", mask
             )
