@@ -16,7 +16,7 @@ class Location:
     file: str
     line: int | None = None  # 1-based
     column: int | None = None  # 1-based
-    path: str | None = None  # YAML path (`applications[0].devices[2].dev_eui`) or CSV column
+    path: str | None = None  # YAML path (`devices[2].name`) or CSV column
 
     def __str__(self) -> str:
         text = self.file

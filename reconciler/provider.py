@@ -18,7 +18,7 @@ Per hop, a provider contributes:
    ownership marker added where the provider keeps it.
 3. **Live reads** (`read`): the live records of what the manifests declare, and with `prune`
    of everything carrying this stack's marker, per endpoint, each with its opaque version
-   (a TTS `updated_at`, an IoT Hub etag), as few requests as the API allows.
+   (a TTS timestamp, an IoT Hub etag), as few requests as the API allows.
 4. **Per-resource diff** (`plan_resource`, `delete_steps`, `marker`): the generic planner
    (`reconciler.planning`) walks kinds in `kind_order`, computes digests, adoption, prune and the
    safety thresholds; the provider fills in the action and the steps of one resource (one
