@@ -42,6 +42,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     from reconciler import engine
     from reconciler.engine import RunOptions
     from reconciler.manifest.load import load_manifests
+    from reconciler.providers.registry import REGISTRY
     from reconciler.providers.tts.importing.live import Selection
     from reconciler.providers.tts.importing.run import ImportOptions, run_import
 
@@ -54,6 +55,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["run"] == "plan":
         options = RunOptions(
             paths=[Path(spec["manifests"])],
+            providers=REGISTRY,
             url=spec["url"],
             parallelism=spec["parallelism"],
             environ=environ,
@@ -61,12 +63,12 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
         async def plan() -> Any:
             loaded = engine.load(options)
-            client = engine.make_client(loaded, options)
+            session = engine.connect(loaded, options)
             try:
-                run = await engine.make_plan(loaded, client, options)
-                return run, client.stats.requests
+                run = await engine.make_plan(loaded, session, options)
+                return run, session.requests
             finally:
-                await client.aclose()
+                await session.aclose()
 
         run, requests = asyncio.run(plan())
         figures["changes"] = len(run.plan.changes)
@@ -121,10 +123,12 @@ def seed(spec: dict[str, Any]) -> float:
     """Create the fleet with reconciler itself (the caller lifts latency and rate limit)."""
     from reconciler import engine
     from reconciler.engine import RunOptions
+    from reconciler.providers.registry import REGISTRY
 
     started = time.perf_counter()
     options = RunOptions(
         paths=[Path(spec["manifests"])],
+        providers=REGISTRY,
         url=spec["url"],
         parallelism=spec["parallelism"],
         environ={"TTS_API_KEY": spec["api_key"]},
@@ -132,14 +136,14 @@ def seed(spec: dict[str, Any]) -> float:
 
     async def create() -> None:
         loaded = engine.load(options)
-        client = engine.make_client(loaded, options)
+        session = engine.connect(loaded, options)
         try:
-            run = await engine.make_plan(loaded, client, options)
-            report = await engine.apply_plan(run, client, options)
+            run = await engine.make_plan(loaded, session, options)
+            report = await engine.apply_plan(run, session, options)
             if report.failed:
                 raise SystemExit(f"seeding failed: {report.failed[0]}")
         finally:
-            await client.aclose()
+            await session.aclose()
 
     asyncio.run(create())
     return time.perf_counter() - started
