@@ -17,6 +17,7 @@ from tests.importer.support import (
     admin_client,
     device_records,
     do_import,
+    env_template,
     import_options,
     new_transport,
     only_adoption,
@@ -224,3 +225,31 @@ async def test_csv_file_round_trip(
     file.write_text("\n".join(lines) + "\n")
     report = await round_trip(emulator_transport, admin_api_key, file, tmp_path)
     assert report.counts["device"] == 3
+
+
+async def test_json_without_keys_references_env_vars(
+    tmp_path: Path, emulator_transport: httpx.ASGITransport, admin_api_key: str
+) -> None:
+    """An export without keys (the Console's, without RIGHT_APPLICATION_DEVICES_READ_KEYS):
+    the manifests reference environment variables for them, listed in the env template."""
+    devices = []
+    for device in varied_devices()[:3]:
+        stripped = {k: v for k, v in device.items() if k not in ("root_keys", "supports_join")}
+        devices.append(stripped)
+    file = tmp_path / "no-keys.json"
+    file.write_text("".join(json.dumps(d) + "\n" for d in devices))
+    out = tmp_path / "imported"
+    options = import_options(
+        out,
+        emulator_transport,
+        admin_api_key,
+        selection=Selection(("orchard",)),
+        owner="user:admin-user",
+    )
+    options.from_file = file
+    report = await do_import(options)
+    assert any("were not read (the file holds no keys for them)" in line for line in report.lines())
+    names = env_template(out)
+    assert names == [f"TTS_ORCHARD_NODE_{i}_APP_KEY" for i in range(1, 4)]
+    environ = {"TTS_API_KEY": admin_api_key} | {name: f"{i:032X}" for i, name in enumerate(names)}
+    validate(out, environ)

@@ -32,7 +32,7 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 
 
 def read_file(path: Path, application_id: str) -> r.Snapshot:
-    snapshot = r.Snapshot()
+    snapshot = r.Snapshot(keys_missing_reason="the file holds no keys for them")
     app = r.ApplicationRecord(application_id, {}, {})
     if path.suffix.lower() == ".csv":
         app.devices = list(_csv_devices(path, application_id, snapshot.report))

@@ -38,7 +38,9 @@ CSV_SLOTS: dict[tuple[str, str | None], str] = {
     for name, column in dev.CSV_COLUMNS.items()
     if name != "app_eui" and column.parse is not None
 }
-_NOT_LIFTED = frozenset({"id", "dev_eui", "dev_addr", *dev.SECRET_KEYS})
+# Per-device by nature: never lifted into device_defaults (a default name would also name
+# every device added later).
+_NOT_LIFTED = frozenset({"id", "dev_eui", "dev_addr", "name", "description", *dev.SECRET_KEYS})
 _ADDRESS_KEYS = ("network_server_address", "application_server_address", "join_server_address")
 
 Item = tuple[str, str | None]  # (flat key, sub key of a group or map)
@@ -213,10 +215,10 @@ class _Builder:
         unread = [d.record.name for d in devices if not d.record.keys_read]
         if unread:
             self.report.note(
-                f"application {app.application_id}: the API key lacks "
-                f"RIGHT_APPLICATION_DEVICES_READ_KEYS, so the root and session keys of "
-                f"{len(unread)} device(s) were not read; the manifests reference them as "
-                f"environment variables (listed in {SECRETS_ENV})"
+                f"application {app.application_id}: the root and session keys of "
+                f"{len(unread)} device(s) were not read ({self.snapshot.keys_missing_reason}); "
+                f"the manifests reference them as environment variables (listed in "
+                f"{SECRETS_ENV})"
             )
         defaults = _shared(devices)
         for device in devices:

@@ -61,6 +61,8 @@ class Snapshot:
     gateways: list[GatewayRecord] = field(default_factory=list)
     owner: tuple[str, str] | None = None  # ("user" | "organization", id)
     report: ImportReport = field(default_factory=ImportReport)
+    # Why a device's keys may be missing (said in the report).
+    keys_missing_reason: str = "the API key lacks RIGHT_APPLICATION_DEVICES_READ_KEYS"
 
 
 # -- devices ----------------------------------------------------------------------------------
@@ -115,7 +117,12 @@ def device_record(
             )
         if not f.is_zero(path, value):
             found[path] = value
-    otaa = found.get("supports_join") is True or any(p.startswith("root_keys.") for p in found)
+    # OTAA: says so, or has root keys, or (an export without keys) a JoinEUI and no session.
+    otaa = (
+        found.get("supports_join") is True
+        or any(p.startswith("root_keys.") for p in found)
+        or ("ids.join_eui" in found and "session.dev_addr" not in found)
+    )
     name = f"{application_id}/{device_id}"
     if otaa:
         for path in [p for p in found if p in f.SESSION_PATHS]:
