@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_parse_cost.py [--mib 8] [--shapes flow-ints,flow-maps,...]
 
 Each shape is a single YAML file of about `--mib` MiB, written to a temporary directory and
-loaded by `load_manifests` (parse, validate, locate the problems) in a fresh interpreter.
+loaded by `load_manifests` (parse, validate, locate the problems; `--stage parse`: the YAML
+loader only, with the position index) in a fresh interpreter.
 Memory is the child's peak RSS minus its RSS after imports (`ru_maxrss`, so the interpreter
 does not count); the target is at most 20 bytes of memory per input byte. Shapes:
 
@@ -42,14 +43,20 @@ CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 from reconciler.manifest.load import load_manifests
+from reconciler.manifest.loader import load_yaml_file
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
-result = load_manifests([Path(sys.argv[1])], environ={"KEY": "00" * 16})
+if sys.argv[2] == "full":
+    diagnostics = load_manifests([Path(sys.argv[1])], environ={"KEY": "00" * 16}).diagnostics
+else:
+    documents, diagnostics = load_yaml_file(Path(sys.argv[1]) / "m.yaml")
+    for document in documents:
+        document.locate(["id"])
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"seconds": seconds, "extra_kib": peak - base,
-                  "diagnostics": len(result.diagnostics),
-                  "first": str(result.diagnostics[0])[-160:] if result.diagnostics else ""}))
+                  "diagnostics": len(diagnostics),
+                  "first": str(diagnostics[0])[-160:] if diagnostics else ""}))
 """
 
 
@@ -78,13 +85,13 @@ def write_shape(shape: str, size: int, path: Path) -> None:
         out.write(closing + "\n")
 
 
-def measure(shape: str, size: int) -> dict[str, object]:
+def measure(shape: str, size: int, stage: str) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.yaml"
         write_shape(shape, size, path)
         actual = path.stat().st_size
         child = subprocess.run(
-            [sys.executable, "-c", CHILD, tmp],
+            [sys.executable, "-c", CHILD, tmp, stage],
             capture_output=True,
             text=True,
             check=True,
@@ -94,6 +101,7 @@ def measure(shape: str, size: int) -> dict[str, object]:
     extra = int(result["extra_kib"]) * 1024
     return {
         "shape": shape,
+        "stage": stage,
         "input_bytes": actual,
         "seconds": round(float(result["seconds"]), 2),
         "extra_peak_rss_mib": round(extra / 2**20, 1),
@@ -108,9 +116,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=float, default=8.0)
     parser.add_argument("--shapes", default=",".join(SHAPES))
+    parser.add_argument(
+        "--stage",
+        choices=("full", "parse"),
+        default="full",
+        help="full: load_manifests (parse, validate, resolve); parse: the YAML loader only "
+        "(documents and the position index of each document's `id`)",
+    )
     args = parser.parse_args()
     size = int(args.mib * 2**20)
-    results = [measure(shape, size) for shape in args.shapes.split(",")]
+    results = [measure(shape, size, args.stage) for shape in args.shapes.split(",")]
     print(json.dumps({"target_bytes_per_input_byte": TARGET_BYTES_PER_BYTE, "runs": results}))
 
 

@@ -49,7 +49,7 @@ def main() -> None:
         for seed in range(args.first_seed, args.first_seed + args.cases):
             outcome = run_case(seed, workdir, secrets)
             outcomes.append(outcome)
-            mutation_counts.update(m.split()[0] for m in outcome.mutations)
+            mutation_counts.update(m.split(maxsplit=1)[0] for m in outcome.mutations)
             if args.cli_every and seed % args.cli_every == 0:
                 cli_outcomes.append(run_cli_case(seed, workdir, secrets))
     seconds = time.perf_counter() - start
@@ -64,6 +64,7 @@ def main() -> None:
         "leaks": sum(1 for o in everything if o.leaks),
         "reads_outside_the_tree": sum(1 for o in everything if o.outside_reads),
         "hangs": sum(1 for o in everything if o.hang),
+        "harness_errors": sum(1 for o in everything if o.harness_error),
         "exit_codes": dict(collections.Counter(str(o.exit_code) for o in everything)),
         "slowest_case_seconds": round(max(o.seconds for o in everything), 2),
         "mean_case_ms": round(1000 * sum(o.seconds for o in outcomes) / len(outcomes), 1),
@@ -77,6 +78,7 @@ def main() -> None:
                 "hang": o.hang,
                 "leaks": o.leaks,
                 "outside_reads": o.outside_reads[:5],
+                "harness_error": o.harness_error,
             }
             for o in failed[:20]
         ],

@@ -179,7 +179,7 @@ def load_yaml_file(
         Diagnostic(Location(file, p.line, p.column), p.message, p.severity, p.code)
         for p in built.problems[:MAX_DIAGNOSTICS_PER_FILE]
     ]
-    positions = _FilePositions(source)
+    positions = _FilePositions(source, built.roots)
     documents = [
         Document(file, index, data, positions.locator(index)) for index, data in built.documents
     ]
@@ -189,20 +189,27 @@ def load_yaml_file(
 class _FilePositions:
     """The lazily built position index of one file, shared by its documents."""
 
-    def __init__(self, source: bytes) -> None:
+    def __init__(self, source: bytes, document_roots: dict[int, tuple[int, int]]) -> None:
         self._source: bytes | None = source
         self._roots: list[NodePosition | None] | None = None
+        self._document_roots = document_roots
 
     def locator(self, index: int) -> _Locator:
         return _Locator(self, index)
 
     def locate(self, index: int, path: YamlPath) -> tuple[int, int]:
+        if not path and index in self._document_roots:
+            return self._document_roots[index]  # known without an index
         if self._roots is None:
             assert self._source is not None
-            self._roots = build_positions(self._source, YAML_LIMITS.max_depth)
+            limits = YAML_LIMITS
+            max_bytes = limits.index_bytes_per_byte * len(self._source) + limits.memory_floor
+            self._roots = build_positions(self._source, limits.max_depth, max_bytes)
             self._source = None  # the index replaces the text
             STATS.position_indexes_built += 1
         root = self._roots[index] if index < len(self._roots) else None
+        if root is None:  # not indexed (the index stops at its memory limit): the document
+            return self._document_roots.get(index, (1, 1))
         return locate_in(root, path)
 
 

@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from sys import getsizeof, intern
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -86,6 +87,17 @@ class YamlLimits:
     the file size, and stops "billion laughs" at the first alias that breaks the budget."""
 
     max_scalar_chars: int = 1 << 20  # TTS formatter scripts go up to 40,960 characters
+    # Memory: the plain data built from a file may take at most `data_bytes_per_byte` times
+    # the file's size (plus `memory_floor`), estimated as it is built (see `_build_document`),
+    # and its position index at most `index_bytes_per_byte` times (the index stops there;
+    # positions are a best effort). The densest YAML (`[{}, {}, ...]`, `{a: 1, b: 1, ...}`,
+    # many one-line documents) would otherwise take 30 to 80 times its size.
+    data_bytes_per_byte: int = 12
+    index_bytes_per_byte: int = 6
+    memory_floor: int = 4 << 20
+    # Time: libyaml and the builder take a few microseconds per value, so a file may hold at
+    # most this many values (a real manifest has one per 10-15 bytes: 16 MiB is ~1.3 million).
+    max_nodes_per_file: int = 2_000_000
     # Open collections; real manifests use fewer than 10. Parsing stops at the first document
     # that goes deeper: libyaml's scanner does work proportional to the flow depth for every
     # token (quadratic: 100,000 nested `[` take half a minute), so we do not read on.
@@ -109,6 +121,33 @@ class YamlProblem:
 class BuiltYaml:
     documents: list[tuple[int, Any]] = field(default_factory=list)  # (index, data), non-empty
     problems: list[YamlProblem] = field(default_factory=list)
+    # Where each document's root node starts (1-based line, column), by document index: a
+    # problem about a whole document is located without a position index.
+    roots: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+
+# Estimated bytes (CPython 3.11, 64-bit) charged while building: a Document and its list
+# entry; an empty list or dict; an item's place in a list; a key's entry in a dict, plus its
+# entry in the duplicate-key index while the mapping is open (refunded when it closes). New
+# strings are charged `sys.getsizeof`; mapping keys are interned, so a key repeated in every
+# document is paid once.
+_DOCUMENT_COST = 200
+_LIST_COST = 56
+_DICT_COST = 120
+_LIST_SLOT_COST = 9
+_KEY_COST = 40
+_KEY_INDEX_COST = 72
+
+
+class _Budget:
+    """Estimated bytes of what has been built from one file, against its limit."""
+
+    __slots__ = ("limit", "nodes", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.nodes = 0
 
 
 class _DocumentError(Exception):
@@ -191,12 +230,15 @@ def build_documents(source: bytes, limits: YamlLimits) -> BuiltYaml:
     file (libyaml cannot resume), keeping the documents before it."""
     result = BuiltYaml()
     events = _events(source)
+    budget = _Budget(limits.data_bytes_per_byte * len(source) + limits.memory_floor)
     with _gc_paused():
-        _build_all(events, source, limits, result)
+        _build_all(events, source, limits, result, budget)
     return result
 
 
-def _build_all(events: Iterator[Any], source: bytes, limits: YamlLimits, result: BuiltYaml) -> None:
+def _build_all(
+    events: Iterator[Any], source: bytes, limits: YamlLimits, result: BuiltYaml, budget: _Budget
+) -> None:
     index = -1
     try:
         for event in events:
@@ -215,7 +257,7 @@ def _build_all(events: Iterator[Any], source: bytes, limits: YamlLimits, result:
                     )
                 )
             try:
-                data = _build_document(events, limits)
+                data, root_mark = _build_document(events, limits, budget)
             except _DocumentError as error:
                 result.problems.append(error.problem)
                 if error.ends_file:
@@ -225,6 +267,8 @@ def _build_all(events: Iterator[Any], source: bytes, limits: YamlLimits, result:
                     result.problems.append(too_deep)
                     return
                 continue
+            if root_mark is not None:
+                result.roots[index] = (root_mark.line + 1, root_mark.column + 1)
             if data is not None:
                 result.documents.append((index, data))
     except YAMLError as error:
@@ -256,9 +300,14 @@ def _too_deep(event: Any, max_depth: int) -> _DocumentError:
     )
 
 
-def _build_document(events: Iterator[Any], limits: YamlLimits) -> Any:
-    """Consume events up to DocumentEndEvent; return the document's value."""
+def _build_document(events: Iterator[Any], limits: YamlLimits, memory: _Budget) -> Any:
+    """Consume events up to DocumentEndEvent; return the document's value and where its root
+    node starts."""
     root = _Frame(None, None, is_mapping=False)
+    root_mark: Any = None
+    used = memory.used + _DOCUMENT_COST
+    limit = memory.limit
+    max_written = limits.max_nodes_per_file - memory.nodes
     stack = [root]
     frame = root
     anchors: dict[str, tuple[Any, int]] = {}
@@ -270,8 +319,11 @@ def _build_document(events: Iterator[Any], limits: YamlLimits) -> Any:
         kind = type(event)
         if kind is ScalarEvent:
             written += 1
+            if root_mark is None:
+                root_mark = event.start_mark
             text = event.value
             # Fast path for the common case: an untagged string that no resolver could claim.
+            is_key = frame.items is None and frame.key is _NO_KEY
             if (
                 event.tag is None
                 and len(text) <= max_scalar
@@ -279,16 +331,31 @@ def _build_document(events: Iterator[Any], limits: YamlLimits) -> Any:
             ):
                 value = text
             else:
-                value = _scalar(event, max_scalar, frame.items is None and frame.key is _NO_KEY)
+                value = _scalar(event, max_scalar, is_key)
             if frame.items is not None:
                 frame.items.append(value)
+                used += _LIST_SLOT_COST
             else:
+                if is_key:
+                    used += _KEY_COST + _KEY_INDEX_COST
+                    if type(value) is str:
+                        value = intern(value)
                 _add(frame, value, event.start_mark)
             sizes[-1] += 1
+            # One-character strings and small ints are shared objects, and so are interned
+            # keys seen before.
+            if len(text) > 1 and not (is_key and value is not text):
+                used += getsizeof(value)
+            if used > limit:
+                raise _too_dense(event, memory)
+            if written > max_written:
+                raise _too_many(event, limits)
             if event.anchor is not None:
                 anchors[event.anchor] = (value, 1)
         elif kind is MappingStartEvent or kind is SequenceStartEvent:
             written += 1
+            if root_mark is None:
+                root_mark = event.start_mark
             if len(stack) > max_depth:
                 raise _too_deep(event, max_depth)
             _check_tag(event, _MAP if kind is MappingStartEvent else _SEQ)
@@ -302,11 +369,22 @@ def _build_document(events: Iterator[Any], limits: YamlLimits) -> Any:
             size = sizes.pop()
             value = _finish(closed)
             frame = stack[-1]
+            if closed.items is not None:
+                used += _LIST_COST
+            else:
+                used += _DICT_COST - _KEY_INDEX_COST * len(closed.key_lines)
+            used += _LIST_SLOT_COST if frame.items is not None else _KEY_COST + _KEY_INDEX_COST
+            if used > limit:
+                raise _too_dense(event, memory)
+            if written > max_written:
+                raise _too_many(event, limits)
             _add(frame, value, closed.mark)
             sizes[-1] += size
             if closed.anchor is not None:
                 anchors[closed.anchor] = (value, size)
         elif kind is AliasEvent:
+            if root_mark is None:
+                root_mark = event.start_mark
             target = anchors.get(event.anchor)
             if target is None:
                 raise _DocumentError(
@@ -331,9 +409,34 @@ def _build_document(events: Iterator[Any], limits: YamlLimits) -> Any:
                 )
             _add(frame, value, event.start_mark)
             sizes[-1] += size
+            used += _LIST_SLOT_COST if frame.items is not None else _KEY_COST + _KEY_INDEX_COST
+            if used > limit:
+                raise _too_dense(event, memory)
         elif kind is DocumentEndEvent:
-            return root.items[0] if root.items else None
-    return None  # pragma: no cover - libyaml always ends a document
+            memory.used = used
+            memory.nodes += written
+            return (root.items[0] if root.items else None), root_mark
+    return None, root_mark  # pragma: no cover - libyaml always ends a document
+
+
+def _too_many(event: Any, limits: YamlLimits) -> _DocumentError:
+    return _DocumentError(
+        "yaml-too-many-values",
+        f"this file holds more than {limits.max_nodes_per_file:,} YAML values: split it",
+        event.start_mark,
+        ends_file=True,
+    )
+
+
+def _too_dense(event: Any, budget: _Budget) -> _DocumentError:
+    return _DocumentError(
+        "yaml-too-dense",
+        f"the data in this file would take more than {budget.limit:,} bytes of memory (about "
+        "12 times the file's size): no manifest is this dense (it holds very many tiny "
+        "values, collections or documents)",
+        event.start_mark,
+        ends_file=True,
+    )
 
 
 def _check_tag(event: Any, default: str) -> None:
@@ -479,17 +582,30 @@ class NodePosition:
         self.merges: list[NodePosition] = []
 
 
-def build_positions(source: bytes, max_depth: int) -> list[NodePosition | None]:
+# Estimated bytes per indexed node: a NodePosition, its place in the parent (a list slot, or a
+# dict entry with the key text and two position tuples).
+_POSITION_COST = 250
+
+
+def build_positions(
+    source: bytes, max_depth: int, max_bytes: int | None = None
+) -> list[NodePosition | None]:
     """One root `NodePosition` per document (by document index, empty ones included), from the
     same event stream `build_documents` reads, so indexes match. Stops quietly at a syntax
     error: positions are a best effort for locating problems found elsewhere."""
     roots: list[NodePosition | None] = []
+    max_nodes = None if max_bytes is None else max_bytes // _POSITION_COST
     with _gc_paused(), suppress(YAMLError):
-        _index_positions(source, roots, max_depth)
+        _index_positions(source, roots, max_depth, max_nodes)
     return roots
 
 
-def _index_positions(source: bytes, roots: list[NodePosition | None], max_depth: int) -> None:
+def _index_positions(
+    source: bytes, roots: list[NodePosition | None], max_depth: int, max_nodes: int | None
+) -> None:
+    """Index up to `max_nodes` nodes (then stop: later nodes are located at their nearest
+    indexed ancestor)."""
+    remaining = max_nodes if max_nodes is not None else -1
     stack: list[NodePosition] = []
     pending_key: list[tuple[str | None, tuple[int, int]] | None] = []
     anchors: dict[str, NodePosition] = {}
@@ -507,6 +623,9 @@ def _index_positions(source: bytes, roots: list[NodePosition | None], max_depth:
         if kind not in (ScalarEvent, AliasEvent, MappingStartEvent, SequenceStartEvent):
             continue
         mark = event.start_mark
+        remaining -= 1
+        if remaining == 0:
+            return
         if kind is AliasEvent:
             node = anchors.get(event.anchor) or NodePosition(mark.line + 1, mark.column + 1)
             if stack and pending_key[-1] is None and stack[-1].entries is not None:

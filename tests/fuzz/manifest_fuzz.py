@@ -164,6 +164,8 @@ class Case:
     root: Path  # the tree that is loaded
     outside: Path  # a sibling directory the tree must not read
     mutations: list[str] = field(default_factory=list)
+    # Directories the Stack document allows (`allow_files_from`): reading there is permitted.
+    allowed: list[Path] = field(default_factory=list)
 
 
 def scratch_directory() -> str | None:
@@ -273,8 +275,9 @@ def allow_directory(case: Case, rng: random.Random) -> str:
     """The Stack allows a directory (sometimes a system one, or the outside directory)."""
     directory = rng.choice(["/", "/proc", "/dev", "/etc", "../outside", "..", "keys", "nowhere"])
     stack = case.root / "stack.yaml"
-    if stack.exists() and not stack.is_symlink():
-        stack.write_text(stack.read_text() + f"\nallow_files_from: [{directory}]\n")
+    if _editable(stack):
+        stack.write_text("\n".join(_lines(stack)) + f"\nallow_files_from: [{directory}]\n")
+        case.allowed.append(case.root / directory)
     return f"allow_directory {directory}"
 
 
@@ -410,10 +413,17 @@ class Outcome:
     leaks: list[str] = field(default_factory=list)
     outside_reads: list[str] = field(default_factory=list)
     exit_code: int | None = None
+    harness_error: str | None = None  # the mutation itself failed (a bug of the fuzzer)
 
     @property
     def ok(self) -> bool:
-        return not (self.internal_error or self.hang or self.leaks or self.outside_reads)
+        return not (
+            self.internal_error
+            or self.hang
+            or self.leaks
+            or self.outside_reads
+            or self.harness_error
+        )
 
 
 class OpenAudit:
@@ -456,13 +466,24 @@ _ALLOWED_PREFIXES = tuple(
 )
 
 
-def outside_reads(opened: list[str], root: Path) -> list[str]:
-    tree = os.path.realpath(root) + os.sep
+# Never readable, whatever the Stack allows.
+_SYSTEM = ("/", "/proc", "/sys", "/dev")
+
+
+def outside_reads(opened: list[str], root: Path, allowed: list[Path]) -> list[str]:
+    """Opened files outside the tree and the non-system directories the Stack allowed."""
+    permitted = [os.path.realpath(root) + os.sep]
+    for directory in allowed:
+        real = os.path.realpath(directory)
+        system = real in _SYSTEM or real.startswith(("/proc/", "/sys/", "/dev/"))
+        if not system or real.startswith("/dev/shm/"):  # tmpfs, where cases are built
+            permitted.append(real + os.sep)
     bad = []
     for name in opened:
-        real = os.path.realpath(os.path.join(root, name)) if not os.path.isabs(name) else name
-        real = os.path.realpath(real)
-        if not (real + os.sep).startswith(tree) and not real.startswith(_ALLOWED_PREFIXES):
+        real = os.path.realpath(os.path.join(root, name))
+        if not (real + os.sep).startswith(tuple(permitted)) and not real.startswith(
+            _ALLOWED_PREFIXES
+        ):
             bad.append(name)
     return bad
 
@@ -488,7 +509,10 @@ def alarm(seconds: float) -> Iterator[None]:
 
 def run_case(seed: int, workdir: Path, secrets: list[str]) -> Outcome:
     """Build case `seed` and validate it in-process."""
-    case = build_case(seed, workdir)
+    try:
+        case = build_case(seed, workdir)
+    except Exception as error:
+        return Outcome(seed, [], harness_error=f"{type(error).__name__}: {error}")
     outcome = Outcome(seed, case.mutations)
     environ = {**example_environ(), "UNREFERENCED_SECRET": UNREFERENCED_SECRET}
     audit = OpenAudit.get()
@@ -505,13 +529,16 @@ def run_case(seed: int, workdir: Path, secrets: list[str]) -> Outcome:
         outcome.internal_error = f"{type(error).__name__}: {str(error)[:200]}"
     outcome.seconds = time.perf_counter() - start
     outcome.leaks = find_leaks(text, secrets)
-    outcome.outside_reads = outside_reads(opened, case.root)
+    outcome.outside_reads = outside_reads(opened, case.root, case.allowed)
     return outcome
 
 
 def run_cli_case(seed: int, workdir: Path, secrets: list[str]) -> Outcome:
     """Build case `seed` and validate it with the real CLI in a child process."""
-    case = build_case(seed, workdir)
+    try:
+        case = build_case(seed, workdir)
+    except Exception as error:
+        return Outcome(seed, [], harness_error=f"{type(error).__name__}: {error}")
     outcome = Outcome(seed, case.mutations)
     environ = {
         "PATH": os.environ.get("PATH", ""),

@@ -29,7 +29,7 @@ MAX_PEAK_RSS_MIB = 1024
 def failures(outcomes: list[Outcome]) -> list[str]:
     return [
         f"seed {o.seed} {o.mutations}: internal={o.internal_error} hang={o.hang} "
-        f"leaks={o.leaks} outside_reads={o.outside_reads}"
+        f"leaks={o.leaks} outside_reads={o.outside_reads} harness={o.harness_error}"
         for o in outcomes
         if not o.ok
     ]

@@ -16,6 +16,8 @@ import pytest
 from reconciler.diagnostics import Diagnostic, ManifestError
 from reconciler.manifest import files
 from reconciler.manifest.load import LoadResult, load_manifests
+from reconciler.manifest.loader import STATS
+from reconciler.manifest.yaml_build import YamlLimits, build_documents
 from tests.manifest.support import MANIFESTS, REPO, example_environ
 
 OUTSIDE_TEXT = "OUTSIDE-SECRET-do-not-read-4711"
@@ -386,3 +388,39 @@ def test_finding5_a_fleet_csv_without_its_header_quotes_no_key(tree: Path) -> No
     fleet_csv.write_text(f"{keys_in(lines)[0]};{keys_in(lines)[0]}\n")
     (error,) = [d for d in errors(load(tree)) if d.code == "csv-duplicate-column"]
     assert error.message == "the header names the same column twice (columns 1 and 2)"
+
+
+# --- finding 2: parsing cost proportional to the input ------------------------------------------
+
+
+def test_finding2_dense_yaml_is_refused_before_it_costs_more_than_12x_its_size() -> None:
+    dense = ("[" + ", ".join(["{}"] * 50_000) + "]\n").encode()
+    built = build_documents(dense, YamlLimits(memory_floor=0))
+    assert built.documents == []
+    (problem,) = built.problems
+    assert problem.code == "yaml-too-dense" and problem.line == 1
+    assert f"more than {12 * len(dense):,} bytes of memory" in problem.message
+    # Real manifests stay far below: the examples, and a file of many devices.
+    devices = "".join(
+        f"kind: Device\napplication: app\nid: dev-{n}\ndev_eui: '{n:016X}'\n---\n"
+        for n in range(2000)
+    ).encode()
+    assert not build_documents(devices, YamlLimits(memory_floor=0)).problems
+    for path in MANIFESTS.rglob("*.yaml"):
+        assert not build_documents(path.read_bytes(), YamlLimits(memory_floor=0)).problems
+
+
+def test_finding2_a_file_holds_a_bounded_number_of_values() -> None:
+    flow = ("[" + ", ".join(["1"] * 1_001) + "]\n").encode()
+    (problem,) = build_documents(flow, YamlLimits(max_nodes_per_file=1_000)).problems
+    assert problem.code == "yaml-too-many-values"
+    assert problem.message == "this file holds more than 1,000 YAML values: split it"
+
+
+def test_finding2_a_problem_with_a_whole_document_needs_no_position_index(tree: Path) -> None:
+    (tree / "list.yaml").write_text("\n\n  [" + ", ".join(["1"] * 10_000) + "]\n")
+    before = STATS.position_indexes_built
+    error = only_error(load(tree))
+    assert (error.location.line, error.location.column) == (3, 3)
+    assert error.message == "a manifest document must be a mapping with a `kind`"
+    assert STATS.position_indexes_built == before
