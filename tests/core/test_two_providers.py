@@ -19,6 +19,7 @@ import pytest
 from rich.console import Console
 
 from reconciler import engine
+from reconciler.executor import Work, execute_plan
 from reconciler.plan.model import (
     Endpoint,
     FieldChange,
@@ -29,6 +30,7 @@ from reconciler.plan.model import (
     TargetInfo,
 )
 from reconciler.plan.render import render_plan
+from reconciler.planning import assemble, plan_target
 from reconciler.provider import PlanOptions, Provider, ProviderContext
 from reconciler.providers.registry import REGISTRY
 from reconciler.resources import (
@@ -222,3 +224,31 @@ async def test_one_plan_covers_a_tts_stack_and_a_second_provider(
         ]
     finally:
         await session.aclose()
+
+
+class BrokenHubProvider(HubProvider):
+    """A provider with a bug: executing leaf-1 raises, with a secret in the exception text."""
+
+    async def execute(
+        self, group: list[ResourceChange], desired: DesiredState, live: LiveState
+    ) -> list[ResourceResult]:
+        if any(c.key.id == "leaf-1" for c in group):
+            raise RuntimeError("SharedAccessKey=c2VjcmV0LXZhbHVlLW5ldmVyLXByaW50ZWQ=")
+        return await super().execute(group, desired, live)
+
+
+async def test_a_provider_bug_fails_only_its_resources_and_never_prints_its_text() -> None:
+    cloud = Cloud()
+    devices = {"edge-1": {}, "leaf-1": {}, "leaf-2": {}}
+    provider = BrokenHubProvider(HubTarget("hub-a", devices), cloud)
+    desired = provider.desired(None)
+    live = await provider.read(desired, prune=False)
+    plan = assemble(Plan(stack="hub-a"), [plan_target(provider, desired, live, PlanOptions())])
+    # One group per create, so the bug hits leaf-1 alone.
+    provider.groups = lambda kind, deletes, changes: [[c] for c in changes]  # type: ignore[method-assign]
+
+    report = await execute_plan(plan, [Work(provider, desired, live)])
+    outcomes = {str(r.key): (r.outcome, r.error) for r in report.results}
+    assert outcomes["hub device leaf-1"] == ("failed", "internal error (RuntimeError)")
+    assert outcomes["hub edge edge-1"][0] == outcomes["hub device leaf-2"][0] == "done"
+    assert "c2VjcmV0" not in repr(report)
