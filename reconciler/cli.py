@@ -307,21 +307,21 @@ class ProgressReporter:
         self._tasks: dict[str, TaskID] = {}
         self._started: dict[str, float] = {}
         self._last_line = 0.0
-        if console.is_terminal:
-            self._bars = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-                transient=True,
-            )
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         label = {"read": "reading live state", "apply": "applying"}.get(phase, phase)
-        if self._bars is not None:
-            if phase not in self._tasks:
+        if self.console.is_terminal:
+            if self._bars is None:
+                self._bars = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=self.console,
+                    transient=True,
+                )
                 self._bars.start()
+            if phase not in self._tasks:
                 self._tasks[phase] = self._bars.add_task(label, total=total)
             self._bars.update(self._tasks[phase], completed=done, total=total)
             return
@@ -334,8 +334,12 @@ class ProgressReporter:
             self.console.print(f"{label}: {done}/{total}", markup=False, highlight=False)
 
     def close(self) -> None:
+        """Stop and clear the bars (before printing a plan or asking a question: a live bar
+        keeps redrawing its line, which would erase a prompt); a later phase starts new ones."""
         if self._bars is not None:
             self._bars.stop()
+            self._bars = None
+            self._tasks.clear()
 
 
 T = TypeVar("T")
@@ -503,6 +507,7 @@ def apply(
     async def run() -> tuple[PlanRun, list[ResourceResult], ApplyReport | None]:
         try:
             run = await engine.make_plan(loaded, session, options)
+            progress.close()
             stale = engine.review_saved_plan(run, saved) if saved is not None else []
             _print_lines(render_plan(run.plan, title="apply", full=flags.full))
             for result in stale:
