@@ -24,19 +24,21 @@ STYLE = {
 MAX_VALUE_WIDTH = 80
 
 
-def format_value(value: Any) -> str:
+def format_value(value: Any, *, full: bool = False) -> str:
+    """A value as JSON; beyond MAX_VALUE_WIDTH cut, saying how long it is and how to see it
+    (`--full`; the JSON plan always holds it whole)."""
     if value is None:
         return "(none)"
     if isinstance(value, str):
         text = json.dumps(value)
     else:
         text = json.dumps(value, sort_keys=True, separators=(", ", ": "))
-    if len(text) > MAX_VALUE_WIDTH:
-        text = text[: MAX_VALUE_WIDTH - 4] + " ..."
+    if len(text) > MAX_VALUE_WIDTH and not full:
+        text = f"{text[: MAX_VALUE_WIDTH - 30]} ... ({len(text)} characters; --full)"
     return text
 
 
-def format_change(change: FieldChange, *, registers: bool) -> str:
+def format_change(change: FieldChange, *, registers: bool, full: bool = False) -> str:
     if change.sensitive:
         if change.unverifiable:
             return f"{change.path}: (sensitive, unverifiable: rewritten)"
@@ -44,19 +46,26 @@ def format_change(change: FieldChange, *, registers: bool) -> str:
             f"{change.path}: (sensitive)" if registers else f"{change.path}: (sensitive, changed)"
         )
     if registers:
-        return f"{change.path}: {format_value(change.new)}"
-    return f"{change.path}: {format_value(change.old)} -> {format_value(change.new)}"
+        return f"{change.path}: {format_value(change.new, full=full)}"
+    return (
+        f"{change.path}: {format_value(change.old, full=full)} -> "
+        f"{format_value(change.new, full=full)}"
+    )
 
 
-def render_step(plan: Plan, resource: ResourceChange, step: Step) -> list[Text]:
+def render_step(
+    plan: Plan, resource: ResourceChange, step: Step, *, full: bool = False
+) -> list[Text]:
     label = plan.endpoint(resource.key.provider, step.endpoint).label
     lines = [Text(f"      {label} {step.verb or step.operation}", style="bold")]
     for change in step.changes:
-        lines.append(Text(f"        {format_change(change, registers=step.registers)}"))
+        lines.append(Text(f"        {format_change(change, registers=step.registers, full=full)}"))
     return lines
 
 
-def render_resource(plan: Plan, change: ResourceChange, *, show_fields: bool = True) -> list[Text]:
+def render_resource(
+    plan: Plan, change: ResourceChange, *, show_fields: bool = True, full: bool = False
+) -> list[Text]:
     symbol = SYMBOL[change.action]
     style = STYLE[change.action]
     head = Text()
@@ -80,7 +89,7 @@ def render_resource(plan: Plan, change: ResourceChange, *, show_fields: bool = T
         lines.append(Text(f"      ! {warning}", style="yellow"))
     if show_fields:
         for step in change.steps:
-            lines.extend(render_step(plan, change, step))
+            lines.extend(render_step(plan, change, step, full=full))
     return lines
 
 
@@ -127,7 +136,12 @@ def render_plan(plan: Plan, *, title: str = "plan", full: bool | None = None) ->
         lines.append(Text("No changes. The live state matches the manifests.", style="green"))
     for change in changes:
         lines.extend(
-            render_resource(plan, change, show_fields=show_creates or change.action != "create")
+            render_resource(
+                plan,
+                change,
+                show_fields=show_creates or change.action != "create",
+                full=bool(full),
+            )
         )
         lines.append(Text(""))
     if not show_creates and creates:

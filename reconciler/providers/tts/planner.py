@@ -11,6 +11,7 @@ not name are left alone, so Console-added attributes survive); other maps are co
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,6 +31,8 @@ from reconciler.resources import (
 )
 
 MERGED_MAPS = frozenset({"attributes"})
+# A device's identifiers besides its ID: shown when it is registered (never secret).
+IDENTIFIER_PATHS = frozenset({"ids.dev_eui", "ids.join_eui"})
 
 MESSAGE_OF_KIND: dict[str, str] = {
     "application": schema.APPLICATION,
@@ -260,11 +263,14 @@ class TTSDiffer:
             ]
             return
 
-        replace_reasons = self._immutable_changes(resource, live)
-        if replace_reasons:
+        immutable = self._immutable_changes(resource, live)
+        if immutable:
             change.action = "replace"
+            changed = ", ".join(
+                f"{c.path}: {json.dumps(c.old)} -> {json.dumps(c.new)}" for c in immutable
+            )
             change.reason = (
-                f"immutable field(s) changed ({', '.join(replace_reasons)}): the device is "
+                f"immutable field(s) changed ({changed}): the device is "
                 "deleted and registered again; its session is lost and it must rejoin"
             )
             assert live is not None
@@ -328,18 +334,23 @@ class TTSDiffer:
     def _device_create_step(
         self, resource: DesiredResource, server: Server, paths: list[str]
     ) -> Step:
+        # The Identity Server registration also shows the device's EUIs, which reviewers must
+        # check; they are implicit in every request's `ids`, never in a field mask.
+        shown = sorted(IDENTIFIER_PATHS & set(resource.fields)) if server == "is" else []
         return _step(
             server,
             "create" if server == "is" else "set",
             paths=list(paths),  # the split is shared by the devices of one field signature
-            changes=[_creation_change(p, resource.fields[p]) for p in paths],
+            changes=[_creation_change(p, resource.fields[p]) for p in [*shown, *paths]],
             registers=True,
         )
 
-    def _immutable_changes(self, resource: DesiredResource, live: LiveResource | None) -> list[str]:
+    def _immutable_changes(
+        self, resource: DesiredResource, live: LiveResource | None
+    ) -> list[FieldChange]:
         if live is None:
             return []
-        found = []
+        found: list[FieldChange] = []
         for path in _IMMUTABLE_PATHS:
             if path not in resource.fields:
                 continue
@@ -357,7 +368,7 @@ class TTSDiffer:
                 if have in ("", None) and path.startswith("ids."):
                     continue
                 if want != have:
-                    found.append(path)
+                    found.append(FieldChange(path, _display(have), _display(want)))
                     break
         return found
 
