@@ -4,7 +4,7 @@ resource and server). Library code raises or returns these; only the CLI prints 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Severity = Literal["error", "warning"]
 
@@ -33,6 +33,18 @@ class Diagnostic:
     message: str
     severity: Severity = "error"
     code: str = ""  # stable machine-readable kind, e.g. `duplicate-key`, `unknown-field`
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable form (`--format json`, the plan's `diagnostics`)."""
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "file": self.location.file,
+            "line": self.location.line,
+            "column": self.location.column,
+            "path": self.location.path,
+        }
 
     def __str__(self) -> str:
         where = str(self.location)

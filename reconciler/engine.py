@@ -179,9 +179,10 @@ async def make_plan(loaded: Loaded, session: Session, options: RunOptions) -> Pl
     assemble(plan, parts)
     plan.created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     plan.tool_version = __version__
-    plan.estimated_seconds = estimate_seconds(plan, session)
-    for warning in loaded.warnings:
-        plan.warnings.append(str(warning))
+    estimate = estimate_seconds(plan, session)
+    # A tenth of a second is all an estimate can claim.
+    plan.estimated_seconds = None if estimate is None else round(estimate, 1)
+    plan.diagnostics = [warning.to_json() for warning in loaded.warnings]
     desired = {t.provider.name: t.desired for t in session.targets}
     return PlanRun(plan, loaded, live, session.requests - before, desired)
 

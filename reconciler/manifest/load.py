@@ -140,6 +140,9 @@ class _Run:
         # IDs of applications whose documents failed validation: references to them are not
         # reported again as undeclared.
         self.invalid_applications: set[str] = set()
+        # A Stack document that failed validation: what depends on it (the default owner, the
+        # presence of a Stack) is not reported again.
+        self.invalid_stack = False
         # file -> [count, first document, first path]: one warning per file, not per secret.
         self.inline_secrets: dict[str, list[Any]] = {}
         # What file references may read: set from the command line paths by `load`.
@@ -253,6 +256,8 @@ class _Run:
             self.diagnostics.extend(validation_diagnostics(error, model, document.locate))
             if kind == "Application" and isinstance(data.get("id"), str):
                 self.invalid_applications.add(data["id"])
+            if kind == "Stack":
+                self.invalid_stack = True
             return
         inline = inline_secret_paths(validated)
         if inline:
@@ -279,6 +284,8 @@ class _Run:
     def resolve_stack(self) -> None:
         stacks = self.by_kind["Stack"]
         if not stacks:
+            if self.invalid_stack:
+                return
             # A tree of other providers' targets only needs no Stack.
             tts_kinds = [k for k in m.KINDS if k != "Stack"]
             other_targets = any(self.by_kind[k] for e in self.extensions for k in e.models)
@@ -337,7 +344,7 @@ class _Run:
         ref = _owner_ref(owner)
         if ref is None and self.project.target is not None:
             ref = self.project.target.default_owner
-        if ref is None:
+        if ref is None and not self.invalid_stack:
             self.error(
                 item.document.locate(["id"]),
                 f"{what} has no owner: set `owner` here or on the Stack document",

@@ -231,7 +231,8 @@ def load_csv(
     line a row starts on. Header names and cells are stripped; empty cells are left out of
     `CsvRow.values`, as are cells under an unnamed header column; blank rows are skipped. A
     row with more non-empty cells than the header has columns is an error (empty extra cells
-    from trailing separators are tolerated). Which columns are known is the models' business.
+    from trailing separators are tolerated); rows with fewer cells are read with the missing
+    cells empty, with one warning per file. Which columns are known is the models' business.
 
     Returns no table when the file cannot be parsed as a whole (size, encoding, quoting,
     missing header, duplicate column names)."""
@@ -248,6 +249,7 @@ def load_csv(
     rows: list[CsvRow] = []
     diagnostics: list[Diagnostic] = []
     previous_end = 0  # reader.line_num after the previous record
+    short_rows: list[int] = []  # lines of rows with fewer cells than the header
     while True:
         start = previous_end + 1
         try:
@@ -286,8 +288,23 @@ def load_csv(
         }
         if values:
             rows.append(CsvRow(start, values))
+            if len(cells) < len(header):
+                short_rows.append(start)
     if header is None:
         return None, [_file_problem(file, "empty CSV file: no header line", "csv-header")]
+    if short_rows:
+        # Spreadsheets drop trailing empty cells, so a short row is read with those cells
+        # empty; said once per file, since a shifted row would put values under wrong columns.
+        more = f" and {len(short_rows) - 1} more row(s)" if len(short_rows) > 1 else ""
+        diagnostics.append(
+            Diagnostic(
+                Location(file, short_rows[0]),
+                f"row has fewer cells than the header (line {header_line}) names columns"
+                f"{more}: the missing cells are read as empty",
+                "warning",
+                code="csv-missing-cells",
+            )
+        )
     return CsvTable(file, separator, header, rows, header_line), diagnostics
 
 

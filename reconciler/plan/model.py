@@ -196,6 +196,9 @@ class Plan:
     targets: list[TargetInfo] = field(default_factory=list)
     resources: list[ResourceChange] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Located manifest warnings (Diagnostic.to_json), kept apart from the providers' warnings:
+    # the CLI prints them once, located, on stderr.
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)  # safety checks that stop apply
     options: dict[str, Any] = field(default_factory=dict)
     manifests: list[str] = field(default_factory=list)
@@ -240,6 +243,7 @@ class Plan:
             "write_requests": self.write_requests,
             "estimated_seconds": self.estimated_seconds,
             "warnings": self.warnings,
+            "diagnostics": self.diagnostics,
             "blocked": self.blocked,
             "resources": [r.to_json() for r in self.resources],
         }
@@ -263,6 +267,7 @@ class Plan:
                 stack=data["stack"],
                 targets=[TargetInfo.from_json(t) for t in data.get("targets", [])],
                 warnings=list(data.get("warnings", [])),
+                diagnostics=list(data.get("diagnostics", [])),
                 blocked=list(data.get("blocked", [])),
                 options=dict(data.get("options", {})),
                 manifests=list(data.get("manifests", [])),

@@ -101,6 +101,13 @@ EXPECTED_ERRORS = [
 EXPECTED_WARNINGS = [
     ("devices.yaml", 153, 1, "secret `app_key` is written inline"),
     ("fleet.csv", 1, 5, "column 5 of the header is not a known column: ignored"),
+    (
+        "fleet.csv",
+        2,
+        None,
+        "row has fewer cells than the header (line 1) names columns and 4 more row(s): "
+        "the missing cells are read as empty",
+    ),
 ]
 LINE = re.compile(
     r"^(?P<file>\S+?):(?P<line>\d+)(?::(?P<column>\d+))?: (?P<severity>error|warning): "
