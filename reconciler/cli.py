@@ -495,6 +495,7 @@ def apply(
 ) -> None:
     """Apply the manifests to The Things Stack (shows the plan and asks first on a TTY)."""
     from reconciler import engine
+    from reconciler.plan.model import ApplyReport
 
     saved = _read_plan(plan_file) if plan_file is not None else None
     options = _plan_options(paths or [], flags)
@@ -506,12 +507,12 @@ def apply(
 
     async def run() -> tuple[PlanRun, list[ResourceResult], ApplyReport | None]:
         try:
+            if saved is not None:
+                engine.check_saved_plan_scope(saved, session, options)
             run = await engine.make_plan(loaded, session, options)
             progress.close()
             stale = engine.review_saved_plan(run, saved) if saved is not None else []
-            _print_lines(render_plan(run.plan, title="apply", full=flags.full))
-            for result in stale:
-                stderr.print(f"skipped {result.key}: {result.error}", markup=False)
+            _print_lines(render_plan(run.plan, title="apply", full=flags.full, stale=len(stale)))
             if not run.plan.has_changes():
                 return run, stale, None
             ask = engine.needs_confirmation(
@@ -539,15 +540,16 @@ def apply(
             markup=False,
         )
         raise typer.Exit(130) from None
-    if report is None:
-        if stale:
-            raise typer.Exit(1)
+    if report is None and not stale:
         stdout.print("Nothing to apply.")
         return
+    # One report, on one stream: what was done, failed, skipped, and stale.
+    report = report or ApplyReport()
+    report.results[:0] = stale
     _print_lines(render_report(report))
     if report.interrupted:
         raise typer.Exit(130)
-    if report.failed or stale:
+    if report.failed or report.stale:
         raise typer.Exit(1)
 
 

@@ -228,7 +228,7 @@ class ApplyRefused(ReconcilerError):
 
 
 class PlanStackMismatch(ApplyRefused):
-    """A saved plan made for other manifests."""
+    """A saved plan made for other manifests or another target."""
 
 
 class PlanBlocked(ApplyRefused):
@@ -254,7 +254,7 @@ def saved_plan_options(saved: Plan, options: RunOptions) -> RunOptions:
 
 def review_saved_plan(run: PlanRun, saved: Plan) -> list[ResourceResult]:
     """Narrow the fresh plan in `run` to the saved plan's changes that still hold; the others
-    come back as skipped results. Raises PlanStackMismatch."""
+    come back as stale results. Raises PlanStackMismatch."""
     if saved.stack != run.plan.stack:
         raise PlanStackMismatch(
             f"the plan is for stack {saved.stack!r}, the manifests for {run.plan.stack!r}"
@@ -276,6 +276,30 @@ def needs_confirmation(plan: Plan, *, saved: bool, auto_approve: bool, interacti
             "not on a terminal: pass --auto-approve, or apply a saved plan with --plan"
         )
     return True
+
+
+def check_saved_plan_scope(saved: Plan, session: Session, options: RunOptions) -> None:
+    """Refuse, before reading anything, a saved plan made for other manifests or another
+    target: its resources would be checked against the wrong desired state or server."""
+    here = sorted(os.path.normpath(p) for p in map(str, options.paths))
+    planned = sorted(os.path.normpath(p) for p in saved.manifests)
+    if here != planned:
+        raise PlanStackMismatch(
+            f"the plan was made from the manifests {', '.join(planned)}, not "
+            f"{', '.join(here)}: apply it without paths, or plan again"
+        )
+    now = {t.provider.name: t.provider.describe() for t in session.targets}
+    for target in saved.targets:
+        current = now.get(target.provider)
+        planned_urls = sorted({e.url for e in target.endpoints.values()})
+        current_urls = sorted({e.url for e in current.endpoints.values()}) if current else []
+        if current is None or current.name != target.name or planned_urls != current_urls:
+            where = f"{target.name} at {', '.join(planned_urls)}"
+            found = f"{current.name} at {', '.join(current_urls)}" if current else "no such target"
+            raise PlanStackMismatch(
+                f"the plan was made for {target.provider} target {where}; the manifests and "
+                f"--url now point at {found}: plan again for this target"
+            )
 
 
 def check_saved_plan(saved: Plan, fresh: Plan) -> tuple[Plan, list[ResourceResult]]:
@@ -301,7 +325,7 @@ def check_saved_plan(saved: Plan, fresh: Plan) -> tuple[Plan, list[ResourceResul
         ]:
             reason = "the changes needed differ from the plan"
         if reason or now is None:
-            stale.append(ResourceResult(change.key, "skipped", change.action, reason))
+            stale.append(ResourceResult(change.key, "stale", change.action, reason))
         else:
             kept.append(now)
     return replace(fresh, resources=kept), stale

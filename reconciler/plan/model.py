@@ -281,7 +281,8 @@ class Plan:
             raise PlanFormatError(f"malformed plan ({type(error).__name__}: {error})") from None
 
 
-Outcome = Literal["done", "failed", "skipped"]
+# stale: a saved plan's change not applied because its resource changed since the plan.
+Outcome = Literal["done", "failed", "skipped", "stale"]
 
 
 @dataclass
@@ -306,8 +307,12 @@ class ApplyReport:
     def skipped(self) -> list[ResourceResult]:
         return [r for r in self.results if r.outcome == "skipped"]
 
+    @property
+    def stale(self) -> list[ResourceResult]:
+        return [r for r in self.results if r.outcome == "stale"]
+
     def counts(self) -> dict[str, int]:
-        counts = {"done": 0, "failed": 0, "skipped": 0}
+        counts = {"done": 0, "failed": 0, "skipped": 0, "stale": 0}
         for result in self.results:
             counts[result.outcome] += 1
         return counts

@@ -125,14 +125,21 @@ def format_duration(seconds: float) -> str:
 CREATE_DETAIL_LIMIT = 20
 
 
-def render_plan(plan: Plan, *, title: str = "plan", full: bool | None = None) -> list[Text]:
+def render_plan(
+    plan: Plan, *, title: str = "plan", full: bool | None = None, stale: int = 0
+) -> list[Text]:
+    """`stale`: changes of a saved plan left out because their resources changed since."""
     lines = [Text(f"reconciler {title} for stack {plan.stack!r}", style="bold")]
     lines.append(Text(f"  target: {', '.join(plan.urls())}", style="dim"))
     lines.append(Text(""))
     changes = plan.changes
     creates = sum(1 for c in changes if c.action == "create")
     show_creates = full if full is not None else creates <= CREATE_DETAIL_LIMIT
-    if not changes:
+    if not changes and stale:
+        lines.append(
+            Text(f"Nothing left to apply: all {stale} change(s) of the saved plan are stale.")
+        )
+    elif not changes:
         lines.append(Text("No changes. The live state matches the manifests.", style="green"))
     for change in changes:
         lines.extend(
@@ -176,22 +183,24 @@ def render_report(report: ApplyReport) -> list[Text]:
     """The end of an apply: every failed resource with its endpoint and error; skipped ones
     listed, or counted per reason when there are many (an interrupted fleet run)."""
     lines: list[Text] = []
-    skipped: dict[str, list[str]] = {}
+    grouped: dict[tuple[str, str], list[str]] = {}
     for result in report.results:
         if result.outcome == "failed":
             where = f" [{result.endpoint}]" if result.endpoint else ""
             lines.append(Text(f"  failed  {result.key}{where}: {result.error}", style="red"))
-        elif result.outcome == "skipped":
-            skipped.setdefault(result.error, []).append(str(result.key))
-    for reason, keys in skipped.items():
+        elif result.outcome in ("skipped", "stale"):
+            grouped.setdefault((result.outcome, result.error), []).append(str(result.key))
+    for (outcome, reason), keys in grouped.items():
+        label = f"{outcome:<7}"
         if len(keys) <= SKIPPED_LISTED:
-            lines.extend(Text(f"  skipped {key}: {reason}", style="yellow") for key in keys)
+            lines.extend(Text(f"  {label} {key}: {reason}", style="yellow") for key in keys)
         else:
-            lines.append(Text(f"  skipped {len(keys)} resources: {reason}", style="yellow"))
+            lines.append(Text(f"  {label} {len(keys)} resources: {reason}", style="yellow"))
     counts = report.counts()
-    style = "bold red" if counts["failed"] else "bold green"
+    style = "bold red" if counts["failed"] or counts["stale"] else "bold green"
     text = Text(
-        f"Apply: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped.",
+        f"Apply: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped, "
+        f"{counts['stale']} stale.",
         style=style,
     )
     if report.interrupted:

@@ -105,7 +105,7 @@ def test_operator_workflow_exit_codes_and_no_secret_anywhere(
             json={"end_device": {"name": "Console name"}, "field_mask": {"paths": ["name"]}},
         ).raise_for_status()
     stale = cli("apply", "--plan", str(plan_file), expect=1)
-    assert "skipped device field-sensors/otaa-103" in stale
+    assert "stale   device field-sensors/otaa-103" in stale
     assert "since the plan" in stale
 
     drift = cli("drift", "manifests", expect=2)
