@@ -618,7 +618,7 @@ def drift(
         stdout.print(run.plan.dumps(), markup=False, highlight=False, end="")
     else:
         _print_lines(render_drift(run.plan))
-    if run.plan.has_changes():
+    if run.plan.has_drift():
         raise typer.Exit(2)
 
 

@@ -164,7 +164,9 @@ async def make_plan(loaded: Loaded, session: Session, options: RunOptions) -> Pl
         popts = plan_options(target, options)
         prunes.append(popts.prune)
         name = target.provider.name
-        live[name] = await target.provider.read(target.desired, prune=popts.prune)
+        # Owned resources the manifests no longer declare are always read: without prune the
+        # plan shows them (and drift counts them) instead of deleting them.
+        live[name] = await target.provider.read(target.desired, prune=True)
         parts.append(plan_target(target.provider, target.desired, live[name], popts))
     plan = Plan(
         stack=", ".join(dict.fromkeys(t.desired.stack for t in session.targets)),

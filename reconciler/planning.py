@@ -48,6 +48,7 @@ class ProviderPlan:
     resources: list[ResourceChange] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    orphans: list[ResourceChange] = field(default_factory=list)
 
     @property
     def write_requests(self) -> int:
@@ -61,8 +62,12 @@ def plan_target(
     for kind in differ.kind_order:
         for resource in desired.of_kind(kind):
             result.resources.append(_plan_resource(differ, desired, live, resource, options))
+    undeclared = _plan_prune(differ, desired, live, prune=options.prune)
     if options.prune:
-        result.resources.extend(_plan_prune(differ, desired, live))
+        result.resources.extend(undeclared)
+    else:
+        # Shown (and counted as drift), never deleted without prune.
+        result.orphans.extend(undeclared)
     result.blocked = _safety(differ, live, result.resources, options)
     for change in result.resources:
         result.warnings.extend(f"{change.key}: {w}" for w in change.warnings)
@@ -75,6 +80,7 @@ def assemble(plan: Plan, parts: Sequence[ProviderPlan]) -> Plan:
         plan.resources.extend(part.resources)
         plan.warnings.extend(part.warnings)
         plan.blocked.extend(part.blocked)
+        plan.orphans.extend(part.orphans)
         plan.write_requests += part.write_requests
     return plan
 
@@ -111,18 +117,28 @@ def _plan_resource(
 
 
 def _plan_prune(
-    differ: Differ, desired: DesiredState, live_state: LiveState
+    differ: Differ, desired: DesiredState, live_state: LiveState, *, prune: bool
 ) -> list[ResourceChange]:
+    """Deletes of the owned resources the manifests do not declare (applied only with prune)."""
     undeclared = sorted(k for k in live_state.owned if k not in desired.resources)
     deletes: list[ResourceChange] = []
     for kind in reversed(differ.kind_order):
         for key in (k for k in undeclared if k.kind == kind):
             live = live_state.get(key)
+            # A resource that cannot carry the marker is owned through its parent (whose list
+            # of them the manifests define): it was added outside the manifests, not by us.
+            marked = live is not None and differ.marker(live, desired.ownership_key) is not None
+            reason = (
+                "owned by this stack and no longer in the manifests"
+                if marked
+                else f"not in the manifests; it carries no ownership marker, but the manifests "
+                f"list every {kind} of {'/'.join(key.ids[:-1])}, which this stack owns"
+            )
             deletes.append(
                 ResourceChange(
                     key=key,
                     action="delete",
-                    reason="owned by this stack and no longer in the manifests (--prune)",
+                    reason=f"{reason} (--prune)" if prune else f"{reason}: deleted with --prune",
                     live_versions=live.versions() if live else {},
                     steps=differ.delete_steps(key, live),
                 )

@@ -199,6 +199,9 @@ class Plan:
     # Located manifest warnings (Diagnostic.to_json), kept apart from the providers' warnings:
     # the CLI prints them once, located, on stderr.
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    # Owned resources the manifests no longer declare, planned as deletes but not applied
+    # (without prune): shown in plans, counted as drift.
+    orphans: list[ResourceChange] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)  # safety checks that stop apply
     options: dict[str, Any] = field(default_factory=dict)
     manifests: list[str] = field(default_factory=list)
@@ -213,6 +216,10 @@ class Plan:
 
     def has_changes(self) -> bool:
         return any(r.changed for r in self.resources)
+
+    def has_drift(self) -> bool:
+        """Changes, or owned resources the manifests no longer declare."""
+        return self.has_changes() or bool(self.orphans)
 
     def endpoint(self, provider: str, name: str) -> Endpoint:
         for target in self.targets:
@@ -246,6 +253,7 @@ class Plan:
             "diagnostics": self.diagnostics,
             "blocked": self.blocked,
             "resources": [r.to_json() for r in self.resources],
+            "orphans": [r.to_json() for r in self.orphans],
         }
 
     def dumps(self) -> str:
@@ -276,6 +284,7 @@ class Plan:
                 write_requests=int(data.get("write_requests", 0)),
                 estimated_seconds=data.get("estimated_seconds"),
                 resources=[ResourceChange.from_json(r) for r in data["resources"]],
+                orphans=[ResourceChange.from_json(r) for r in data.get("orphans", [])],
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise PlanFormatError(f"malformed plan ({type(error).__name__}: {error})") from None

@@ -103,6 +103,8 @@ def summary_line(plan: Plan) -> Text:
     text.append(f"; {counts['no-op']} unchanged")
     if counts["adopt"]:
         text.append(f"; {counts['adopt']} adopted", style="cyan")
+    if plan.orphans:
+        text.append(f"; {len(plan.orphans)} not in the manifests (kept)", style="red")
     text.append(".")
     if plan.write_requests:
         text.append(f" {plan.write_requests} write request(s)")
@@ -139,6 +141,8 @@ def render_plan(
         lines.append(
             Text(f"Nothing left to apply: all {stale} change(s) of the saved plan are stale.")
         )
+    elif not changes and plan.orphans:
+        lines.append(Text("No changes to apply.", style="green"))
     elif not changes:
         lines.append(Text("No changes. The live state matches the manifests.", style="green"))
     for change in changes:
@@ -151,6 +155,7 @@ def render_plan(
             )
         )
         lines.append(Text(""))
+    lines.extend(render_orphans(plan))
     if not show_creates and creates:
         lines.append(
             Text(f"({creates} creations shown without their fields; --full shows them)", "dim")
@@ -159,23 +164,41 @@ def render_plan(
         lines.append(Text(f"Warning: {warning}", style="yellow"))
     for blocked in plan.blocked:
         lines.append(Text(f"Blocked: {blocked}", style="bold red"))
-    if changes:
+    if changes or plan.orphans:
         lines.append(summary_line(plan))
+    return lines
+
+
+def render_orphans(plan: Plan) -> list[Text]:
+    """Owned resources the manifests no longer declare, kept because prune is off."""
+    if not plan.orphans:
+        return []
+    lines = [Text("Owned, not in the manifests (kept; deleted with --prune):", style="bold")]
+    for orphan in plan.orphans:
+        head = Text()
+        head.append("  ? ", style="red")
+        head.append(str(orphan.key), style="bold")
+        head.append(f"  # {orphan.reason}", style="dim")
+        lines.append(head)
+    lines.append(Text(""))
     return lines
 
 
 def render_drift(plan: Plan) -> list[Text]:
     lines = [Text(f"reconciler drift for stack {plan.stack!r}", style="bold")]
     changes = plan.changes
-    if not changes:
+    if not changes and not plan.orphans:
         lines.append(Text("In sync: the live state matches the manifests.", style="green"))
         return lines
     for change in changes:
         lines.extend(render_resource(plan, change))
     lines.append(Text(""))
-    lines.append(
-        Text(f"Drift: {len(changes)} resource(s) differ from the manifests.", style="bold yellow")
-    )
+    lines.extend(render_orphans(plan))
+    text = Text(f"Drift: {len(changes)} resource(s) differ from the manifests", style="bold yellow")
+    if plan.orphans:
+        text.append(f"; {len(plan.orphans)} owned resource(s) are not in them")
+    text.append(".")
+    lines.append(text)
     return lines
 
 
