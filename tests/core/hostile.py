@@ -59,6 +59,20 @@ async def respond(
     await writer.drain()
 
 
+# Identity Server listings every plan reads (the stack's owned applications and gateways, also
+# those the manifests no longer declare): an empty answer, as a server without them sends.
+EMPTY_LISTINGS = {"/api/v3/applications": "applications", "/api/v3/gateways": "gateways"}
+
+
+async def empty_listing(request: Request, writer: asyncio.StreamWriter) -> bool:
+    """Answer a listing of EMPTY_LISTINGS with no items; False for any other request."""
+    field = EMPTY_LISTINGS.get(request.path)
+    if request.method != "GET" or field is None:
+        return False
+    await respond(writer, 200, {field: []}, {"X-Total-Count": "0"})
+    return True
+
+
 def not_found() -> dict[str, Any]:
     """The body TTS sends for a missing entity."""
     return {
