@@ -33,6 +33,7 @@ from rich.progress import (
 
 from reconciler import __version__
 from reconciler.diagnostics import Diagnostic, ManifestError, ReconcilerError
+from reconciler.plan.markdown import COMMENT_LIMIT
 from reconciler.plan.render import render_drift, render_plan, render_report
 from reconciler.redact import printable
 
@@ -110,7 +111,33 @@ def _paths(paths: list[Path] | None) -> list[Path]:
     return paths or [Path("manifests")]
 
 
+def _write_step_summary(markdown: str) -> None:
+    """Under GitHub Actions, append to the job's step summary (Markdown)."""
+    from reconciler import ci
+
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not ci.under_github_actions(os.environ) or not target:
+        return
+    try:
+        with open(target, "a", encoding="utf-8") as summary:
+            summary.write(markdown + "\n")
+    except OSError as error:
+        stderr.print(f"warning: cannot write the step summary: {error.strerror}", markup=False)
+
+
+def _annotate(lines: list[str]) -> None:
+    """Under GitHub Actions, workflow-command annotations (on stderr: stdout may be JSON)."""
+    from reconciler import ci
+
+    if ci.under_github_actions(os.environ):
+        for line in lines:
+            stderr.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def print_diagnostics(diagnostics: list[Diagnostic]) -> None:
+    from reconciler import ci
+
+    _annotate(ci.diagnostic_annotations(diagnostics))
     for diagnostic in diagnostics:
         style = "red" if diagnostic.severity == "error" else "yellow"
         # Diagnostics quote manifest text: escape it so `[red]` in a key is shown, not styled,
@@ -124,14 +151,37 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class PlanFormat(StrEnum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+OutFormat = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
+
+
 @app.command()
-def validate(paths: PathsArg = None, url: UrlOpt = None) -> None:
+def validate(
+    paths: PathsArg = None, url: UrlOpt = None, output_format: OutFormat = OutputFormat.text
+) -> None:
     """Validate manifests offline: every problem, located, in one run (exit 1 if any)."""
+    from reconciler import ci
     from reconciler.manifest.load import load_manifests
     from reconciler.providers.registry import MANIFEST_KINDS
 
     result = load_manifests(_paths(paths), url_override=url or None, kinds=MANIFEST_KINDS)
-    # With errors, main() prints every diagnostic and the error count, then exits 1.
+    summary = None if result.has_errors else result.summary()
+    if output_format == "json":
+        data = ci.diagnostics_json(result.diagnostics, summary)
+        stdout.print(json.dumps(data, indent=2), markup=False, highlight=False)
+        raise typer.Exit(1 if result.has_errors else 0)
+    _write_step_summary(ci.validation_summary(result.diagnostics, summary or ""))
+    # With errors, main() prints every diagnostic (and annotations) and the error count.
     result.raise_for_errors()
     print_diagnostics(result.diagnostics)  # warnings
     stdout.print(result.summary(), markup=False)
@@ -151,12 +201,23 @@ def schema(
         stdout.print(f"wrote {path}", markup=False)
 
 
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
-
-
-OutFormat = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
+PlanFormatOpt = Annotated[
+    PlanFormat,
+    typer.Option(
+        "--format",
+        help="Output format: text, json (the plan data) or markdown (for a pull-request "
+        "comment: a summary, a table, collapsed details, within --max-chars).",
+    ),
+]
+MaxCharsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-chars",
+        min=1000,
+        help="Size budget of --format markdown (GitHub's comment limit by default); what does "
+        "not fit is counted.",
+    ),
+]
 RotateKeysOpt = Annotated[
     bool,
     typer.Option(
@@ -431,36 +492,68 @@ def plan(
     out: Annotated[
         Path | None, typer.Option("--out", help="Save the plan (JSON, no secrets) to this file.")
     ] = None,
-    output_format: OutFormat = OutputFormat.text,
+    output_format: PlanFormatOpt = PlanFormat.text,
     detailed_exitcode: Annotated[
         bool,
         typer.Option(
             "--detailed-exitcode", help="Exit 0 when there are no changes, 2 when there are."
         ),
     ] = False,
+    max_chars: MaxCharsOpt = COMMENT_LIMIT,
 ) -> None:
     """Show what apply would change, per resource and server (read-only)."""
+    from reconciler import ci
+    from reconciler.plan.markdown import render_markdown
+
     run = _make_plan(_plan_options(_paths(paths), flags))
     if out is not None:
         _write_plan(out, run.plan)
-    if output_format == "json":
-        stdout.print(run.plan.dumps(), markup=False, highlight=False, end="")
-    else:
-        _print_lines(render_plan(run.plan, full=flags.full))
-        if out is not None:
-            stdout.print(f"Saved the plan to {out}; apply it with `reconciler apply --plan {out}`.")
+    _render_plan_as(run.plan, output_format, full=flags.full, max_chars=max_chars)
+    if output_format == "text" and out is not None:
+        stdout.print(f"Saved the plan to {out}; apply it with `reconciler apply --plan {out}`.")
+    _annotate(ci.plan_annotations(run.plan))
+    _write_step_summary(render_markdown(run.plan, max_chars=max_chars))
     if detailed_exitcode and run.plan.has_changes():
         raise typer.Exit(2)
 
 
+def _render_plan_as(
+    plan_data: Plan, output_format: str, *, full: bool | None, max_chars: int
+) -> None:
+    from reconciler.plan.markdown import render_markdown
+
+    if output_format == "json":
+        stdout.print(plan_data.dumps(), markup=False, highlight=False, end="")
+    elif output_format == "markdown":
+        text = render_markdown(plan_data, max_chars=max_chars)
+        stdout.print(text, markup=False, highlight=False, end="", soft_wrap=True)
+    else:
+        _print_lines(render_plan(plan_data, full=full))
+
+
+@app.command()
+def show(
+    plan_file: Annotated[Path, typer.Argument(help="A plan saved by `plan --out`.")],
+    output_format: PlanFormatOpt = PlanFormat.text,
+    full: FullOpt = None,
+    max_chars: MaxCharsOpt = COMMENT_LIMIT,
+) -> None:
+    """Render a saved plan (offline: reads only the file)."""
+    _render_plan_as(_read_plan(plan_file), output_format, full=full, max_chars=max_chars)
+
+
 def _write_plan(path: Path, plan_data: Plan) -> None:
-    # Write beside the target, then rename: a plan file is never half-written.
+    _write_atomically(path, plan_data.dumps(), "the plan")
+
+
+def _write_atomically(path: Path, text: str, what: str) -> None:
+    # Write beside the target, then rename: a file is never half-written.
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(plan_data.dumps(), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
     except OSError as error:
-        fail(f"cannot write the plan to {path}: {error.strerror}")
+        fail(f"cannot write {what} to {path}: {error.strerror}")
 
 
 def _read_plan(path: Path) -> Plan:
@@ -603,6 +696,16 @@ def drift(
     retries: RetriesOpt = 8,
     timeout: TimeoutOpt = 30.0,
     deadline: DeadlineOpt = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option(
+            "--junit",
+            metavar="FILE",
+            help="Also write the result as JUnit XML (a test case per resource; drifted ones "
+            "fail), for CI systems that read it.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Report live changes made outside the manifests (exit 0 in sync, 2 drift, 1 error)."""
     options = _run_options(
@@ -618,6 +721,10 @@ def drift(
         stdout.print(run.plan.dumps(), markup=False, highlight=False, end="")
     else:
         _print_lines(render_drift(run.plan))
+    if junit is not None:
+        from reconciler.ci import drift_junit
+
+        _write_atomically(junit, drift_junit(run.plan), "the JUnit report")
     if run.plan.has_drift():
         raise typer.Exit(2)
 

@@ -29,6 +29,13 @@ class Cli:
         self.stdout = ""
         self.stderr = ""
 
+    @classmethod
+    def offline(cls, cwd: Path, **env: str) -> Cli:
+        """For commands that need no server (validate, show, init, version)."""
+        return cls(
+            ServedEmulator(root_url="http://127.0.0.1:9", api_key="", user_id=""), cwd, **env
+        )
+
     def __call__(self, *args: str, expect: int = 0) -> str:
         result = subprocess.run(
             [sys.executable, "-m", "reconciler", *args],
