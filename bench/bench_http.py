@@ -3,11 +3,11 @@
     .venv/bin/python bench/bench_http.py [--requests 3000] [--parallelism 16] [--rounds 3]
 
 Serves the emulator (`reconciler emulator serve`, pinned to CPU 0), creates one application
-and 200 devices, then, in this process pinned to CPU 1, sends the same device GETs (with the
-field mask a plan sends) through each stack in turn, `parallelism` at a time, and reports the
-process CPU per GET: httpx with its default transport (httpcore), httpx over aiohttp
-(`httpx-aiohttp`, if installed), aiohttp's ClientSession directly, and the product's
-TTSClient (aiohttp underneath, plus pacing, retries, the response contract). Rounds
+and 200 devices, then, in this process pinned to CPU 1, sends the same Identity Server device
+GETs (with a field mask, as a plan's reads) through each stack in turn, `parallelism` at a
+time, and reports the process CPU per GET: httpx with its default transport (httpcore), httpx
+over aiohttp (`httpx-aiohttp`, if installed), aiohttp's ClientSession directly, and the
+product's TTSClient (aiohttp underneath, plus pacing, retries, the response contract). Rounds
 alternate the stacks, so machine noise hits them alike; the figures are per-round ranges.
 """
 
@@ -33,7 +33,7 @@ from reconciler.emulator.tts.config import generate_api_key
 ROOT = Path(__file__).resolve().parent.parent
 APP = "bench-http"
 DEVICES = 200
-MASK = "lorawan_phy_version,lorawan_version,frequency_plan_id,supports_join"
+MASK = "attributes,name"
 
 
 def serve(port: int, key: str) -> subprocess.Popen[str]:
@@ -61,22 +61,16 @@ def populate(root: str, key: str) -> list[str]:
         for i in range(DEVICES):
             device = {
                 "ids": {
-                    "device_id": f"d{i}",
+                    "device_id": f"dev-{i:04d}",
                     "application_ids": {"application_id": APP},
-                    "dev_eui": f"70B3D57E{i:08X}",
-                    "join_eui": "70B3D57ED0000000",
+                    "dev_eui": f"0004A30B{i:08X}",
+                    "join_eui": "70B3D57ED0001A2B",
                 },
-                "lorawan_version": "MAC_V1_0_3",
-                "lorawan_phy_version": "PHY_V1_0_3_REV_A",
-                "frequency_plan_id": "EU_863_870_TTN",
-                "supports_join": True,
+                "name": f"Device {i}",
+                "attributes": {"site": "bench", "managed-by": "bench"},
             }
-            paths_ = ["lorawan_version", "lorawan_phy_version", "frequency_plan_id"]
-            path = f"/ns/applications/{APP}/devices/d{i}"
-            api.put(
-                path, json={"end_device": device, "field_mask": {"paths": paths_}}
-            ).raise_for_status()
-            paths.append(path)
+            api.post(f"/applications/{APP}/devices", json={"end_device": device}).raise_for_status()
+            paths.append(f"/applications/{APP}/devices/dev-{i:04d}")
     return paths
 
 
@@ -139,7 +133,7 @@ async def measure(name: str, root: str, key: str, paths: list[str], args: Any) -
         closers.append(client.aclose)
 
         async def send(path: str) -> None:
-            await client.get_json("ns", path, params=params)
+            await client.get_json("is", path, params=params)
 
     try:
         await send(paths[0])  # connect outside the timing
