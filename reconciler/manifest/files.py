@@ -149,7 +149,7 @@ class ManifestTree:
     def read(self, name: str, base_dir: Path, kind: FileKind) -> bytes:
         """The bytes of the file `name`, under the confinement and cap rules."""
         real = self.resolve(name, base_dir, kind)
-        return read_regular(real, kind, f"{kind.label} `{shown_name(name)}`")
+        return self._read_within_budget(real, kind, f"{kind.label} `{shown_name(name)}`")
 
     def read_text(self, name: str, base_dir: Path, kind: FileKind) -> str:
         data = self.read(name, base_dir, kind)
@@ -169,15 +169,20 @@ class ManifestTree:
     # --- manifest and CSV files (found by discovery or named by a Fleet) --------------------
 
     def read_counted(self, path: Path, kind: FileKind) -> bytes:
-        """A manifest or CSV file, counted against the per-tree cap."""
+        """A manifest or CSV file (found by discovery or already resolved)."""
+        return self._read_within_budget(str(path), kind, "file")
+
+    def _read_within_budget(self, path: str, kind: FileKind, what: str) -> bytes:
+        """Every file read for a run counts against the per-tree cap (so do 10,000 references
+        to a large secret file)."""
         remaining = self.max_tree_bytes - self.bytes_read
         capped = FileKind(kind.label, min(kind.max_bytes, max(remaining, 0)))
         try:
-            data = read_regular(str(path), capped, "file")
+            data = read_regular(path, capped, what)
         except FileTooLarge as error:
             if capped.max_bytes < kind.max_bytes and error.size <= kind.max_bytes:
                 raise FileRefError(
-                    f"the manifest files read in this run exceed {_size(self.max_tree_bytes)} "
+                    f"{what}: the files read in this run exceed {_size(self.max_tree_bytes)} "
                     "in total"
                 ) from None
             raise
@@ -230,7 +235,7 @@ def read_regular(path: str, kind: FileKind, what: str) -> bytes:
 def _check_stat(info: os.stat_result, kind: FileKind, what: str) -> None:
     mode = info.st_mode
     if not stat.S_ISREG(mode):
-        raise FileRefError(f"{what} is not a regular file ({_file_type(mode)})")
+        raise FileRefError(f"{what} is not a regular file ({file_type(mode)})")
     if info.st_size > kind.max_bytes:
         raise _too_large(what, info.st_size, kind)
 
@@ -251,7 +256,7 @@ def decode_text(data: bytes, what: str) -> str:
         raise FileRefError(f"{what} is not UTF-8 text (offset {error.start})") from None
 
 
-def _file_type(mode: int) -> str:
+def file_type(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a directory"
     if stat.S_ISFIFO(mode):

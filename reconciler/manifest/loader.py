@@ -7,7 +7,7 @@ Hostile-input policy (limits are the module constants below):
 * Files: only regular files are read, without blocking (a FIFO in the tree is an error, not a
   hang); a symlink that leads out of the tree is an error (see `reconciler.manifest.files`).
 * Size: a YAML file larger than `files.MANIFEST_FILE` (16 MiB), a CSV file larger than
-  `files.CSV_FILE` (64 MiB), or more than `files.MAX_TREE_BYTES` (256 MiB) in all, is rejected
+  `files.CSV_FILE` (64 MiB), or past `files.MAX_TREE_BYTES` (256 MiB) for all files, is rejected
   without reading further.
 * Encoding: files must be UTF-8 (a leading BOM is fine). A NUL byte means a binary file; an
   invalid UTF-8 sequence is reported with its line, column and byte offset.
@@ -159,7 +159,7 @@ def _unreadable(path: Path, tree: files.ManifestTree) -> str | None:
     if not tree.contains(real):
         return "links to a file outside the manifest tree"
     if not stat.S_ISREG(mode):
-        return "not a regular file: skipped"
+        return f"not a regular file ({files.file_type(mode)}): not read"
     return None
 
 

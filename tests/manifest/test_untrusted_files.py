@@ -219,7 +219,7 @@ def test_finding2_fifos_block_nothing(tree: Path) -> None:
     assert "secret file `../token.fifo` is not a regular file (a FIFO)" in output
     assert "script file `../formatters/script.fifo` is not a regular file (a FIFO)" in output
     assert "CSV file `fleet.fifo` is not a regular file (a FIFO) (at secrets_csv[0])" in output
-    assert f"{tree / 'zz.yaml'}: error: not a regular file: skipped" in output
+    assert f"{tree / 'zz.yaml'}: error: not a regular file (a FIFO): not read" in output
     assert "internal error" not in output and "Traceback" not in output
 
 
@@ -261,6 +261,13 @@ def test_finding2_the_tree_has_a_total_cap(tree: Path) -> None:
     with pytest.raises(files.FileRefError, match="exceed 5,000 bytes in total"):
         for _ in range(10):
             tree_files.read_counted(path, files.MANIFEST_FILE)
+    # Secret files count too: many references to one file cannot add up to gigabytes.
+    tree_files = files.ManifestTree.of([tree])
+    tree_files.max_tree_bytes = 5000
+    (tree / "token.txt").write_text("t" * 1000)
+    with pytest.raises(files.FileRefError, match="exceed 5,000 bytes in total"):
+        for _ in range(10):
+            tree_files.read_text("token.txt", tree, files.SECRET_FILE)
 
 
 # --- finding 7: printing and values that HTTP cannot carry -------------------------------------
