@@ -8,6 +8,9 @@ concurrent httpx client pinned to the other CPUs, and prints one JSON object. Ta
 `server_cpu_us_per_get` is the server's CPU time per GET (user + system), the figure that does
 not depend on how fast the client is. `--server-root` serves from another checkout of the
 repository (e.g. `git archive` of an older commit), to compare two versions in one session.
+`routing` is the in-process cost of finding the route of a device GET among the TTS API's
+routes: the route tree the emulator uses against Starlette's one-by-one matching of the same
+routes, measured in the same run.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+import timeit
 from pathlib import Path
 
 import httpx
@@ -36,6 +40,44 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def _routing_cost() -> dict[str, object]:
+    from starlette.routing import Match
+
+    from reconciler.emulator.routing import RouteTree
+    from reconciler.emulator.tts import TTSConfig, create_app
+
+    tree = create_app(TTSConfig()).router.routes[0]
+    assert isinstance(tree, RouteTree)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/v3/applications/bench-app/devices/bench-dev",
+        "root_path": "",
+        "path_params": {},
+    }
+
+    def one_by_one() -> None:
+        for route in tree.routes:
+            if route.matches(scope)[0] is Match.FULL:
+                return
+
+    def in_tree() -> None:
+        tree.matches(scope)
+
+    number = 5000
+    cost = {
+        name: min(timeit.repeat(function, timer=time.process_time, number=number, repeat=5))
+        / number
+        * 1e6
+        for name, function in (("tree", in_tree), ("one_by_one", one_by_one))
+    }
+    return {
+        "routes": len(tree.routes),
+        "tree_us": round(cost["tree"], 2),
+        "one_by_one_us": round(cost["one_by_one"], 2),
+    }
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -159,6 +201,7 @@ def main() -> int:
         result = asyncio.run(_drive(base, key, args.seconds, args.concurrency, server.pid))
         result["client_cpus"] = sorted(others)
         result["server_root"] = str(args.server_root)
+        result["routing"] = _routing_cost()
         print(json.dumps(result))
         return 0 if result["meets_target"] else 1
     finally:

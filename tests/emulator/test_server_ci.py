@@ -190,3 +190,10 @@ def test_unreadable_tls_certificate_is_a_one_line_error(tmp_path: Path) -> None:
     _assert_one_line_error(
         _run_to_exit("--port", str(free_port()), "--tls-cert", str(missing)), str(missing)
     )
+
+
+def test_unknown_api_is_a_usage_error() -> None:
+    process = _run_to_exit("--api", "nosuch")
+    assert process.returncode == 2, (process.returncode, process.stderr)
+    assert "Invalid value for '--api'" in process.stderr
+    assert "tts" in process.stderr and "Traceback" not in process.stderr
