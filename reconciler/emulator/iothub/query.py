@@ -6,7 +6,8 @@
 
 Conditions compare twin paths (deviceId, status, capabilities.iotEdge, tags.*,
 properties.desired.*, properties.reported.*, any other twin field) with literals using
-`= != <> < > <= >=`, `IN (...)`, `NOT IN (...)`, `IS_DEFINED(path)`, `AND`, `OR`, `NOT` and
+`= != <> < > <= >=`, `IN [...]`, `NIN [...]` (or `NOT IN`; parentheses work too),
+`IS_DEFINED(path)`, `AND`, `OR`, `NOT` and
 parentheses. As in the hub, a comparison with an undefined path or between different types is
 undefined, and only rows whose condition is true are returned.
 """
@@ -24,13 +25,13 @@ _TOKEN = re.compile(
     r"""\s*(?:
       (?P<num>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
     | (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
-    | (?P<op><>|!=|<=|>=|=|<|>|\(|\)|,|\*)
+    | (?P<op><>|!=|<=|>=|=|<|>|\(|\)|\[|\]|,|\*)
     | (?P<name>[A-Za-z_$][A-Za-z0-9_$\-]*(?:\.[A-Za-z_$][A-Za-z0-9_$\-]*)*)
     )""",
     re.VERBOSE,
 )
 _KEYWORDS = frozenset(
-    {"select", "from", "where", "and", "or", "not", "in", "count", "as", "is_defined"}
+    {"select", "from", "where", "and", "or", "not", "in", "nin", "count", "as", "is_defined"}
     | {"true", "false", "null"}
 )
 _MISSING = object()
@@ -250,12 +251,18 @@ class _Parser:
         if token.kind == "kw" and token.text == "not":
             negate = True
             token = self.take()
+        if token.kind == "kw" and token.text == "nin" and not negate:
+            negate = True
+            token = _Token("kw", "in")
         if token.kind == "kw" and token.text == "in":
-            self.expect("op", "(")
+            # The hub writes lists in brackets; parentheses are accepted as in SQL.
+            closing = "]" if self.accept("op", "[") else ")"
+            if closing == ")":
+                self.expect("op", "(")
             values = [self.literal()]
             while self.accept("op", ","):
                 values.append(self.literal())
-            self.expect("op", ")")
+            self.expect("op", closing)
 
             def member(row: Row) -> bool | None:
                 value = left(row)
