@@ -211,7 +211,18 @@ def test_interrupt_leaves_no_output(tmp_path: Path) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(3)
+        # Interrupt once the import is reading devices (the Join Server GETs have begun).
+        admin = httpx.Client(headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
+        stats = f"{root_url}/_emulator/stats"
+        with admin:
+            admin.delete(stats)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                rpcs = admin.get(stats).json().get("rpcs") or {}
+                if any("JsEndDeviceRegistry" in rpc for rpc in rpcs):
+                    break
+                assert process.poll() is None, process.communicate()
+                time.sleep(0.1)
         assert process.poll() is None, process.communicate()
         os.kill(process.pid, signal.SIGINT)
         _, stderr = process.communicate(timeout=30)
