@@ -1,15 +1,18 @@
-"""`make demo`: the main job, end to end, on the embedded TTS emulator.
+"""`make demo`: the main job, end to end, on the embedded TTS and Azure IoT Hub emulators.
 
-Starts `reconciler emulator serve` with a temporary SQLite state, then runs what an operator
-runs: validate -> plan -> apply -> plan (empty) -> an out-of-band change through the API (as a
-Console user would make) -> drift (exit 2) -> apply (restores it) -> drift (exit 0). Every
-command is the real CLI in a subprocess; the script checks each exit code and stops the
-emulator at the end, whatever happens.
+Starts `reconciler emulator serve` twice (`--api tts` and `--api azure-iothub`) with temporary
+SQLite state, then runs what an operator runs on `manifests/`, which holds a Things Stack and an
+IoT Hub side by side: validate -> plan -> apply -> plan (empty) -> out-of-band changes (a
+Console user on TTS; another tool on the hub's twins and identities) -> drift (exit 2) -> apply
+(restores them) -> drift (exit 0). Every command is the real CLI in a subprocess; the script
+checks each exit code and stops the emulators at the end, whatever happens.
 """
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -22,6 +25,10 @@ from pathlib import Path
 import httpx
 
 from reconciler.emulator.tts.config import generate_api_key
+from reconciler.providers.iothub.client import API_VERSION, sas_token
+
+HUB_NAME = "orchard-north"
+HUB_HOST = f"{HUB_NAME}.azure-devices.net"
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
@@ -70,41 +77,69 @@ def wait_ready(url: str, deadline: float) -> None:
     raise SystemExit("demo failed: the emulator did not start")
 
 
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "emulator", "serve", *args], cwd=ROOT, env=env
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def wait_hub_ready(url: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/healthz", timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit("demo failed: the IoT Hub emulator did not start")
+
+
 def main() -> int:
-    port = free_port()
+    port, hub_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
+    hub_url = f"http://127.0.0.1:{hub_port}"
     api_key, _key_id, _secret = generate_api_key()
+    hub_key = base64.b64encode(secrets.token_bytes(32)).decode()
+    connection = f"HostName={HUB_HOST};SharedAccessKeyName=iothubowner;SharedAccessKey={hub_key}"
     env = {
         **os.environ,
         **read_env_file(EXAMPLE_ENV),
         "TTS_API_KEY": api_key,
         "RECONCILER_TTS_URL": url,
+        "IOTHUB_CONNECTION_STRING": connection,
+        "RECONCILER_IOTHUB_URL": hub_url,
     }
     with tempfile.TemporaryDirectory(prefix="reconciler-demo-") as tmp:
         state = Path(tmp) / "emulator.sqlite"
-        banner(f"Starting the TTS emulator at {url}/api/v3 (state in {state.name})")
-        emulator = subprocess.Popen(
+        hub_state = Path(tmp) / "iothub.sqlite"
+        banner(f"Starting the TTS emulator at {url}/api/v3 and the IoT Hub emulator at {hub_url}")
+        emulator = start(["--port", str(port), "--api-key", api_key, "--state", str(state)], env)
+        hub = start(
             [
-                sys.executable, "-m", "reconciler", "emulator", "serve",
-                "--port", str(port), "--api-key", api_key, "--state", str(state),
+                "--api", "azure-iothub", "--port", str(hub_port), "--hub-name", HUB_NAME,
+                "--shared-access-key", hub_key, "--state", str(hub_state),
             ],
-            cwd=ROOT,
-            env=env,
+            env,
         )  # fmt: skip
         try:
             wait_ready(url, time.monotonic() + 20)
-            demo(env, url, api_key)
+            wait_hub_ready(hub_url, time.monotonic() + 20)
+            demo(env, url, api_key, hub_url, hub_key)
         finally:
-            emulator.send_signal(signal.SIGINT)
-            try:
-                emulator.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                emulator.kill()
-    banner("Demo finished: the stack converged, drift was found and repaired.")
+            stop(emulator)
+            stop(hub)
+    banner("Demo finished: both targets converged, drift was found and repaired.")
     return 0
 
 
-def demo(env: dict[str, str], url: str, api_key: str) -> None:
+def demo(env: dict[str, str], url: str, api_key: str, hub_url: str, hub_key: str) -> None:
     banner("1. Validate the manifests (offline)")
     run(["validate", "manifests"], env, {0})
     banner("2. Plan against the empty emulator")
@@ -113,16 +148,67 @@ def demo(env: dict[str, str], url: str, api_key: str) -> None:
     run(["apply", "manifests", "--auto-approve"], env, {0})
     banner("4. Plan again: nothing left to do (exit 0 with --detailed-exitcode)")
     run(["plan", "manifests", "--detailed-exitcode"], env, {0})
-    banner("5. Someone changes a device out of band, as a Console user would")
+    banner("5. Someone changes devices out of band: a Console user on TTS, a script on the hub")
     change_out_of_band(url, api_key)
+    change_hub_out_of_band(hub_url, hub_key)
     banner("6. Drift finds it (exit 2)")
     run(["drift", "manifests"], env, {2})
     banner("7. Apply restores the manifests' state")
     run(["apply", "manifests", "--auto-approve"], env, {0})
     banner("8. Drift again: in sync (exit 0)")
     run(["drift", "manifests"], env, {0})
-    banner("9. The unmanaged field changed in step 5 was left alone")
+    banner("9. The unmanaged fields changed in step 5 were left alone")
     check_unmanaged_kept(url, api_key)
+    check_hub_unmanaged_kept(hub_url, hub_key)
+    banner("10. Device connection strings for the installers: to a 0600 file, never printed")
+    with tempfile.TemporaryDirectory(prefix="reconciler-demo-creds-") as tmp:
+        run(["credentials", "manifests", "--out", str(Path(tmp) / "devices.csv")], env, {0})
+
+
+def hub_client(hub_url: str, hub_key: str) -> httpx.Client:
+    expiry = int(time.time()) + 3600
+    return httpx.Client(
+        base_url=hub_url,
+        headers={"Authorization": sas_token(HUB_HOST, "iothubowner", hub_key, expiry)},
+        params={"api-version": API_VERSION},
+        timeout=10,
+    )
+
+
+def change_hub_out_of_band(hub_url: str, hub_key: str) -> None:
+    with hub_client(hub_url, hub_key) as client:
+        print(
+            "  twin cold-store-probe: properties.desired.alarm.maxCelsius -> 9, tag building "
+            "removed; an undeclared desired key and The Things Stack's tags.lorawan added "
+            "(they must stay)"
+        )
+        client.patch(
+            "/twins/cold-store-probe",
+            json={
+                "tags": {"building": None, "lorawan": {"devEui": "0004A30B001C0530"}},
+                "properties": {"desired": {"alarm": {"maxCelsius": 9}, "debug": True}},
+            },
+            headers={"If-Match": '"*"'},
+        ).raise_for_status()
+        print("  identity irrigation-controller: disabled")
+        device = client.get("/devices/irrigation-controller").json()
+        device["status"] = "disabled"
+        client.put(
+            "/devices/irrigation-controller",
+            json=device,
+            headers={"If-Match": f'"{device["etag"]}"'},
+        ).raise_for_status()
+
+
+def check_hub_unmanaged_kept(hub_url: str, hub_key: str) -> None:
+    with hub_client(hub_url, hub_key) as client:
+        twin = client.get("/twins/cold-store-probe").json()
+        desired = twin["properties"]["desired"]
+        if desired.get("debug") is not True or "lorawan" not in twin.get("tags", {}):
+            raise SystemExit("demo failed: apply touched twin keys the manifests do not declare")
+        if desired["alarm"]["maxCelsius"] != 4.5 or twin["tags"].get("building") != "cold-store":
+            raise SystemExit("demo failed: the twin was not repaired")
+        print("  twin cold-store-probe: repaired; desired.debug and tags.lorawan are still there")
 
 
 def first_device(client: httpx.Client) -> tuple[str, str]:

@@ -77,7 +77,7 @@ class LoadResult:
             return f"{_count(len(self.errors), 'error')}, {_count(len(self.warnings), 'warning')}"
         counts = self.project.counts()
         names = [getattr(t, "stack", "") for t in self.project.targets]
-        stack = ", ".join(n for n in names if n) or "(no stack)"
+        stack = ", ".join(dict.fromkeys(n for n in names if n)) or "(no stack)"
         parts = ", ".join(_count(n, kind.removesuffix("s")) for kind, n in counts.items())
         text = f"valid: stack {stack}: {parts} ({_count(len(self.files), 'file')})"
         if self.warnings:

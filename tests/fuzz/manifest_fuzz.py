@@ -39,6 +39,7 @@ from typing import Any
 
 import reconciler
 from reconciler.manifest.load import load_manifests
+from reconciler.providers.registry import MANIFEST_KINDS
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "manifests"
@@ -520,7 +521,7 @@ def run_case(seed: int, workdir: Path, secrets: list[str]) -> Outcome:
     text = ""
     try:
         with alarm(MAX_CASE_SECONDS), audit.watching() as opened:
-            result = load_manifests([case.root], environ=environ)
+            result = load_manifests([case.root], environ=environ, kinds=MANIFEST_KINDS)
             text = "\n".join([*(str(d) for d in result.diagnostics), result.summary()])
             outcome.exit_code = 1 if result.has_errors else 0
     except Hang:

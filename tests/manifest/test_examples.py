@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from reconciler.manifest.load import load_manifests
 from reconciler.manifest.secrets import Secret
+from reconciler.providers.registry import MANIFEST_KINDS
 from tests.manifest.support import MANIFESTS, example_environ, run_cli
 
 
@@ -12,8 +13,8 @@ def test_validate_examples_exits_0_with_a_summary() -> None:
     result = run_cli("validate", "manifests", env=environ)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (
-        "valid: stack orchard-north: 2 applications, 1 webhook, 54 devices, 2 gateways (7 files)"
-        in (result.stdout)
+        "valid: stack orchard-north: 2 applications, 1 webhook, 54 devices, 2 gateways, "
+        "12 iothub devices, 1 iothub module (10 files)" in (result.stdout)
     )
     assert result.stderr == ""  # no warnings either
     for value in environ.values():
@@ -28,7 +29,7 @@ def test_validate_examples_without_the_env_file_names_the_missing_variables() ->
 
 
 def test_example_project_content() -> None:
-    result = load_manifests([MANIFESTS], environ=example_environ())
+    result = load_manifests([MANIFESTS], environ=example_environ(), kinds=MANIFEST_KINDS)
     assert not result.diagnostics
     project = result.project
     assert project.target is not None

@@ -18,6 +18,7 @@ from reconciler.manifest import files
 from reconciler.manifest.load import LoadResult, load_manifests
 from reconciler.manifest.loader import STATS
 from reconciler.manifest.yaml_build import YamlLimits, build_documents
+from reconciler.providers.registry import MANIFEST_KINDS
 from tests.manifest.support import MANIFESTS, REPO, example_environ
 
 OUTSIDE_TEXT = "OUTSIDE-SECRET-do-not-read-4711"
@@ -45,7 +46,9 @@ def edit(root: Path, name: str, old: str, new: str) -> None:
 
 
 def load(root: Path, environ: dict[str, str] | None = None) -> LoadResult:
-    return load_manifests([root], environ={**example_environ(), **(environ or {})})
+    return load_manifests(
+        [root], environ={**example_environ(), **(environ or {})}, kinds=MANIFEST_KINDS
+    )
 
 
 def errors(result: LoadResult) -> list[Diagnostic]:
@@ -196,10 +199,17 @@ def test_a_file_argument_makes_its_directory_the_tree(tree: Path) -> None:
     """`reconciler validate a/b.yaml` may read beside b.yaml, not above it."""
     (tree / "applications/token.txt").write_text("Bearer x-token\n")
     edit(tree, APPLICATION, HEADER, "Authorization: {file: token.txt}")
-    result = load_manifests([tree / "stack.yaml", tree / APPLICATION], environ=example_environ())
+    result = load_manifests(
+        [tree / "stack.yaml", tree / APPLICATION], environ=example_environ(), kinds=MANIFEST_KINDS
+    )
     assert not errors(result), text_of(result)
     edit(tree, APPLICATION, "{file: token.txt}", "{file: ../stack.yaml}")
-    only = [d for d in errors(load_manifests([tree / APPLICATION], environ=example_environ()))]
+    only = [
+        d
+        for d in errors(
+            load_manifests([tree / APPLICATION], environ=example_environ(), kinds=MANIFEST_KINDS)
+        )
+    ]
     assert any("outside the manifest tree" in d.message for d in only)
 
 

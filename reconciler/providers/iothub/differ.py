@@ -258,7 +258,7 @@ class IotHubDiffer:
                     paths=[c.path for c in twin_changes],
                     changes=twin_changes,
                     live_version=twin.version,
-                    verb="update twin",
+                    verb="patch",
                 )
             )
         identity_changes = self._identity_changes(resource, live, options)
@@ -271,7 +271,7 @@ class IotHubDiffer:
                     paths=[c.path for c in identity_changes],
                     changes=identity_changes,
                     live_version=identity.version if identity else None,
-                    verb="update identity",
+                    verb="update",
                 )
             )
         if steps:
@@ -308,7 +308,7 @@ class IotHubDiffer:
                     operation="patch",
                     changes=twin,
                     registers=True,
-                    verb="set twin",
+                    verb="set",
                 )
             )
         return steps

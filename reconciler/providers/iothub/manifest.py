@@ -236,6 +236,58 @@ def to_fields(settings: Settings) -> dict[str, Any]:
     return fields
 
 
+# --- The Things Stack's devices mirrored (TTS -> hub) -----------------------------------------
+
+# The integration's spellings of LoRaWAN and Regional Parameters versions, from TTS's enums.
+LORAWAN_VERSIONS = {
+    "MAC_V1_0": "1.0",
+    "MAC_V1_0_1": "1.0.1",
+    "MAC_V1_0_2": "1.0.2",
+    "MAC_V1_0_3": "1.0.3",
+    "MAC_V1_1": "1.1",
+}
+REGIONAL_PARAMETERS_VERSIONS = {
+    "PHY_V1_0": "1.0",
+    "PHY_V1_0_1": "1.0.1",
+    "PHY_V1_0_2_REV_A": "1.0.2-a",
+    "PHY_V1_0_2_REV_B": "1.0.2-b",
+    "PHY_V1_0_3_REV_A": "1.0.3-a",
+    "PHY_V1_1_REV_A": "1.1-a",
+    "PHY_V1_1_REV_B": "1.1-b",
+}
+VERSION_IDENTIFIERS = {
+    "version_ids.band_id": "bandId",
+    "version_ids.brand_id": "brandId",
+    "version_ids.model_id": "modelId",
+    "version_ids.hardware_version": "hardwareVersion",
+    "version_ids.firmware_version": "firmwareVersion",
+}
+
+
+def lorawan_tags(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The `tags.lorawan` document The Things Stack's IoT Hub integration uses for a device,
+    from the device's TTS fields. Versions the integration does not list are left out; root
+    keys (`appKey`, `nwkKey`) are never included: they stay on the Join Server."""
+    tags: dict[str, Any] = {}
+    for path, name in (("ids.dev_eui", "devEui"), ("ids.join_eui", "joinEui")):
+        if isinstance(fields.get(path), str):
+            tags[name] = fields[path]
+    version = LORAWAN_VERSIONS.get(str(fields.get("lorawan_version")))
+    if version:
+        tags["lorawanVersion"] = version
+    phy = REGIONAL_PARAMETERS_VERSIONS.get(str(fields.get("lorawan_phy_version")))
+    if phy:
+        tags["regionalParametersVersion"] = phy
+    if isinstance(fields.get("frequency_plan_id"), str):
+        tags["frequencyPlanId"] = fields["frequency_plan_id"]
+    identifiers = {
+        name: fields[path] for path, name in VERSION_IDENTIFIERS.items() if fields.get(path)
+    }
+    if identifiers:
+        tags["versionIdentifiers"] = identifiers
+    return tags
+
+
 # --- CSV fleets ------------------------------------------------------------------------------
 
 CSV_PLAIN_COLUMNS = (
@@ -408,6 +460,8 @@ class IotHubKinds:
             self._device(item, hub, run, registry)
         for item in fleets:
             self._fleet(item, hub, run, registry)
+        for index, mirror in enumerate(hub.lorawan_mirror):
+            self._mirror(hubs[0], index, mirror, hub, run, registry)
         registry.check_parents()
         project.devices = registry.devices
         run.project.add_target(target)
@@ -451,6 +505,7 @@ class IotHubKinds:
         hub_name: str | None,
         profile: str | None,
         run: ResolveContext,
+        profile_path: list[str | int] | None = None,
     ) -> Settings | None:
         if hub_name is not None and hub_name != hub.name:
             run.error(
@@ -466,7 +521,7 @@ class IotHubKinds:
                 match = closest(profile, hub.device_profiles)
                 hint = f"; did you mean `{match}`?" if match else ""
                 run.error(
-                    item.document.locate(["profile"]),
+                    item.document.locate(profile_path or ["profile"]),
                     f"profile `{profile}` is not declared in the IotHub document's "
                     f"device_profiles{hint}",
                     "unknown-profile",
@@ -497,6 +552,44 @@ class IotHubKinds:
             HubDevice(device.id, fields, _lazy(document, []), modules, device.profile),
             lambda key: document.locate([key] if key in device.model_fields_set else ["id"]),
         )
+
+    def _mirror(
+        self,
+        item: Validated,
+        index: int,
+        mirror: m.LorawanMirror,
+        hub: m.IotHub,
+        run: ResolveContext,
+        registry: _Devices,
+    ) -> None:
+        """One hub device per TTS device of the application: the same id, and the TTS
+        integration's `lorawan` tags describing it (never its keys)."""
+        where: list[str | int] = ["lorawan_mirror", index]
+        document = item.document
+        at = document.locate([*where, "application"])
+        applications = [a.application_id for a in run.project.applications]
+        if mirror.application not in applications:
+            match = closest(mirror.application, applications)
+            hint = f"; did you mean `{match}`?" if match else ""
+            run.error(
+                at,
+                f"application `{mirror.application}` is not declared in the manifests{hint}",
+                "unknown-application",
+            )
+            return
+        base = self._layers(item, hub, None, mirror.profile, run, [*where, "profile"])
+        if base is None:
+            return
+        for device in run.project.devices:
+            if device.application_id != mirror.application:
+                continue
+            own: Settings = {"tags": {"lorawan": lorawan_tags(device.fields)}}
+            fields = to_fields(merge_settings(base, own))
+            source = device.source
+            registry.add(
+                HubDevice(device.device_id, fields, source, [], mirror.profile),
+                lambda _key: at,
+            )
 
     def _fleet(
         self, item: Validated, hub: m.IotHub, run: ResolveContext, registry: _Devices

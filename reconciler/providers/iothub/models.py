@@ -234,6 +234,18 @@ def _sku(value: object) -> str:
     return value.upper()
 
 
+class LorawanMirror(ManifestModel):
+    """A TTS application whose devices are mirrored into the hub, as The Things Stack's own
+    IoT Hub integration does it when TTS is the source of truth: hub deviceId = TTS device id,
+    twin tags `lorawan.devEui/joinEui/lorawanVersion/regionalParametersVersion/
+    frequencyPlanId/versionIdentifiers`. Root keys are never written to the hub."""
+
+    application: str = Field(description="A TTS application declared in the same tree.")
+    profile: str | None = Field(
+        default=None, description="A device profile of this IotHub document for the twins."
+    )
+
+
 class IotHub(ManifestModel):
     """The target: an Azure IoT Hub, how to reach it, and the ownership tag."""
 
@@ -263,6 +275,10 @@ class IotHub(ManifestModel):
     safety: Safety = Field(default_factory=Safety)
     device_defaults: DeviceSettings | None = None
     device_profiles: dict[str, DeviceSettings] = Field(default_factory=dict)
+    lorawan_mirror: list[LorawanMirror] = Field(
+        default_factory=list,
+        description="TTS applications whose devices get a twin on this hub (TTS -> hub).",
+    )
 
     @field_validator("connection_string")
     @classmethod
