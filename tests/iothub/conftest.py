@@ -19,8 +19,10 @@ def hub_key() -> str:
 
 
 @pytest.fixture
-def hub_settings() -> dict[str, Any]:
-    return {}
+def hub_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """IotHubConfig fields for the emulator (parametrize indirectly to change them)."""
+    settings: dict[str, Any] = getattr(request, "param", {})
+    return settings
 
 
 @pytest.fixture
