@@ -70,7 +70,7 @@ async def test_throttled_requests_are_retried_with_backoff(
     tmp_path: Path, hub_engine: HubEngine, owner: httpx.AsyncClient
 ) -> None:
     tree = fleet_tree(tmp_path, 400)  # 4 bulk requests of 100 against 83 identity ops/s
-    run, report = await hub_engine.apply([tree])
+    _run, report = await hub_engine.apply([tree])
     assert not report.failed, [r.error for r in report.failed][:3]
     stats = (await owner.get("/_emulator/stats")).json()
     assert stats["rpcs"]["BulkRegistry"].get("429", 0) > 0  # the hub did push back
