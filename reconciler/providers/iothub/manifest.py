@@ -566,13 +566,16 @@ class IotHubKinds:
         integration's `lorawan` tags describing it (never its keys)."""
         where: list[str | int] = ["lorawan_mirror", index]
         document = item.document
-        at = document.locate([*where, "application"])
+
+        def at(_key: str = "") -> Location:
+            return document.locate([*where, "application"])
+
         applications = [a.application_id for a in run.project.applications]
         if mirror.application not in applications:
             match = closest(mirror.application, applications)
             hint = f"; did you mean `{match}`?" if match else ""
             run.error(
-                at,
+                at(),
                 f"application `{mirror.application}` is not declared in the manifests{hint}",
                 "unknown-application",
             )
@@ -588,7 +591,7 @@ class IotHubKinds:
             source = device.source
             registry.add(
                 HubDevice(device.device_id, fields, source, [], mirror.profile),
-                lambda _key: at,
+                at,
             )
 
     def _fleet(
