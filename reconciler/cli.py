@@ -271,6 +271,27 @@ AllowReplaceOpt = Annotated[
         "device loses its session and must rejoin).",
     ),
 ]
+
+
+def _check_targets(values: list[str] | None) -> list[str] | None:
+    for value in values or ():
+        kind, _, ids = value.partition("/")
+        if not kind or not ids:
+            raise typer.BadParameter(f"{value!r} is not KIND/ID (e.g. device/my-app/sensor-*)")
+    return values
+
+
+TargetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--target",
+        metavar="KIND/ID",
+        help="Plan and apply only the resources this matches (repeatable; globs on the ids, "
+        "e.g. device/my-app/sensor-*); the others are neither changed nor pruned.",
+        callback=_check_targets,
+        show_default=False,
+    ),
+]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Do not stop at the safety thresholds.")]
 PruneOpt = Annotated[
     bool | None,
@@ -292,6 +313,7 @@ class PlanFlags:
     allow_replace: AllowReplaceOpt = False
     rotate_keys: RotateKeysOpt = False
     force: ForceOpt = False
+    target: TargetOpt = None
     parallelism: ParallelismOpt = 16
     retries: RetriesOpt = 8
     timeout: TimeoutOpt = 30.0
@@ -436,6 +458,7 @@ def _plan_options(paths: list[Path], flags: PlanFlags) -> RunOptions:
         allow_replace=flags.allow_replace,
         rotate_keys=flags.rotate_keys,
         force=flags.force,
+        targets=tuple(flags.target or ()),
         parallelism=flags.parallelism,
         retries=flags.retries,
         limits=_limits(flags.timeout, flags.deadline),

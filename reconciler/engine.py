@@ -45,6 +45,7 @@ class RunOptions:
     allow_replace: bool = False
     rotate_keys: bool = False
     force: bool = False
+    targets: tuple[str, ...] = ()  # `--target KIND/ID` globs: plan and apply only these
     parallelism: int = 16
     retries: int = 8  # tries per request on transient failures
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
@@ -152,6 +153,7 @@ def plan_options(target: Target, options: RunOptions) -> PlanOptions:
         force=options.force,
         max_change_fraction=settings.change_threshold,
         digest_key=target.provider.digest_key(),
+        targets=options.targets,
     )
 
 
@@ -176,8 +178,15 @@ async def make_plan(loaded: Loaded, session: Session, options: RunOptions) -> Pl
             "prune": any(prunes),
             "allow_replace": options.allow_replace,
             "rotate_keys": options.rotate_keys,
+            "targets": list(options.targets),
         },
     )
+    unmatched = [p for p in options.targets if not any(p in part.matched for part in parts)]
+    if unmatched:
+        raise ReconcilerError(
+            f"--target {', '.join(unmatched)} matches no resource the manifests declare or the "
+            "stack owns (a target is KIND/ID, e.g. device/my-app/sensor-*)"
+        )
     assemble(plan, parts)
     plan.created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     plan.tool_version = __version__
@@ -250,6 +259,7 @@ def saved_plan_options(saved: Plan, options: RunOptions) -> RunOptions:
         prune=bool(saved.options.get("prune", False)),
         allow_replace=bool(saved.options.get("allow_replace", False)),
         rotate_keys=bool(saved.options.get("rotate_keys", False)),
+        targets=tuple(saved.options.get("targets", ())),
         saved_plan=True,
     )
 

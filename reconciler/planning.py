@@ -9,6 +9,7 @@ more than a fraction of a kind's owned resources needs `force`.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import hmac
 import json
@@ -49,6 +50,7 @@ class ProviderPlan:
     warnings: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     orphans: list[ResourceChange] = field(default_factory=list)
+    matched: set[str] = field(default_factory=set)  # the target patterns that matched
 
     @property
     def write_requests(self) -> int:
@@ -63,6 +65,10 @@ def plan_target(
         for resource in desired.of_kind(kind):
             result.resources.append(_plan_resource(differ, desired, live, resource, options))
     undeclared = _plan_prune(differ, desired, live, prune=options.prune)
+    if options.targets:
+        result.matched = {p for r in [*result.resources, *undeclared] for p in _matches(r, options)}
+        result.resources = [r for r in result.resources if _matches(r, options)]
+        undeclared = [r for r in undeclared if _matches(r, options)]
     if options.prune:
         result.resources.extend(undeclared)
     else:
@@ -72,6 +78,16 @@ def plan_target(
     for change in result.resources:
         result.warnings.extend(f"{change.key}: {w}" for w in change.warnings)
     return result
+
+
+def target_name(change: ResourceChange) -> str:
+    """What `--target` patterns match: `kind/id` (ids outermost first, joined by `/`)."""
+    return "/".join((change.key.kind, *change.key.ids))
+
+
+def _matches(change: ResourceChange, options: PlanOptions) -> list[str]:
+    name = target_name(change)
+    return [p for p in options.targets if fnmatch.fnmatchcase(name, p)]
 
 
 def assemble(plan: Plan, parts: Sequence[ProviderPlan]) -> Plan:

@@ -72,6 +72,9 @@ class PlanOptions:
     # Keys the desired-state digests in saved plans (derived from the target's credentials, so
     # a digest reveals nothing to whoever reads the plan).
     digest_key: bytes = b""
+    # `--target KIND/ID` patterns (globs on `kind/id/...`): plan only the resources they match,
+    # and delete (prune) none of the others. Empty: everything.
+    targets: tuple[str, ...] = ()
 
 
 class Differ(Protocol):

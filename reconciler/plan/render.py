@@ -133,6 +133,9 @@ def render_plan(
     """`stale`: changes of a saved plan left out because their resources changed since."""
     lines = [Text(f"reconciler {title} for stack {plan.stack!r}", style="bold")]
     lines.append(Text(f"  target: {', '.join(plan.urls())}", style="dim"))
+    if plan.options.get("targets"):
+        only = ", ".join(plan.options["targets"])
+        lines.append(Text(f"  only: {only} (--target; nothing else is changed or pruned)", "dim"))
     lines.append(Text(""))
     changes = plan.changes
     creates = sum(1 for c in changes if c.action == "create")
