@@ -9,6 +9,7 @@ import gc
 import inspect
 import json
 import os
+import platform
 import signal
 import sys
 import time
@@ -105,6 +106,72 @@ def _root(
     ] = False,
 ) -> None:
     """Infrastructure-as-code for LoRaWAN fleets on The Things Stack."""
+
+
+@app.command()
+def version() -> None:
+    """Show the version of reconciler (and of Python)."""
+    stdout.print(
+        f"reconciler {__version__} (Python {platform.python_version()})",
+        markup=False,
+        highlight=False,
+    )
+
+
+class Shell(StrEnum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+
+
+@app.command()
+def completion(
+    shell: Annotated[Shell, typer.Argument(help="The shell: bash, zsh or fish.")],
+) -> None:
+    """Print the shell completion script, e.g. `eval "$(reconciler completion bash)"` in
+    ~/.bashrc, or `reconciler completion fish > ~/.config/fish/completions/reconciler.fish`."""
+    from typer._completion_shared import get_completion_script
+
+    script = get_completion_script(
+        prog_name="reconciler", complete_var="_RECONCILER_COMPLETE", shell=shell.value
+    )
+    stdout.print(script, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def init(
+    directory: Annotated[
+        Path, typer.Argument(help="Where to write manifests/ and .gitignore.")
+    ] = Path("."),
+    stack: Annotated[
+        str, typer.Option("--stack", help="The stack name (the ownership marker).")
+    ] = "my-stack",
+    url: Annotated[
+        str, typer.Option("--url", help="Root URL of the The Things Stack servers.")
+    ] = "https://eu1.cloud.thethings.network",
+    owner: Annotated[
+        str,
+        typer.Option("--owner", help="Default owner of applications: user:ID or organization:ID."),
+    ] = "user:my-user",
+) -> None:
+    """Write a starter manifest tree (a Stack, an application with a device), an example of
+    the secrets it references, and a .gitignore that keeps secrets out of git."""
+    from reconciler.starter import StarterOptions, write_starter
+
+    kind, _, owner_id = owner.partition(":")
+    if kind not in ("user", "organization") or not owner_id:
+        raise typer.BadParameter(
+            f"{owner!r} is not user:ID or organization:ID", param_hint="--owner"
+        )
+    options = StarterOptions(directory, stack, url, kind, owner_id)
+    for path in write_starter(options):
+        stdout.print(f"wrote {path}", markup=False, highlight=False)
+    stdout.print(
+        "Next: fill in secrets.env.example as .env, then "
+        f"`reconciler validate {directory / 'manifests'}`.",
+        markup=False,
+        highlight=False,
+    )
 
 
 def _paths(paths: list[Path] | None) -> list[Path]:
@@ -1009,6 +1076,12 @@ def emulator_serve(
 def main() -> None:
     """Console-script entry point: user errors become one clean message and exit code 1
     (usage errors: click's message and exit code 2)."""
+    if "_RECONCILER_COMPLETE" in os.environ:
+        # A completion request from the shell (see `reconciler completion`): typer's completion
+        # classes answer it.
+        from typer._completion_classes import completion_init
+
+        completion_init()
     try:
         # Without standalone mode, click returns the code of a typer.Exit instead of raising.
         code = app(standalone_mode=False)
