@@ -178,9 +178,10 @@ async def make_plan(loaded: Loaded, session: Session, options: RunOptions) -> Pl
             "prune": any(prunes),
             "allow_replace": options.allow_replace,
             "rotate_keys": options.rotate_keys,
-            "targets": list(options.targets),
         },
     )
+    if options.targets:  # only then: plans without targets read as before
+        plan.options["targets"] = list(options.targets)
     unmatched = [p for p in options.targets if not any(p in part.matched for part in parts)]
     if unmatched:
         raise ReconcilerError(
