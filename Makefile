@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo schema tables bench bench-load fuzz clean
+.PHONY: test lint typecheck unit demo schema tables bench bench-load bench-iothub fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ DEVICES ?= 1000
 LOAD_DEVICES ?= 100000
 bench: $(STAMP)
 	$(BIN)/python bench/bench_reconcile.py --devices $(DEVICES)
+
+# `make bench-iothub IOTHUB_DEVICES=10000 IOTHUB_UNITS=100`: the IoT Hub provider against the
+# served IoT Hub emulator (S1 throttles x units, 20 ms latency), JSON.
+IOTHUB_DEVICES ?= 10000
+IOTHUB_UNITS ?= 100
+bench-iothub: $(STAMP)
+	$(BIN)/python bench/bench_iothub.py --devices $(IOTHUB_DEVICES) --units $(IOTHUB_UNITS)
 
 bench-load: $(STAMP)
 	$(BIN)/python bench/bench_load.py --devices $(LOAD_DEVICES)
