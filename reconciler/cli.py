@@ -340,6 +340,23 @@ AllowReplaceOpt = Annotated[
 ]
 
 
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Log every request on stderr: endpoint, method, path, status, latency (never a "
+        "credential or a body).",
+    ),
+]
+
+
+def _log_request(endpoint: str, method: str, path: str, status: int | None, seconds: float) -> None:
+    answer = "no answer" if status is None else str(status)
+    line = f"{endpoint} {method} {path} {answer} {seconds * 1000:.0f} ms"
+    stderr.print(printable(line), markup=False, highlight=False, soft_wrap=True)
+
+
 def _check_targets(values: list[str] | None) -> list[str] | None:
     for value in values or ():
         kind, _, ids = value.partition("/")
@@ -381,6 +398,7 @@ class PlanFlags:
     rotate_keys: RotateKeysOpt = False
     force: ForceOpt = False
     target: TargetOpt = None
+    verbose: VerboseOpt = False
     parallelism: ParallelismOpt = 16
     retries: RetriesOpt = 8
     timeout: TimeoutOpt = 30.0
@@ -526,6 +544,7 @@ def _plan_options(paths: list[Path], flags: PlanFlags) -> RunOptions:
         rotate_keys=flags.rotate_keys,
         force=flags.force,
         targets=tuple(flags.target or ()),
+        request_log=_log_request if flags.verbose else None,
         parallelism=flags.parallelism,
         retries=flags.retries,
         limits=_limits(flags.timeout, flags.deadline),
@@ -786,6 +805,7 @@ def drift(
     retries: RetriesOpt = 8,
     timeout: TimeoutOpt = 30.0,
     deadline: DeadlineOpt = None,
+    verbose: VerboseOpt = False,
     junit: Annotated[
         Path | None,
         typer.Option(
@@ -804,6 +824,7 @@ def drift(
         prune=False,
         parallelism=parallelism,
         retries=retries,
+        request_log=_log_request if verbose else None,
         limits=_limits(timeout, deadline),
     )
     run = _make_plan(options)

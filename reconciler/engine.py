@@ -27,6 +27,7 @@ from reconciler.provider import (
     Provider,
     ProviderContext,
     ProviderFactory,
+    RequestLog,
 )
 from reconciler.resources import DesiredState, LiveState
 from reconciler.transport import HttpLimits
@@ -52,6 +53,7 @@ class RunOptions:
     limits: HttpLimits = field(default_factory=HttpLimits)  # deadlines and caps per run
     transport: httpx.AsyncBaseTransport | None = None  # tests: in-process emulator
     progress: ProgressCallback | None = None
+    request_log: RequestLog | None = None  # `--verbose`
     # Manifest kinds of providers other than TTS (the CLI passes
     # `reconciler.providers.registry.MANIFEST_KINDS`).
     manifest_kinds: Sequence[Any] = ()
@@ -132,6 +134,7 @@ def connect(loaded: Loaded, options: RunOptions) -> Session:
         limits=options.limits,
         transport=options.transport,
         progress=options.progress,
+        request_log=options.request_log,
         extra={"saved_plan": options.saved_plan},
     )
     targets: list[Target] = []

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from reconciler.transport import HttpLimits
 
 ProgressCallback = Callable[[str, int, int], None]  # (phase, done, total)
+RequestLog = Callable[[str, str, str, int | None, float], None]
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,8 @@ class ProviderContext:
     limits: HttpLimits | None = None  # deadlines and caps per run (None: the defaults)
     transport: httpx.AsyncBaseTransport | None = None  # tests: an in-process emulator
     progress: ProgressCallback | None = None
+    # `--verbose`: (endpoint label, method, path, status or None, seconds) after each request.
+    request_log: RequestLog | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

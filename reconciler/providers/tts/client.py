@@ -192,6 +192,12 @@ class TTSClient:
         self.stats = RequestStats()
         self.pacer = RatePacer(max_wait=self.limits.max_server_wait)
         self.redactor = redactor or Redactor([api_key])
+        # X-Warning answers (deprecated fields, what will become an error), deduplicated:
+        # text -> (the first request that drew it, how many did).
+        self.warnings: dict[str, tuple[str, int]] = {}
+        # Called after every answer (or transport failure: status None) with the server, the
+        # method, the path (no query, no credential) and the latency: `--verbose`.
+        self.on_response: Callable[[Server, str, str, int | None, float], None] | None = None
         self.observer = observer
         self._headers = {
             "Authorization": f"Bearer {api_key}",
@@ -270,6 +276,8 @@ class TTSClient:
                 response = await self.transport.send(method, url, headers, body, timeout)
             except TransportFailure as failure:
                 self.pacer.observe(bucket, 0, {})
+                if self.on_response is not None:
+                    self.on_response(server, method, path, None, time.perf_counter() - started)
                 if not failure.retryable or attempt >= self.retry.attempts:
                     tries = f" (after {attempt} tries)" if attempt > 1 else ""
                     raise TTSTransportError(
@@ -279,7 +287,13 @@ class TTSClient:
                 await self._sleep(self._backoff(attempt), server, method, path)
                 continue
             status = response.status_code
-            self.stats.record(status, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.stats.record(status, elapsed)
+            if self.on_response is not None:
+                self.on_response(server, method, path, status, elapsed)
+            warning = response.headers.get("X-Warning")
+            if warning:
+                self._note_warning(server, method, path, warning)
             self.pacer.observe(bucket, status, response.headers)
             if status == 200:
                 return self._success(server, method, path, response, json)
@@ -296,6 +310,11 @@ class TTSClient:
                 await self._sleep(self._backoff(attempt), server, method, path)
                 continue
             raise self._error(server, method, path, response)
+
+    def _note_warning(self, server: Server, method: str, path: str, text: str) -> None:
+        text = self.redactor.excerpt(text, EXCERPT_CHARS)
+        first, count = self.warnings.get(text, (f"{SERVER_NAMES[server]}: {method} {path}", 0))
+        self.warnings[text] = (first, count + 1)
 
     async def get_json(self, server: Server, path: str, *, params: Params = None) -> dict[str, Any]:
         return (await self.request(server, "GET", path, params=params)).data

@@ -222,7 +222,16 @@ class TTSProvider(TTSDiffer):
         finally:
             for task in reads:  # on an error, leave nothing running
                 task.cancel()
+        live.warnings.extend(self.server_warnings())
         return live
+
+    def server_warnings(self) -> list[str]:
+        """The servers' X-Warning answers so far, one line each with the request that first
+        drew it (and how many did)."""
+        return [
+            f"{first}: server warning: {text}" + (f" ({count} requests)" if count > 1 else "")
+            for text, (first, count) in self.client.warnings.items()
+        ]
 
     async def _read_owned(
         self, desired: DesiredState, live: LiveState, kind: Literal["application", "gateway"]
@@ -739,6 +748,11 @@ def create(target: Target, context: ProviderContext) -> TTSProvider:
         retry=RetryPolicy(attempts=max(1, context.retries)),
         limits=context.limits,
     )
+    if context.request_log is not None:
+        log = context.request_log
+        client.on_response = lambda server, method, path, status, seconds: log(
+            SERVER_LABELS[server], method, path, status, seconds
+        )
     return TTSProvider(
         client,
         parallelism=parallelism,
