@@ -153,3 +153,61 @@ async def test_an_unowned_device_is_adopted_visibly(
         ["tags.fleet", "tags.managed-by", "properties.desired.locked"],
         ["authentication.type"],
     ]
+
+
+async def test_rotate_keys_regenerates_only_hub_generated_keys_and_shows_no_key(
+    tmp_path: Path, hub_engine: HubEngine, owner: httpx.AsyncClient
+) -> None:
+    tree = write_manifests(tmp_path, hub=HUB, devices=DEVICES)
+    await hub_engine.apply([tree])
+    before = {
+        d: (await owner.get(f"/devices/{d}")).json()["authentication"]
+        for d in ("sensor-1", "sensor-2")
+    }
+    assert changes(await hub_engine.plan([tree])) == {}  # never without --rotate-keys
+    run, report = await hub_engine.apply([tree], rotate_keys=True)
+    rotated = {c for c, a in changes(run).items() if a == "update"}
+    # Identities whose keys the hub generated; sensor-2's keys are declared (not rotated).
+    assert rotated == {"edge device gateway-1", "device sensor-1", "module gateway-1/filter"}
+    assert not report.failed
+    text = run.plan.dumps()
+    after = {
+        d: (await owner.get(f"/devices/{d}")).json()["authentication"]
+        for d in ("sensor-1", "sensor-2")
+    }
+    assert after["sensor-1"]["symmetricKey"] != before["sensor-1"]["symmetricKey"]
+    assert after["sensor-2"] == before["sensor-2"]
+    for auth in (*before.values(), *after.values()):
+        for key in auth["symmetricKey"].values():
+            assert key not in text
+    assert '"sensitive": true' in text
+
+
+async def test_module_changes_are_planned_and_owned_modules_pruned(
+    tmp_path: Path, hub_engine: HubEngine, owner: httpx.AsyncClient
+) -> None:
+    tree = write_manifests(tmp_path, hub=HUB, devices=DEVICES)
+    await hub_engine.apply([tree])
+    # A module someone else added on the edge device (as the edge runtime adds $edgeAgent).
+    body = {"moduleId": "theirs", "deviceId": "gateway-1"}
+    assert (await owner.put("/devices/gateway-1/modules/theirs", json=body)).status_code == 200
+    edited = DEVICES.replace("managedBy: plant-a", "managedBy: ops").replace(
+        "tags: {role: filter}", "tags: {role: filter, tier: gold}"
+    )
+    write_manifests(tmp_path, devices=edited)
+    run = await hub_engine.plan([tree])
+    (module,) = run.plan.changes
+    assert str(module.key) == "module gateway-1/filter"
+    assert [s.paths for s in module.steps] == [["tags.tier"], ["managedBy"]]
+    await hub_engine.apply([tree])
+    assert changes(await hub_engine.plan([tree])) == {}
+    assert (await owner.get("/devices/gateway-1/modules/filter")).json()["managedBy"] == "ops"
+    # Dropped from the manifests: pruned; the unowned module stays.
+    write_manifests(
+        tmp_path, devices=edited.replace("modules:\n  - id: filter", "modules:\n  - id: other")
+    )
+    run, report = await hub_engine.apply([tree], prune=True)
+    assert changes(run) == {"module gateway-1/other": "create", "module gateway-1/filter": "delete"}
+    assert not report.failed
+    assert (await owner.get("/devices/gateway-1/modules/filter")).status_code == 404
+    assert (await owner.get("/devices/gateway-1/modules/theirs")).status_code == 200
