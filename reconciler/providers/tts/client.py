@@ -275,7 +275,9 @@ class TTSClient:
             try:
                 response = await self.transport.send(method, url, headers, body, timeout)
             except TransportFailure as failure:
-                self.pacer.observe(bucket, 0, {})
+                # No answer: the request stays counted in flight for the pacer, since the server
+                # may have counted it (a lost response), so its estimate errs towards fewer
+                # tokens (counting it as returned let the fault test exceed 1% of 429s).
                 if self.on_response is not None:
                     self.on_response(server, method, path, None, time.perf_counter() - started)
                 if not failure.retryable or attempt >= self.retry.attempts:
