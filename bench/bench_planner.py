@@ -1,0 +1,93 @@
+"""Planner CPU per device, in-process (no network, no server load in the figure), as JSON.
+
+    .venv/bin/python bench/bench_planner.py [--devices 1000] [--runs 5] [--freeze] [--profile]
+
+Applies N OTAA devices (bench_reconcile's manifests) into the in-process emulator through
+httpx.ASGITransport, reads the live state once, then times `reconciler.planning.plan_target`
+alone `--runs` times (the plan must be empty). `--freeze` calls gc.freeze() first, as the CLI
+does after loading; `--profile` prints the top functions of one more pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_reconcile
+
+from reconciler import engine
+from reconciler.emulator.tts import TTSConfig, create_app
+from reconciler.emulator.tts.config import generate_api_key
+from reconciler.engine import RunOptions
+from reconciler.planning import plan_target
+from reconciler.providers.registry import REGISTRY
+
+
+async def live_state(manifests: Path, key: str) -> tuple[Any, Any, Any]:
+    app = create_app(TTSConfig(api_key=key, user_id="admin-user", seed=1))
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        options = RunOptions(
+            paths=[manifests],
+            providers=REGISTRY,
+            url="http://emulator.test",
+            environ={"TTS_API_KEY": key},
+            transport=httpx.ASGITransport(app=app),
+        )
+        loaded = engine.load(options)
+        session = engine.connect(loaded, options)
+        try:
+            run = await engine.make_plan(loaded, session, options)
+            report = await engine.apply_plan(run, session, options)
+            assert not report.failed, report.failed[:3]
+            target = session.targets[0]
+            live = await target.provider.read(target.desired, prune=False)
+            return target, live, engine.plan_options(target, options)
+        finally:
+            await session.aclose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--freeze", action="store_true")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    manifests = Path(tempfile.mkdtemp(prefix="bench-planner-")) / "manifests"
+    bench_reconcile.write_manifests(manifests, list(range(args.devices)))
+    target, live, options = asyncio.run(live_state(manifests, generate_api_key()[0]))
+    if args.freeze:
+        gc.freeze()
+    runs = []
+    for _ in range(args.runs):
+        started = time.process_time()
+        part = plan_target(target.provider, target.desired, live, options)
+        runs.append(round(1e6 * (time.process_time() - started) / args.devices, 1))
+        assert not [r for r in part.resources if r.action != "no-op"], "the plan is not empty"
+    print(json.dumps({"devices": args.devices, "freeze": args.freeze, "us_per_device": runs}))
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        plan_target(target.provider, target.desired, live, options)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
