@@ -17,19 +17,19 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from reconciler.diagnostics import Diagnostic, Location, ManifestError
-from reconciler.manifest import devices as dev
 from reconciler.manifest import files
-from reconciler.manifest import models as m
 from reconciler.manifest import project as p
 from reconciler.manifest.documents import CsvRow, CsvTable, Document, YamlPath
 from reconciler.manifest.extensions import ManifestKinds, Validated
 from reconciler.manifest.secrets import SecretContext, SecretError
-from reconciler.manifest.types import closest
 from reconciler.manifest.validate import (
     inline_secret_paths,
     inline_secret_warning,
     validation_diagnostics,
 )
+from reconciler.providers.tts.manifest import devices as dev
+from reconciler.providers.tts.manifest import models as m
+from reconciler.providers.tts.manifest.types import closest
 from reconciler.providers.tts.servers import DEFAULT_USER_AGENT
 
 YAML_SUFFIXES = (".yaml", ".yml")

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from reconciler.manifest.models import MODELS
+from reconciler.providers.tts.manifest.models import MODELS
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 COMBINED = "manifest.schema.json"

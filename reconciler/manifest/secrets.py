@@ -19,8 +19,8 @@ from typing import Annotated, Any
 
 from pydantic import PlainValidator, ValidationInfo, WithJsonSchema
 
-from reconciler.manifest import types
 from reconciler.manifest.files import SECRET_FILE, FileRefError, ManifestTree
+from reconciler.providers.tts.manifest import types
 from reconciler.resources import Secret
 
 

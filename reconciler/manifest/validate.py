@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from reconciler.diagnostics import Diagnostic, Location
 from reconciler.manifest.documents import YamlPath
-from reconciler.manifest.types import closest
+from reconciler.providers.tts.manifest.types import closest
 from reconciler.resources import Secret
 
 Locate = Callable[[YamlPath], Location]

@@ -11,13 +11,13 @@ import pytest
 from pydantic import ValidationError
 
 from reconciler.diagnostics import Diagnostic, ManifestError
-from reconciler.manifest import types
 from reconciler.manifest.load import LoadResult, load_manifests
-from reconciler.manifest.models import Device as DeviceDocument
 from reconciler.manifest.schema import schemas
 from reconciler.manifest.secrets import SecretContext
 from reconciler.providers.registry import schema_models
 from reconciler.providers.tts import lorawan_versions, reference
+from reconciler.providers.tts.manifest import types
+from reconciler.providers.tts.manifest.models import Device as DeviceDocument
 from reconciler.resources import Secret
 from tests.manifest.support import REPO, run_cli
 

@@ -22,9 +22,9 @@ from reconciler.manifest.documents import CsvRow, CsvTable, Document
 from reconciler.manifest.extensions import ResolveContext, Validated
 from reconciler.manifest.files import ManifestTree
 from reconciler.manifest.secrets import SecretContext, SecretError, resolve, resolve_text
-from reconciler.manifest.types import closest
 from reconciler.providers.iothub import models as m
 from reconciler.providers.iothub import rules
+from reconciler.providers.tts.manifest.types import closest
 from reconciler.resources import Secret
 
 PROVIDER = "iothub"

@@ -1,8 +1,9 @@
 """End-device field paths the manifest language can express, and the way from TTS records
 (server responses, export files) to them in normal form.
 
-The paths are derived from the manifest models through `reconciler.manifest.devices.to_fields`
-(the loader's own mapping), so import writes exactly what the loader reads back.
+The paths are derived from the manifest models through
+`reconciler.providers.tts.manifest.devices.to_fields` (the loader's own mapping), so import
+writes exactly what the loader reads back.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from reconciler.manifest import devices as dev
-from reconciler.manifest import models as m
 from reconciler.providers.tts import devices, reference, schema
+from reconciler.providers.tts.manifest import devices as dev
+from reconciler.providers.tts.manifest import models as m
 
 # Manifest groups whose keys are sub-fields of a TTS message (the others, `attributes` and
 # `locations`, are maps taken whole).

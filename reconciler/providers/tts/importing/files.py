@@ -4,7 +4,7 @@
   it: a stream of EndDevice objects (newline-delimited or concatenated), or one array of them;
   each object may also be the template form `{"end_device": {...}, "field_mask": {...}}`.
 * CSV in The Things Stack CSV import format, read by the manifest loader's own CSV reader and
-  cell rules (`reconciler.manifest.loader`, `reconciler.manifest.devices`).
+  cell rules (`reconciler.manifest.loader`, `reconciler.providers.tts.manifest.devices`).
 
 Bad input is an `ImportFailure` naming the file, line and column (or row and column).
 """
@@ -19,13 +19,13 @@ from typing import Any
 from reconciler.diagnostics import Location
 from reconciler.importer.output import ImportFailure
 from reconciler.importer.report import ImportReport
-from reconciler.manifest import devices as dev
 from reconciler.manifest import loader
 from reconciler.manifest.secrets import SecretContext
-from reconciler.manifest.types import closest
 from reconciler.providers.tts import schema
 from reconciler.providers.tts.importing import fields as f
 from reconciler.providers.tts.importing import records as r
+from reconciler.providers.tts.manifest import devices as dev
+from reconciler.providers.tts.manifest.types import closest
 from reconciler.resources import Secret
 
 MAX_FILE_BYTES = 512 * 1024 * 1024

@@ -20,12 +20,12 @@ from typing import Any
 
 from reconciler.importer.output import OutputTree, csv_text, yaml_documents
 from reconciler.importer.report import ImportReport
-from reconciler.manifest import devices as dev
-from reconciler.manifest import models as m
 from reconciler.providers.tts import lorawan_versions
 from reconciler.providers.tts.desired import server_address
 from reconciler.providers.tts.importing import fields as f
 from reconciler.providers.tts.importing import records as r
+from reconciler.providers.tts.manifest import devices as dev
+from reconciler.providers.tts.manifest import models as m
 
 SECRETS_ENV = "secrets.env"
 REPORT_FILE = "import-report.txt"

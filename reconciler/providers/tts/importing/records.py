@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.importer.report import ImportReport
-from reconciler.manifest import models as m
 from reconciler.providers.tts import devices, schema
 from reconciler.providers.tts.importing import fields as f
+from reconciler.providers.tts.manifest import models as m
 from reconciler.providers.tts.servers import SERVER_NAMES, Server
 
 

@@ -11,11 +11,11 @@ import httpx
 
 from reconciler.importer.output import ImportFailure, check_output_dir
 from reconciler.importer.report import ImportReport
-from reconciler.manifest import types as t
 from reconciler.provider import ProgressCallback
 from reconciler.providers.tts.client import RetryPolicy, ServerURLs, TTSClient
 from reconciler.providers.tts.importing.live import Selection, read_live
 from reconciler.providers.tts.importing.manifests import BuildOptions, build_tree
+from reconciler.providers.tts.manifest import types as t
 from reconciler.providers.tts.servers import API_PREFIX
 
 API_KEY_ENV = "TTS_API_KEY"

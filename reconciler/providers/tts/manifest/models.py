@@ -26,9 +26,9 @@ from pydantic import (
     model_validator,
 )
 
-from reconciler.manifest import types as t
 from reconciler.manifest.files import CA_BUNDLE, SCRIPT_FILE, SECRET_FILE, FileMissing, FileRefError
 from reconciler.manifest.secrets import AesKey, HeaderValue, Token, context_of
+from reconciler.providers.tts.manifest import types as t
 
 KINDS = ("Stack", "Application", "Device", "Fleet", "Gateway")
 DEFAULT_OWNERSHIP_KEY = "managed-by"

@@ -5,8 +5,8 @@ Device values are held as *flat settings*: a dict keyed by the manifest's device
 (the TTS CSV column names), with the mapping groups (`mac_settings`, `version_ids`,
 `formatters`, `attributes`, `locations`, `lora_alliance_profile_ids`) as nested dicts. YAML
 documents produce them via the pydantic models; CSV rows via `parse_csv_row`, which calls the
-same value rules (`reconciler.manifest.types`) directly, because 100,000 rows must load in
-seconds.
+same value rules (`reconciler.providers.tts.manifest.types`) directly, because 100,000 rows
+must load in seconds.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.manifest import types as t
-from reconciler.manifest.models import ScriptFile
 from reconciler.manifest.secrets import SecretContext, SecretError, resolve
 from reconciler.providers.tts import lorawan_versions, reference
+from reconciler.providers.tts.manifest import types as t
+from reconciler.providers.tts.manifest.models import ScriptFile
 from reconciler.resources import Secret
 
 Settings = dict[str, Any]

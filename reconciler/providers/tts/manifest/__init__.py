@@ -1,0 +1,1 @@
+"""The Things Stack manifest kinds: Stack, Application, Device, Fleet and Gateway documents."""
