@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from reconciler.diagnostics import Diagnostic, Location, ManifestError
 from reconciler.manifest import files
 from reconciler.manifest import project as p
+from reconciler.manifest.common import closest
 from reconciler.manifest.documents import CsvRow, CsvTable, Document, YamlPath
 from reconciler.manifest.extensions import ManifestKinds, Validated
 from reconciler.manifest.secrets import SecretContext, SecretError
@@ -29,7 +30,6 @@ from reconciler.manifest.validate import (
 )
 from reconciler.providers.tts.manifest import devices as dev
 from reconciler.providers.tts.manifest import models as m
-from reconciler.providers.tts.manifest.types import closest
 from reconciler.providers.tts.servers import DEFAULT_USER_AGENT
 
 YAML_SUFFIXES = (".yaml", ".yml")

@@ -15,8 +15,6 @@ from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from reconciler.providers.tts.manifest.models import MODELS
-
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 COMBINED = "manifest.schema.json"
 
@@ -32,14 +30,14 @@ def _finish(schema: dict[str, Any], title: str, description: str) -> dict[str, A
 Models = Mapping[str, type[BaseModel]]
 
 
-def kind_schema(kind: str, models: Models = MODELS) -> dict[str, Any]:
+def kind_schema(kind: str, models: Models) -> dict[str, Any]:
     model = models[kind]
     schema = model.model_json_schema()
     doc = (model.__doc__ or "").strip().splitlines()
     return _finish(schema, f"reconciler {kind} manifest", doc[0] if doc else kind)
 
 
-def combined_schema(models: Models = MODELS) -> dict[str, Any]:
+def combined_schema(models: Models) -> dict[str, Any]:
     union: Any = Union[tuple(models.values())]  # noqa: UP007
     adapter: TypeAdapter[Any] = TypeAdapter(Annotated[union, Field(discriminator="kind")])
     return _finish(
@@ -53,19 +51,18 @@ def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
-def schemas(extra: Models | None = None) -> dict[str, str]:
-    """File name -> JSON text, for every schema `write_schemas` writes (the TTS kinds and the
-    `extra` kinds other providers bring)."""
-    models: dict[str, type[BaseModel]] = {**MODELS, **(extra or {})}
+def schemas(models: Models) -> dict[str, str]:
+    """File name -> JSON text, for every schema `write_schemas` writes (`models`: every kind the
+    providers bring, `reconciler.providers.registry.schema_models`)."""
     files = {schema_file_name(kind): render(kind_schema(kind, models)) for kind in models}
     files[COMBINED] = render(combined_schema(models))
     return files
 
 
-def write_schemas(out: Path, extra: Models | None = None) -> list[Path]:
+def write_schemas(out: Path, models: Models) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in schemas(extra).items():
+    for name, text in schemas(models).items():
         path = out / name
         path.write_text(text, encoding="utf-8")
         written.append(path)

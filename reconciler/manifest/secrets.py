@@ -20,7 +20,6 @@ from typing import Annotated, Any
 from pydantic import PlainValidator, ValidationInfo, WithJsonSchema
 
 from reconciler.manifest.files import SECRET_FILE, FileRefError, ManifestTree
-from reconciler.providers.tts.manifest import types
 from reconciler.resources import Secret
 
 
@@ -95,7 +94,7 @@ def context_of(info: ValidationInfo) -> SecretContext:
     return SecretContext()
 
 
-def _validator(normalise: Callable[[str], str]) -> Callable[[object, ValidationInfo], Secret]:
+def secret_validator(normalise: Callable[[str], str]) -> Callable[[object, ValidationInfo], Secret]:
     def validate(value: object, info: ValidationInfo) -> Secret:
         if isinstance(value, Secret):
             return Secret(normalise(value.reveal()), value.source)
@@ -104,7 +103,7 @@ def _validator(normalise: Callable[[str], str]) -> Callable[[object, ValidationI
     return validate
 
 
-def _reference_schema(value_schema: dict[str, Any]) -> dict[str, Any]:
+def reference_schema(value_schema: dict[str, Any]) -> dict[str, Any]:
     return {
         "anyOf": [
             {
@@ -129,44 +128,15 @@ def _reference_schema(value_schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _header_value(text: str) -> str:
-    if len(text) > types.WEBHOOK_HEADER_VALUE_MAX:
-        raise ValueError(f"header value is longer than {types.WEBHOOK_HEADER_VALUE_MAX} characters")
-    # A line break would end the header and start another one (header injection); other
-    # control characters are refused by HTTP servers. Tab is allowed inside a value.
-    for index, char in enumerate(text):
-        if char in "\r\n":
-            raise ValueError(f"header value contains a line break (at character {index + 1})")
-        if (char < " " and char != "\t") or char == "\x7f":
-            raise ValueError(
-                f"header value contains a control character (at character {index + 1})"
-            )
-    return text
-
-
 def _non_empty(text: str) -> str:
     if not text.strip():
         raise ValueError("secret is empty")
     return text.strip()
 
 
-# A 16-byte AES key (root or session key), normalised to upper-case hex.
-AesKey = Annotated[
-    Secret,
-    PlainValidator(_validator(types.parse_aes_key)),
-    WithJsonSchema(_reference_schema({"type": "string", "pattern": "^[0-9A-Fa-f]{32}$"})),
-]
-# A webhook header value: inline is normal for plain headers, a reference for secret ones.
-HeaderValue = Annotated[
-    Secret,
-    PlainValidator(_validator(_header_value)),
-    WithJsonSchema(
-        _reference_schema({"type": "string", "maxLength": types.WEBHOOK_HEADER_VALUE_MAX})
-    ),
-]
 # A token (API key): any non-empty text.
 Token = Annotated[
     Secret,
-    PlainValidator(_validator(_non_empty)),
-    WithJsonSchema(_reference_schema({"type": "string", "minLength": 1})),
+    PlainValidator(secret_validator(_non_empty)),
+    WithJsonSchema(reference_schema({"type": "string", "minLength": 1})),
 ]

@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from reconciler.diagnostics import Diagnostic, Location
+from reconciler.manifest.common import closest
 from reconciler.manifest.documents import YamlPath
-from reconciler.providers.tts.manifest.types import closest
 from reconciler.resources import Secret
 
 Locate = Callable[[YamlPath], Location]

@@ -15,6 +15,7 @@ from reconciler.manifest.extensions import ManifestKinds
 from reconciler.provider import ProviderFactory
 from reconciler.providers.iothub.manifest import IotHubKinds
 from reconciler.providers.iothub.provider import create as create_iothub
+from reconciler.providers.tts.manifest.models import MODELS as TTS_MODELS
 from reconciler.providers.tts.provider import create as create_tts
 
 REGISTRY: dict[str, ProviderFactory] = {
@@ -26,8 +27,9 @@ MANIFEST_KINDS: tuple[ManifestKinds, ...] = (IotHubKinds(),)
 
 
 def schema_models() -> dict[str, type[BaseModel]]:
-    """The providers' manifest models (`reconciler schema` writes their JSON Schemas too)."""
-    models: dict[str, Any] = {}
+    """Every provider's manifest models, TTS first (`reconciler schema` writes their JSON
+    Schemas)."""
+    models: dict[str, Any] = dict(TTS_MODELS)
     for kinds in MANIFEST_KINDS:
         models.update(kinds.models)
     return models

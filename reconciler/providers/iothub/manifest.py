@@ -18,13 +18,13 @@ from typing import Any, ClassVar, NoReturn
 from pydantic import ValidationError
 
 from reconciler.diagnostics import Diagnostic, Location, ManifestError
+from reconciler.manifest.common import closest
 from reconciler.manifest.documents import CsvRow, CsvTable, Document
 from reconciler.manifest.extensions import ResolveContext, Validated
 from reconciler.manifest.files import ManifestTree
 from reconciler.manifest.secrets import SecretContext, SecretError, resolve, resolve_text
 from reconciler.providers.iothub import models as m
 from reconciler.providers.iothub import rules
-from reconciler.providers.tts.manifest.types import closest
 from reconciler.resources import Secret
 
 PROVIDER = "iothub"

@@ -24,15 +24,10 @@ from pydantic import (
     model_validator,
 )
 
+from reconciler.manifest.common import FileList, ManifestModel, Safety, SecretReference
 from reconciler.manifest.files import CA_BUNDLE, SECRET_FILE, FileMissing, FileRefError
 from reconciler.manifest.secrets import context_of, resolve
 from reconciler.providers.iothub import rules
-from reconciler.providers.tts.manifest.models import (
-    FileList,
-    ManifestModel,
-    Safety,
-    SecretReference,
-)
 from reconciler.resources import Secret
 
 DEFAULT_CONNECTION_ENV = "IOTHUB_CONNECTION_STRING"

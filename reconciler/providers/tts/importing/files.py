@@ -20,12 +20,12 @@ from reconciler.diagnostics import Location
 from reconciler.importer.output import ImportFailure
 from reconciler.importer.report import ImportReport
 from reconciler.manifest import loader
+from reconciler.manifest.common import closest
 from reconciler.manifest.secrets import SecretContext
 from reconciler.providers.tts import schema
 from reconciler.providers.tts.importing import fields as f
 from reconciler.providers.tts.importing import records as r
 from reconciler.providers.tts.manifest import devices as dev
-from reconciler.providers.tts.manifest.types import closest
 from reconciler.resources import Secret
 
 MAX_FILE_BYTES = 512 * 1024 * 1024

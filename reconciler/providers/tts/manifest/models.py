@@ -15,9 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainValidator,
     ValidationInfo,
@@ -26,13 +24,14 @@ from pydantic import (
     model_validator,
 )
 
+from reconciler.manifest.common import FileList, ManifestModel, Safety, SecretReference
 from reconciler.manifest.files import CA_BUNDLE, SCRIPT_FILE, SECRET_FILE, FileMissing, FileRefError
-from reconciler.manifest.secrets import AesKey, HeaderValue, Token, context_of
+from reconciler.manifest.secrets import Token, context_of
 from reconciler.providers.tts.manifest import types as t
+from reconciler.providers.tts.manifest.types import AesKey, HeaderValue
 
 KINDS = ("Stack", "Application", "Device", "Fleet", "Gateway")
 DEFAULT_OWNERSHIP_KEY = "managed-by"
-DEFAULT_CHANGE_THRESHOLD = 0.3
 WEBHOOK_MESSAGE_TYPES = (
     "uplink_message",
     "uplink_normalized",
@@ -46,11 +45,6 @@ WEBHOOK_MESSAGE_TYPES = (
     "location_solved",
     "service_data",
 )
-
-
-class ManifestModel(BaseModel):
-    # Unknown keys are errors (typos); the validator adds "did you mean" from the field names.
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class ScriptFile:
@@ -223,13 +217,6 @@ class Device(DeviceSettings):
     dev_addr: t.DevAddr | None = None
 
 
-def _to_list(value: object) -> object:
-    return [value] if isinstance(value, str) else value
-
-
-FileList = Annotated[list[str], BeforeValidator(_to_list), Field(min_length=1)]
-
-
 class Fleet(ManifestModel):
     """Devices of one application from CSV files in The Things Stack CSV import format."""
 
@@ -337,19 +324,6 @@ class Gateway(ManifestModel):
     location_public: bool | None = None
 
 
-class SecretReference(ManifestModel):
-    """Where to read a secret at run time: exactly one of `env` or `file`."""
-
-    env: str | None = None
-    file: str | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> SecretReference:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of `env` or `file`")
-        return self
-
-
 def _api_key_reference(value: object) -> object:
     if isinstance(value, str):
         for kind in ("env", "file"):
@@ -357,16 +331,6 @@ def _api_key_reference(value: object) -> object:
                 return {kind: value[len(kind) + 1 :]}
         raise ValueError("the API key is never written inline: use `{env: NAME}` or `{file: path}`")
     return value
-
-
-class Safety(ManifestModel):
-    prune: bool = Field(default=False, description="Delete owned resources left out (default).")
-    change_threshold: float = Field(
-        default=DEFAULT_CHANGE_THRESHOLD,
-        gt=0,
-        le=1,
-        description="Refuse to apply when more than this fraction of resources would change.",
-    )
 
 
 class Stack(ManifestModel):

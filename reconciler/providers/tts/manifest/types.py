@@ -10,7 +10,6 @@ the numeric enums (`RxDelay`, `DataRateIndex`), upper-case hex for EUIs/DevAddr/
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -18,7 +17,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, PlainValidator, WithJsonSchema
 
+from reconciler.manifest.common import closest
+from reconciler.manifest.secrets import reference_schema, secret_validator
 from reconciler.providers.tts import reference
+from reconciler.resources import Secret
 
 ID_REGEX = reference.ID_PATTERN.pattern
 USER_ID_REGEX = reference.USER_ID_PATTERN.pattern
@@ -55,12 +57,6 @@ VERSION_FIELD_MAX = 32
 FREQUENCY_PLAN_IDS_MAX = 8
 FACTORY_PRESET_FREQUENCIES_MAX = 96
 MIN_FREQUENCY_HZ = 100_000
-
-
-def closest(word: str, choices: Iterable[str]) -> str | None:
-    """The most similar valid word, for "did you mean" hints."""
-    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return matches[0] if matches else None
 
 
 def _hint(word: str, choices: Iterable[str]) -> str:
@@ -540,4 +536,33 @@ Attributes = Annotated[
     dict[AttributeKey, AttributeValue],
     AfterValidator(_check_attribute_count),
     Field(json_schema_extra={"maxProperties": ATTRIBUTES_MAX}),
+]
+
+
+def _header_value(text: str) -> str:
+    if len(text) > WEBHOOK_HEADER_VALUE_MAX:
+        raise ValueError(f"header value is longer than {WEBHOOK_HEADER_VALUE_MAX} characters")
+    # A line break would end the header and start another one (header injection); other
+    # control characters are refused by HTTP servers. Tab is allowed inside a value.
+    for index, char in enumerate(text):
+        if char in "\r\n":
+            raise ValueError(f"header value contains a line break (at character {index + 1})")
+        if (char < " " and char != "\t") or char == "\x7f":
+            raise ValueError(
+                f"header value contains a control character (at character {index + 1})"
+            )
+    return text
+
+
+# A 16-byte AES key (root or session key), normalised to upper-case hex.
+AesKey = Annotated[
+    Secret,
+    PlainValidator(secret_validator(parse_aes_key)),
+    WithJsonSchema(reference_schema({"type": "string", "pattern": "^[0-9A-Fa-f]{32}$"})),
+]
+# A webhook header value: inline is normal for plain headers, a reference for secret ones.
+HeaderValue = Annotated[
+    Secret,
+    PlainValidator(secret_validator(_header_value)),
+    WithJsonSchema(reference_schema({"type": "string", "maxLength": WEBHOOK_HEADER_VALUE_MAX})),
 ]
