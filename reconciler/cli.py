@@ -932,8 +932,15 @@ def _check_emulated_api(name: str) -> str:
     return name
 
 
+def _from_environment(ctx: typer.Context, parameter: str) -> bool:
+    # By name: typer carries its own copy of click, whose ParameterSource is not click's.
+    source = ctx.get_parameter_source(parameter)
+    return source is not None and source.name == "ENVIRONMENT"
+
+
 @emulator_app.command("serve")
 def emulator_serve(
+    ctx: typer.Context,
     api: Annotated[
         str,
         typer.Option(
@@ -1054,6 +1061,12 @@ def emulator_serve(
 ) -> None:
     """Serve an emulated API until SIGINT/SIGTERM (tts: at http://HOST:PORT/api/v3;
     azure-iothub: at http://HOST:PORT, the ready line giving the iothubowner connection string)."""
+    # A shell or CI job serving both emulators exports each one's credential variable; a
+    # variable that belongs to the other API is not an option this API should refuse.
+    if api != "tts" and _from_environment(ctx, "api_key"):
+        api_key = None
+    if api != "azure-iothub" and _from_environment(ctx, "shared_access_key"):
+        shared_access_key = None
     try:
         from reconciler.emulator.server import ServeOptions, serve
     except ImportError as error:  # starlette/uvicorn are the `emulator` extra

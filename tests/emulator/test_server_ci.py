@@ -3,6 +3,7 @@ request log without secrets, an admin key that survives restarts with `--state`,
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import signal
@@ -197,3 +198,13 @@ def test_unknown_api_is_a_usage_error() -> None:
     assert process.returncode == 2, (process.returncode, process.stderr)
     assert "Invalid value for '--api'" in process.stderr
     assert "tts" in process.stderr and "Traceback" not in process.stderr
+
+
+def test_the_hub_emulators_key_variable_does_not_stop_tts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """IOTHUB_EMULATOR_SHARED_ACCESS_KEY belongs to `--api azure-iothub`; exported beside a TTS
+    emulator it is not an option TTS refuses."""
+    monkeypatch.setenv("IOTHUB_EMULATOR_SHARED_ACCESS_KEY", base64.b64encode(bytes(32)).decode())
+    with _serving("--port", "0") as served:
+        assert served.port != 0, served.ready

@@ -194,3 +194,15 @@ def test_bad_settings_are_refused_in_process(settings: dict[str, Any], message: 
 
     with pytest.raises(ValueError, match=re.escape(message)):
         create_app(IotHubConfig(**settings))
+
+
+def test_the_tts_emulators_key_variable_does_not_stop_the_hub(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A shell (or CI job) that serves both emulators exports TTS_EMULATOR_API_KEY for the TTS
+    one; the hub takes no such key and must start all the same."""
+    from tests.emulator.support import make_api_key
+
+    monkeypatch.setenv("TTS_EMULATOR_API_KEY", make_api_key())
+    with serve() as ready:
+        assert int(ready["port"]) > 0
