@@ -7,6 +7,8 @@ Diff semantics: the manifests are authoritative for the fields they set; other f
 compared or written; `None` clears a field. Values are compared in normal form (see
 reconciler.providers.tts.schema). `attributes` maps are merged key by key (keys the manifests do
 not name are left alone, so Console-added attributes survive); other maps are compared whole.
+A gateway's `antennas` hold only the manifest's location, which goes into the first antenna read
+from the server (see antennas_with_location).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from reconciler.resources import (
 )
 
 MERGED_MAPS = frozenset({"attributes"})
+# The gateway field that holds the manifest's `location`: [{"location": ...}], or None to clear it.
+ANTENNAS = "antennas"
 # A device's identifiers besides its ID: shown when it is registered (never secret).
 IDENTIFIER_PATHS = frozenset({"ids.dev_eui", "ids.join_eui"})
 
@@ -120,6 +124,8 @@ def compare_field(
     message: str, path: str, desired: Any, live_data: Mapping[str, Any]
 ) -> FieldChange | None:
     """The change needed to bring one live field to the desired value, or None if equal."""
+    if message == schema.GATEWAY and path == ANTENNAS:
+        desired = antennas_with_location(desired, live_data.get(ANTENNAS))
     raw = _raw(live_data, path)
     if path not in MERGED_MAPS and raw is not schema.MISSING and raw is not None:
         want = _desired_normal(message, path, desired)
@@ -161,6 +167,24 @@ def merged_map(desired: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str,
             merged.pop(k, None)
         else:
             merged[k] = v
+    return merged
+
+
+def antennas_with_location(desired: Any, live: Any) -> list[dict[str, Any]]:
+    """The live antenna list with the first antenna's location replaced by the desired one.
+
+    The field mask path is the whole `antennas` list: writing only the manifest's location
+    would wipe the gain, placement and further antennas set in the Console. A gateway without
+    an antenna gets one that holds just the location.
+    """
+    location = desired[0].get("location") if desired else None
+    merged = [dict(antenna) for antenna in live or []]
+    if not merged:
+        return [{"location": location}] if location is not None else []
+    if location is None:
+        merged[0].pop("location", None)
+    else:
+        merged[0]["location"] = location
     return merged
 
 

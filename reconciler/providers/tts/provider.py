@@ -37,9 +37,11 @@ from reconciler.providers.tts.kinds import (
     webhook_key,
 )
 from reconciler.providers.tts.planner import (
+    ANTENNAS,
     MERGED_MAPS,
     MESSAGE_OF_KIND,
     TTSDiffer,
+    antennas_with_location,
     merged_map,
     record,
 )
@@ -560,6 +562,8 @@ class TTSProvider(TTSDiffer):
             if path in MERGED_MAPS and isinstance(value, dict):
                 current = (record.data.get(path) if record else None) or {}
                 value = merged_map(value, current)
+            elif message == schema.GATEWAY and path == ANTENNAS:
+                value = antennas_with_location(value, record.data.get(path) if record else None)
             if value is None:
                 continue  # in the mask, absent from the body: the field is cleared
             ftype = schema.field_type(message, path)
