@@ -42,7 +42,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     from reconciler import engine
     from reconciler.engine import RunOptions
     from reconciler.manifest.load import load_manifests
-    from reconciler.providers.registry import REGISTRY
+    from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
     from reconciler.providers.tts.importing.live import Selection
     from reconciler.providers.tts.importing.run import ImportOptions, run_import
 
@@ -56,6 +56,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         options = RunOptions(
             paths=[Path(spec["manifests"])],
             providers=REGISTRY,
+            manifest_kinds=MANIFEST_KINDS,
             url=spec["url"],
             parallelism=spec["parallelism"],
             environ=environ,
@@ -91,7 +92,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         figures["counts"] = report.counts
         figures["report_lines"] = len(report.lines())
     else:  # load + validate the written tree
-        result = load_manifests([Path(spec["out"])], environ=environ)
+        result = load_manifests([Path(spec["out"])], environ=environ, kinds=MANIFEST_KINDS)
         figures["valid"] = not result.has_errors
         figures["summary"] = result.summary()
     figures["wall_s"] = round(time.perf_counter() - started, 3)
@@ -123,12 +124,13 @@ def seed(spec: dict[str, Any]) -> float:
     """Create the fleet with reconciler itself (the caller lifts latency and rate limit)."""
     from reconciler import engine
     from reconciler.engine import RunOptions
-    from reconciler.providers.registry import REGISTRY
+    from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
 
     started = time.perf_counter()
     options = RunOptions(
         paths=[Path(spec["manifests"])],
         providers=REGISTRY,
+        manifest_kinds=MANIFEST_KINDS,
         url=spec["url"],
         parallelism=spec["parallelism"],
         environ={"TTS_API_KEY": spec["api_key"]},

@@ -143,6 +143,8 @@ def measure(kind: str, mode: str, root: Path) -> dict[str, Any]:
 
     if mode == "full":
         from reconciler.manifest.load import load_manifests
+        from reconciler.providers.registry import MANIFEST_KINDS
+        from reconciler.providers.tts.manifest.project import tts_project
     imports = time.perf_counter() - started_imports
     rss_before = _peak_rss_mib()
     started = time.perf_counter()
@@ -161,9 +163,9 @@ def measure(kind: str, mode: str, root: Path) -> dict[str, Any]:
             diagnostics += problems
         figures.update(documents=documents, csv_rows=rows)
     else:
-        result = load_manifests([root], environ=environ)
+        result = load_manifests([root], environ=environ, kinds=MANIFEST_KINDS)
         diagnostics = result.diagnostics
-        figures["devices"] = len(result.project.devices)
+        figures["devices"] = len(tts_project(result.project).devices)
     seconds = time.perf_counter() - started
     errors = [str(d) for d in diagnostics if d.severity == "error"]
     figures.update(

@@ -44,10 +44,12 @@ import json, resource, sys, time
 from pathlib import Path
 from reconciler.manifest.load import load_manifests
 from reconciler.manifest.loader import load_yaml_file
+from reconciler.providers.registry import MANIFEST_KINDS
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 if sys.argv[2] == "full":
-    diagnostics = load_manifests([Path(sys.argv[1])], environ={"KEY": "00" * 16}).diagnostics
+    result = load_manifests([Path(sys.argv[1])], environ={"KEY": "00" * 16}, kinds=MANIFEST_KINDS)
+    diagnostics = result.diagnostics
 else:
     documents, diagnostics = load_yaml_file(Path(sys.argv[1]) / "m.yaml")
     for document in documents:

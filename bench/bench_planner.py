@@ -31,7 +31,7 @@ from reconciler.emulator.tts import TTSConfig, create_app
 from reconciler.emulator.tts.config import generate_api_key
 from reconciler.engine import RunOptions
 from reconciler.planning import plan_target
-from reconciler.providers.registry import REGISTRY
+from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
 
 
 async def live_state(manifests: Path, key: str) -> tuple[Any, Any, Any]:
@@ -41,6 +41,7 @@ async def live_state(manifests: Path, key: str) -> tuple[Any, Any, Any]:
         options = RunOptions(
             paths=[manifests],
             providers=REGISTRY,
+            manifest_kinds=MANIFEST_KINDS,
             url="http://emulator.test",
             environ={"TTS_API_KEY": key},
             transport=httpx.ASGITransport(app=app),

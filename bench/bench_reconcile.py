@@ -352,7 +352,8 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
     started_imports = time.perf_counter()
     from reconciler import engine
     from reconciler.engine import RunOptions
-    from reconciler.providers.registry import REGISTRY
+    from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
+    from reconciler.providers.tts.manifest.project import tts_project
 
     imports_s = time.perf_counter() - started_imports
     url, key, devices = spec["url"], spec["api_key"], spec["devices"]
@@ -361,6 +362,7 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
     options = RunOptions(
         paths=[Path(spec["manifests"])],
         providers=REGISTRY,
+        manifest_kinds=MANIFEST_KINDS,
         url=url,
         prune=spec["prune"],
         force=spec["force"],
@@ -369,6 +371,7 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
     )
     cpu0, wall0 = time.process_time(), time.perf_counter()
     loaded = engine.load(options)
+    target = tts_project(loaded.project).target
     load_s, load_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     rss_after_load = _peak_rss_mb()
 
@@ -540,7 +543,7 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
     replay = _replay(
         recorder.sample,
         key,
-        loaded.project.target.user_agent if loaded.project.target else "reconciler-bench",
+        target.user_agent if target else "reconciler-bench",
         spec["rate_limit"],
         url,
     )

@@ -36,6 +36,7 @@ from reconciler import __version__
 from reconciler.diagnostics import Diagnostic, ManifestError, ReconcilerError
 from reconciler.plan.markdown import COMMENT_LIMIT
 from reconciler.plan.render import render_drift, render_plan, render_report
+from reconciler.providers.tts.servers import URL_ENV, URL_HELP
 from reconciler.redact import printable
 
 if TYPE_CHECKING:
@@ -84,10 +85,9 @@ UrlOpt = Annotated[
     str | None,
     typer.Option(
         "--url",
-        envvar="RECONCILER_TTS_URL",
+        envvar=URL_ENV,
         callback=_check_url,
-        help="Server root URL for all four TTS servers (e.g. https://eu1.cloud.thethings.network); "
-        "overrides the target's URLs. The tool adds /api/v3.",
+        help=URL_HELP,
         show_default=False,
     ),
 ]
@@ -156,7 +156,7 @@ def init(
 ) -> None:
     """Write a starter manifest tree (a Stack, an application with a device), an example of
     the secrets it references, and a .gitignore that keeps secrets out of git."""
-    from reconciler.starter import StarterOptions, write_starter
+    from reconciler.providers.tts.starter import StarterOptions, write_starter
 
     kind, _, owner_id = owner.partition(":")
     if kind not in ("user", "organization") or not owner_id:

@@ -54,7 +54,7 @@ class RunOptions:
     transport: httpx.AsyncBaseTransport | None = None  # tests: in-process emulator
     progress: ProgressCallback | None = None
     request_log: RequestLog | None = None  # `--verbose`
-    # Manifest kinds of providers other than TTS (the CLI passes
+    # Every provider's manifest kinds, TTS first (the CLI passes
     # `reconciler.providers.registry.MANIFEST_KINDS`).
     manifest_kinds: Sequence[Any] = ()
     # `apply --plan`: providers refuse (rather than retry) a write the server finds stale.

@@ -1,4 +1,5 @@
-"""Manifest kinds that a provider brings (the IoT Hub's `IotHub`, `IotHubDevice`, ...).
+"""Manifest kinds that a provider brings (TTS `Stack`, `Device`, ...; the IoT Hub's `IotHub`,
+`IotHubDevice`, ...).
 
 The loader owns files, YAML positions, CSV, secret references and diagnostics; a provider's
 `ManifestKinds` owns its document models and how its validated documents resolve into its
@@ -9,13 +10,13 @@ kinds in (`load_manifests(..., kinds=...)`; the CLI takes them from
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from reconciler.diagnostics import Location
+from reconciler.diagnostics import Diagnostic, Location
 from reconciler.manifest.documents import CsvTable, Document, YamlPath
 
 if TYPE_CHECKING:
@@ -38,6 +39,17 @@ class ResolveContext(Protocol):
     project: Project
     environ: Mapping[str, str]
     tree: ManifestTree
+    url_override: str | None  # `--url`, when given
+    # Every problem reported so far (a kind may stay silent where others already spoke).
+    diagnostics: list[Diagnostic]
+
+    @property
+    def rejected(self) -> Mapping[str, list[Mapping[str, Any]]]:
+        """The data of documents that failed their kind's model, by kind."""
+
+    @property
+    def validated(self) -> Mapping[str, list[Validated]]:
+        """The documents of every kind (all providers') that passed their model."""
 
     def error(self, location: Location, message: str, code: str) -> None: ...
 
@@ -49,6 +61,10 @@ class ResolveContext(Protocol):
 
     def secret_context(self, file: str, inline_source: str = "inline") -> SecretContext: ...
 
+    def allow_directories(self, document: Document, key: str) -> None:
+        """Let file references also read inside the directories listed at `key` of `document`
+        (relative to it), reporting entries that name no allowed directory."""
+
 
 class ManifestKinds(Protocol):
     """A provider's manifest kinds."""
@@ -59,6 +75,10 @@ class ManifestKinds(Protocol):
     @property
     def models(self) -> Mapping[str, type[BaseModel]]:
         """`kind` -> its pydantic model (also the JSON Schemas `reconciler schema` writes)."""
+
+    def prepare(self, documents: Sequence[Document], run: ResolveContext) -> None:
+        """Look at the parsed documents (all kinds, not yet validated) before any is validated,
+        e.g. to widen what file references may read."""
 
     def resolve(self, items: Mapping[str, list[Validated]], run: ResolveContext) -> None:
         """Turn the validated documents of these kinds into the provider's target(s) and data

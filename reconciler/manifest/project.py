@@ -1,35 +1,21 @@
 """The validated result of loading manifests: one `Project` per run.
 
-Resources carry `fields`: The Things Stack field path (`ids.dev_eui`, `root_keys.app_key.key`,
-`mac_settings.rx1_delay`, `formatters.up_formatter`, ...) -> value in normal form (see
-`reconciler.providers.tts.schema`: canonical enum names, ints for numeric enums, upper-case hex,
-`Secret` for secret values). A path is present only when the manifests set it (after defaults and
-profiles); a value of None means the manifests set it to `null` (clear it). Paths left out are
-never to be changed.
+Each provider's manifest kinds resolve into its target(s) (`add_target`) and its data, kept by
+provider name in `extensions` (see `reconciler.manifest.extensions`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, ClassVar, Literal, NoReturn
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from reconciler.diagnostics import Diagnostic, Location, ManifestError
-from reconciler.manifest.files import ManifestTree
-from reconciler.manifest.secrets import SecretContext, SecretError, resolve
-from reconciler.providers.tts.servers import API_PREFIX, DEFAULT_USER_AGENT
-from reconciler.resources import Secret
-
-ServerRole = Literal["identity", "network", "application", "join"]
-SERVER_ROLES: tuple[ServerRole, ...] = ("identity", "network", "application", "join")
-URL_ENV = "RECONCILER_TTS_URL"  # moves all four servers (the emulator in CI), like `--url`
-
+from reconciler.diagnostics import Location
 
 Source = Location | Callable[[], Location]
 
 
-class _Located:
+class Located:
     """`location` of a resource's declaration. YAML positions are computed on first use (a CSV
     row's is known), so loading thousands of valid resources does not re-parse files."""
 
@@ -45,169 +31,21 @@ class _Located:
         return source
 
 
-@dataclass(frozen=True, slots=True)
-class OwnerRef:
-    kind: Literal["user", "organization"]
-    id: str
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.id}"
-
-
-@dataclass(frozen=True)
-class Target(_Located):
-    """Where and how to talk to The Things Stack, and how managed resources are marked."""
-
-    provider: ClassVar[str] = "tts"  # the provider that manages this target
-    stack: str  # the ownership marker value
-    ownership_key: str  # attribute key carrying it
-    server_urls: Mapping[ServerRole, str]  # root URLs (no /api/v3), per server
-    api_key: Mapping[str, str]  # {"env": NAME} or {"file": path}: resolved only when needed
-    ca_bundle: Path | None = None
-    user_agent: str = DEFAULT_USER_AGENT
-    default_owner: OwnerRef | None = None
-    prune: bool = False
-    change_threshold: float = 0.3
-    source: Source = field(default_factory=lambda: Location("."))
-    base_dir: Path = field(default_factory=Path.cwd)
-    # Where the API key file may be read from (None: the current directory).
-    tree: ManifestTree | None = None
-    api_key_source: Callable[[], Location] | None = None  # `api_key` in the Stack document
-
-    def with_url_override(self, url: str) -> Target:
-        """All four servers at one root URL (`--url`, `RECONCILER_TTS_URL`)."""
-        root = url.rstrip("/").removesuffix(API_PREFIX)
-        return replace(self, server_urls=dict.fromkeys(SERVER_ROLES, root))
-
-    def api_base(self, role: ServerRole) -> str:
-        """Base URL for HTTP API calls to one server, e.g. `https://host/api/v3`."""
-        return self.server_urls[role] + API_PREFIX
-
-    def resolve_api_key(self, environ: Mapping[str, str] | None = None) -> Secret:
-        """The API key, read from its reference now (validate never needs it). A key that
-        cannot be sent in an HTTP header is a located manifest error, like a missing one."""
-        context = SecretContext(base_dir=self.base_dir)
-        if environ is not None:
-            context.environ = environ
-        if self.tree is not None:
-            context.tree = self.tree
-        try:
-            key = resolve(dict(self.api_key), context, str.strip)
-        except SecretError as error:
-            self._api_key_error(str(error))
-        problem = api_key_problem(key.reveal())
-        if problem is not None:
-            self._api_key_error(f"the key from {key.source} {problem}")
-        return key
-
-    def _api_key_error(self, message: str) -> NoReturn:
-        location = self.api_key_source() if callable(self.api_key_source) else self.location
-        raise ManifestError([Diagnostic(location, f"API key: {message}", code="api-key")])
-
-
-def api_key_problem(key: str) -> str | None:
-    """Why `key` cannot be an API key sent as a bearer token, if it cannot (never the key)."""
-    for index, char in enumerate(key):
-        if char in "\r\n":
-            return f"contains a line break (at character {index + 1})"
-        if not " " <= char <= "~":
-            return f"contains a character that is not printable ASCII (at character {index + 1})"
-        if char == " ":
-            return f"contains a space (at character {index + 1})"
-    return None
-
-
-@dataclass(slots=True)
-class Device(_Located):
-    """One end device, with application defaults and its profile already applied."""
-
-    application_id: str
-    device_id: str
-    fields: dict[str, Any]  # TTS EndDevice field path -> value (see module doc)
-    source: Source
-    profile: str | None = None
-
-    def get(self, path: str, default: Any = None) -> Any:
-        return self.fields.get(path, default)
-
-    @property
-    def dev_eui(self) -> str | None:
-        value: str | None = self.fields.get("ids.dev_eui")
-        return value
-
-    @property
-    def join_eui(self) -> str | None:
-        value: str | None = self.fields.get("ids.join_eui")
-        return value
-
-    @property
-    def supports_join(self) -> bool:
-        return bool(self.fields.get("supports_join"))
-
-
-@dataclass(slots=True)
-class Webhook(_Located):
-    application_id: str
-    webhook_id: str
-    fields: dict[str, Any]  # ApplicationWebhook field path -> value; `headers` maps to Secrets
-    source: Source
-
-
-@dataclass(slots=True)
-class Application(_Located):
-    application_id: str
-    owner: OwnerRef
-    fields: dict[str, Any]  # Application field path -> value
-    source: Source
-    # AS link (`default_formatters.*` paths) when the manifest sets default formatters.
-    link: dict[str, Any] | None = None
-    webhooks: list[Webhook] = field(default_factory=list)
-    profiles: tuple[str, ...] = ()
-
-
-@dataclass(slots=True)
-class Gateway(_Located):
-    gateway_id: str
-    owner: OwnerRef
-    fields: dict[str, Any]  # Gateway field path -> value
-    source: Source
-
-
 @dataclass
 class Project:
     """Everything the manifests declare, validated and resolved."""
 
-    target: Target | None = None
-    applications: list[Application] = field(default_factory=list)
-    devices: list[Device] = field(default_factory=list)
-    gateways: list[Gateway] = field(default_factory=list)
-    # Targets of other providers (each has `provider`, `stack`, `prune`, `change_threshold`),
-    # their resolved data by provider name, and what `validate` counts for them.
-    other_targets: list[Any] = field(default_factory=list)
+    # The targets the manifests declare (each has `provider`, `stack`, `prune`,
+    # `change_threshold`), each provider's resolved data by provider name, and what `validate`
+    # counts for them.
+    targets: list[Any] = field(default_factory=list)
     extensions: dict[str, Any] = field(default_factory=dict)
     extension_counts: dict[str, int] = field(default_factory=dict)
+    # What `validate` counts when no provider counted anything (no target declared).
+    fallback_counts: dict[str, int] = field(default_factory=dict)
 
     def add_target(self, target: Any) -> None:
-        self.other_targets.append(target)
-
-    def application(self, application_id: str) -> Application | None:
-        for application in self.applications:
-            if application.application_id == application_id:
-                return application
-        return None
-
-    @property
-    def targets(self) -> list[Any]:
-        """The targets the manifests declare (each names its provider)."""
-        return ([self.target] if self.target is not None else []) + self.other_targets
+        self.targets.append(target)
 
     def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        if self.target is not None or not self.extension_counts:
-            counts = {
-                "applications": len(self.applications),
-                "webhooks": sum(len(a.webhooks) for a in self.applications),
-                "devices": len(self.devices),
-                "gateways": len(self.gateways),
-            }
-        return counts | self.extension_counts
+        return dict(self.extension_counts or self.fallback_counts)

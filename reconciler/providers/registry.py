@@ -1,5 +1,6 @@
 """The registry of providers: `REGISTRY` maps a target's provider name to its factory, and
-`MANIFEST_KINDS` lists the manifest kinds providers bring beyond the TTS ones.
+`MANIFEST_KINDS` lists the manifest kinds providers bring (TTS first: its kinds are listed and
+resolved first, and the IoT Hub's LoRaWAN mirror reads its devices).
 
 The CLI hands both to the engine. A new provider is a folder under reconciler/providers plus one
 line in each table.
@@ -15,7 +16,7 @@ from reconciler.manifest.extensions import ManifestKinds
 from reconciler.provider import ProviderFactory
 from reconciler.providers.iothub.manifest import IotHubKinds
 from reconciler.providers.iothub.provider import create as create_iothub
-from reconciler.providers.tts.manifest.models import MODELS as TTS_MODELS
+from reconciler.providers.tts.manifest.kinds import TtsKinds
 from reconciler.providers.tts.provider import create as create_tts
 
 REGISTRY: dict[str, ProviderFactory] = {
@@ -23,13 +24,13 @@ REGISTRY: dict[str, ProviderFactory] = {
     "iothub": create_iothub,
 }
 
-MANIFEST_KINDS: tuple[ManifestKinds, ...] = (IotHubKinds(),)
+MANIFEST_KINDS: tuple[ManifestKinds, ...] = (TtsKinds(), IotHubKinds())
 
 
 def schema_models() -> dict[str, type[BaseModel]]:
     """Every provider's manifest models, TTS first (`reconciler schema` writes their JSON
     Schemas)."""
-    models: dict[str, Any] = dict(TTS_MODELS)
+    models: dict[str, Any] = {}
     for kinds in MANIFEST_KINDS:
         models.update(kinds.models)
     return models

@@ -14,7 +14,7 @@ import httpx
 from reconciler import engine
 from reconciler.engine import PlanRun, RunOptions
 from reconciler.plan.model import ApplyReport
-from reconciler.providers.registry import REGISTRY
+from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
 
 ROOT_URL = "http://emulator.test"
 
@@ -127,7 +127,12 @@ class Engine:
         environ: Mapping[str, str] = {**KEYS, "TTS_API_KEY": self.api_key, **self.environ_extra}
         kwargs.setdefault("url", self.url)
         return RunOptions(
-            paths=paths, providers=REGISTRY, environ=environ, transport=self.transport, **kwargs
+            paths=paths,
+            providers=REGISTRY,
+            manifest_kinds=MANIFEST_KINDS,
+            environ=environ,
+            transport=self.transport,
+            **kwargs,
         )
 
     async def plan(self, paths: list[Path], **kwargs: Any) -> PlanRun:

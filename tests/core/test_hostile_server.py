@@ -25,7 +25,7 @@ from reconciler.diagnostics import ReconcilerError
 from reconciler.emulator.tts.config import generate_api_key
 from reconciler.engine import RunOptions
 from reconciler.plan.model import ApplyReport
-from reconciler.providers.registry import REGISTRY
+from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
 from reconciler.providers.tts.client import (
     RetryPolicy,
     ServerURLs,
@@ -57,6 +57,7 @@ def options(tmp_path: Path, url: str, **kwargs: Any) -> RunOptions:
     return RunOptions(
         paths=[site(tmp_path)],
         providers=REGISTRY,
+        manifest_kinds=MANIFEST_KINDS,
         url=url,
         environ={**KEYS, "TTS_API_KEY": API_KEY},
         retries=2,

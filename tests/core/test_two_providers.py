@@ -32,7 +32,7 @@ from reconciler.plan.model import (
 from reconciler.plan.render import render_plan
 from reconciler.planning import assemble, plan_target
 from reconciler.provider import PlanOptions, Provider, ProviderContext
-from reconciler.providers.registry import REGISTRY
+from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
 from reconciler.resources import (
     DesiredResource,
     DesiredState,
@@ -181,13 +181,14 @@ async def test_one_plan_covers_a_tts_stack_and_a_second_provider(
     options = engine.RunOptions(
         paths=[site(tmp_path)],
         providers={**REGISTRY, "hub": create_hub},
+        manifest_kinds=MANIFEST_KINDS,
         url=ROOT_URL,
         environ={**KEYS, "TTS_API_KEY": admin_api_key},
         transport=emulator_transport,
     )
     loaded = engine.load(options)
     devices = {"edge-1": {"site": "north"}, "leaf-1": {"site": "north"}, "leaf-2": {}}
-    loaded.project.other_targets.append(HubTarget("hub-a", devices))
+    loaded.project.add_target(HubTarget("hub-a", devices))
 
     session = engine.connect(loaded, options)
     try:

@@ -13,6 +13,7 @@ import httpx
 
 from reconciler.manifest.load import load_manifests
 from reconciler.plan.model import Plan
+from reconciler.providers.registry import MANIFEST_KINDS
 from reconciler.providers.tts.importing.live import Selection
 from reconciler.providers.tts.importing.run import ImportOptions, run_import
 from tests.conftest import ASGI_BASE_URL, build_emulator_app
@@ -443,7 +444,7 @@ def env_template(out: Path) -> list[str]:
 
 
 def validate(out: Path, environ: Mapping[str, str]) -> None:
-    result = load_manifests([out], environ=environ)
+    result = load_manifests([out], environ=environ, kinds=MANIFEST_KINDS)
     assert not result.has_errors, "\n".join(str(d) for d in result.diagnostics)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from reconciler.manifest.load import load_manifests
 from reconciler.manifest.secrets import Secret
 from reconciler.providers.registry import MANIFEST_KINDS
+from reconciler.providers.tts.manifest.project import tts_project
 from tests.manifest.support import MANIFESTS, example_environ, run_cli
 
 
@@ -31,7 +32,7 @@ def test_validate_examples_without_the_env_file_names_the_missing_variables() ->
 def test_example_project_content() -> None:
     result = load_manifests([MANIFESTS], environ=example_environ(), kinds=MANIFEST_KINDS)
     assert not result.diagnostics
-    project = result.project
+    project = tts_project(result.project)
     assert project.target is not None
     assert project.target.stack == "orchard-north"
     assert {a.owner.id for a in project.applications} == {"admin-user"}

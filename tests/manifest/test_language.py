@@ -14,10 +14,11 @@ from reconciler.diagnostics import Diagnostic, ManifestError
 from reconciler.manifest.load import LoadResult, load_manifests
 from reconciler.manifest.schema import schemas
 from reconciler.manifest.secrets import SecretContext
-from reconciler.providers.registry import schema_models
+from reconciler.providers.registry import MANIFEST_KINDS, schema_models
 from reconciler.providers.tts import lorawan_versions, reference
 from reconciler.providers.tts.manifest import types
 from reconciler.providers.tts.manifest.models import Device as DeviceDocument
+from reconciler.providers.tts.manifest.project import tts_project
 from reconciler.resources import Secret
 from tests.manifest.support import REPO, run_cli
 
@@ -53,7 +54,9 @@ def load(
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return load_manifests([tmp_path], environ={"KEY": KEY, **(environ or {})}, **kwargs)
+    return load_manifests(
+        [tmp_path], environ={"KEY": KEY, **(environ or {})}, kinds=MANIFEST_KINDS, **kwargs
+    )
 
 
 def device_yaml(extra: str = "", device_id: str = "sensor-one") -> str:
@@ -69,7 +72,7 @@ def errors(result: LoadResult) -> list[Diagnostic]:
 
 def only_device(result: LoadResult) -> dict[str, object]:
     assert not errors(result), errors(result)
-    (device,) = result.project.devices
+    (device,) = tts_project(result.project).devices
     return device.fields
 
 
@@ -180,7 +183,7 @@ def test_csv_fleet_derives_ids_joins_secrets_and_applies_the_profile(tmp_path: P
     }
     result = load(tmp_path, files, {"FLEET_KEY": KEY.replace("0", "f")})
     assert not result.diagnostics, result.diagnostics
-    one, two = result.project.devices
+    one, two = tts_project(result.project).devices
     assert one.device_id == "probe-one"
     assert one.fields["ids.join_eui"] == "70B3D57ED0000002"  # the row beats the defaults
     assert one.fields["mac_settings.rx1_delay"] == 3
@@ -206,7 +209,7 @@ def test_keys_in_the_fleet_csv_are_warned_about_once(tmp_path: Path) -> None:
     (warning,) = result.diagnostics
     assert warning.severity == "warning" and warning.code == "inline-secret"
     assert (warning.location.line, warning.location.column) == (1, 3)
-    assert len(result.project.devices) == 20
+    assert len(tts_project(result.project).devices) == 20
 
 
 def test_csv_and_yaml_devices_share_the_duplicate_checks(tmp_path: Path) -> None:
@@ -236,7 +239,7 @@ def test_inline_secret_is_accepted_with_a_located_warning(tmp_path: Path) -> Non
         "app_key",
     )
     assert KEY not in str(warning) and KEY.upper() not in str(warning)
-    assert result.project.devices[0].fields["root_keys.app_key.key"].is_inline
+    assert tts_project(result.project).devices[0].fields["root_keys.app_key.key"].is_inline
 
 
 def test_plain_webhook_headers_are_not_secrets_but_credentials_are(tmp_path: Path) -> None:
@@ -288,7 +291,7 @@ def test_secret_values_never_show() -> None:
 
 def test_loaded_devices_do_not_print_keys(tmp_path: Path) -> None:
     result = load(tmp_path, {"s.yaml": STACK, "a.yaml": APP, "d.yaml": device_yaml()})
-    text = repr(result.project) + repr(result.project.devices)
+    text = repr(result.project) + repr(tts_project(result.project).devices)
     assert KEY not in text.lower()
 
 
@@ -301,7 +304,7 @@ def test_url_override_and_separate_server_urls(tmp_path: Path) -> None:
         "url: https://eu2.cloud.thethings.network\n"
         "identity_server_url: https://eu1.cloud.thethings.network/\n",
     )
-    target = load(tmp_path, {"s.yaml": stack}).project.target
+    target = tts_project(load(tmp_path, {"s.yaml": stack}).project).target
     assert target is not None
     assert target.api_base("identity") == "https://eu1.cloud.thethings.network/api/v3"
     assert target.api_base("join") == "https://eu2.cloud.thethings.network/api/v3"
@@ -326,7 +329,7 @@ def test_api_key_is_never_inline_and_resolves_late(tmp_path: Path) -> None:
     inline = STACK + "api_key: NNSXS.ABC.DEF\n"
     (error,) = errors(load(tmp_path, {"s.yaml": inline}))
     assert "never written inline" in error.message and "NNSXS.ABC.DEF" not in str(error)
-    target = load(tmp_path, {"s.yaml": STACK}).project.target
+    target = tts_project(load(tmp_path, {"s.yaml": STACK}).project).target
     assert target is not None
     assert target.resolve_api_key({"TTS_API_KEY": "NNSXS.X.Y\n"}).reveal() == "NNSXS.X.Y"
     with pytest.raises(ManifestError) as raised:
@@ -341,11 +344,11 @@ def test_owner_comes_from_the_resource_or_the_stack(tmp_path: Path) -> None:
     result = load(tmp_path, {"s.yaml": stack, "a.yaml": APP, "g.yaml": gateway})
     (error,) = errors(result)
     assert "application `farm-app` has no owner" in error.message
-    assert str(result.project.gateways[0].owner) == "organization acme-org"
+    assert str(tts_project(result.project).gateways[0].owner) == "organization acme-org"
 
 
 def test_no_manifests_is_an_error(tmp_path: Path) -> None:
-    result = load_manifests([tmp_path], environ={})
+    result = load_manifests([tmp_path], environ={}, kinds=MANIFEST_KINDS)
     assert result.has_errors
     assert "no manifest files" in result.errors[0].message
 

@@ -19,6 +19,7 @@ from reconciler.manifest.load import LoadResult, load_manifests
 from reconciler.manifest.loader import STATS
 from reconciler.manifest.yaml_build import YamlLimits, build_documents
 from reconciler.providers.registry import MANIFEST_KINDS
+from reconciler.providers.tts.manifest.project import tts_project
 from tests.manifest.support import MANIFESTS, REPO, example_environ
 
 OUTSIDE_TEXT = "OUTSIDE-SECRET-do-not-read-4711"
@@ -171,7 +172,7 @@ def test_allow_files_from_widens_the_tree_and_never_to_system_directories(tree: 
     edit(tree, "stack.yaml", "safety:", "allow_files_from: [../outside]\nsafety:")
     result = load(tree)
     assert not errors(result), text_of(result)
-    (application,) = [a for a in result.project.applications if a.webhooks]
+    (application,) = [a for a in tts_project(result.project).applications if a.webhooks]
     header = application.webhooks[0].fields["headers"]["Authorization"]
     assert header.reveal() == OUTSIDE_TEXT and header.source == "file:../../outside/secret.txt"
 
@@ -321,9 +322,9 @@ def test_finding7_an_api_key_http_cannot_carry_is_a_located_error(
     tree: Path, key: str, problem: str
 ) -> None:
     result = load(tree)
-    assert result.project.target is not None
+    assert tts_project(result.project).target is not None
     with pytest.raises(ManifestError) as raised:
-        result.project.target.resolve_api_key({"TTS_API_KEY": key})
+        tts_project(result.project).target.resolve_api_key({"TTS_API_KEY": key})
     (error,) = raised.value.diagnostics
     assert error.location.file == str(tree / "stack.yaml") and error.location.path == "api_key"
     assert error.message == f"API key: the key from env:TTS_API_KEY {problem}"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.manifest.load import load_manifests
+from reconciler.providers.registry import MANIFEST_KINDS
 from tests.conftest import ServedEmulator
 from tests.core.support import KEYS, STACK, site
 from tests.operator.support import Cli
@@ -17,7 +18,7 @@ from tests.operator.support import Cli
 def test_one_bad_field_in_the_stack_is_one_error_in_its_file(tmp_path: Path) -> None:
     manifests = site(tmp_path / "m")
     (manifests / "stack.yaml").write_text(STACK.lstrip() + "safety: {prune: maybe}\n")
-    result = load_manifests([manifests], environ=KEYS)
+    result = load_manifests([manifests], environ=KEYS, kinds=MANIFEST_KINDS)
     errors = [d for d in result.diagnostics if d.severity == "error"]
     assert len(errors) == 1, [str(d) for d in errors]
     (error,) = errors
@@ -49,7 +50,7 @@ def test_a_row_with_too_few_cells_is_reported_like_one_with_too_many(tmp_path: P
         "n-2;70B3D57ED0000102\n"
         "n-3;70B3D57ED0000103;Three;env:OTAA_103_APP_KEY;extra\n"
     )
-    result = load_manifests([manifests], environ=KEYS)
+    result = load_manifests([manifests], environ=KEYS, kinds=MANIFEST_KINDS)
     found = {
         (d.location.line, d.code, d.severity)
         for d in result.diagnostics

@@ -14,7 +14,7 @@ import pytest
 from reconciler import engine
 from reconciler.engine import RunOptions
 from reconciler.plan.render import render_plan
-from reconciler.providers.registry import REGISTRY
+from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
 from tests.conftest import ServedEmulator
 from tests.core.hostile import HostileServer, Request, not_found, respond
 from tests.core.support import KEYS, site
@@ -39,6 +39,7 @@ async def test_x_warnings_are_collected_once_each_with_their_request(tmp_path: P
         options = RunOptions(
             paths=[site(tmp_path)],
             providers=REGISTRY,
+            manifest_kinds=MANIFEST_KINDS,
             url=server.url,
             environ={**KEYS, "TTS_API_KEY": API_KEY},
         )

@@ -10,7 +10,7 @@ declared or not an IoT Edge device.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
@@ -431,6 +431,9 @@ class IotHubKinds:
     provider = PROVIDER
     models: Mapping[str, type[Any]] = m.MODELS
 
+    def prepare(self, documents: Sequence[Document], run: ResolveContext) -> None:
+        """Nothing to do before validation."""
+
     def resolve(self, items: Mapping[str, list[Validated]], run: ResolveContext) -> None:
         hubs = items.get("IotHub", [])
         devices = items.get("IotHubDevice", [])
@@ -570,7 +573,10 @@ class IotHubKinds:
         def at(_key: str = "") -> Location:
             return document.locate([*where, "application"])
 
-        applications = [a.application_id for a in run.project.applications]
+        # The TTS provider's resolved data (see its manifest kinds, resolved before these).
+        lorawan = run.project.extensions.get("tts")
+        lorawan_devices = lorawan.devices if lorawan is not None else []
+        applications = [a.application_id for a in lorawan.applications] if lorawan else []
         if mirror.application not in applications:
             match = closest(mirror.application, applications)
             hint = f"; did you mean `{match}`?" if match else ""
@@ -583,7 +589,7 @@ class IotHubKinds:
         base = self._layers(item, hub, None, mirror.profile, run, [*where, "profile"])
         if base is None:
             return
-        for device in run.project.devices:
+        for device in lorawan_devices:
             if device.application_id != mirror.application:
                 continue
             own: Settings = {"tags": {"lorawan": lorawan_tags(device.fields)}}

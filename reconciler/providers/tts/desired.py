@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reconciler.diagnostics import Diagnostic, Location, ManifestError
-from reconciler.manifest.project import Project, ServerRole, Target
+from reconciler.manifest.project import Project
 from reconciler.providers.tts.kinds import (
     Owner,
     application_key,
@@ -20,6 +20,7 @@ from reconciler.providers.tts.kinds import (
     link_key,
     webhook_key,
 )
+from reconciler.providers.tts.manifest.project import ServerRole, Target, tts_project
 from reconciler.resources import DesiredResource, DesiredState
 
 ADDRESS_ROLES: tuple[tuple[str, ServerRole], ...] = (
@@ -67,7 +68,8 @@ def desired_state(project: Project, target: Target) -> DesiredState:
         marker_label=f"attribute {target.ownership_key}",
     )
     problems: list[Diagnostic] = []
-    for app in project.applications:
+    tts = tts_project(project)
+    for app in tts.applications:
         state.add(
             DesiredResource(
                 application_key(app.application_id),
@@ -93,8 +95,8 @@ def desired_state(project: Project, target: Target) -> DesiredState:
                 )
             )
     addresses = {role: server_address(target.server_urls[role]) for _, role in ADDRESS_ROLES}
-    applications = {a.application_id: a for a in project.applications}
-    for device in project.devices:
+    applications = {a.application_id: a for a in tts.applications}
+    for device in tts.devices:
         fields = {k: v for k, v in device.fields.items() if k != "ids.device_id"}
         otaa = bool(fields.get("supports_join"))
         owner_app = applications.get(device.application_id)
@@ -112,7 +114,7 @@ def desired_state(project: Project, target: Target) -> DesiredState:
                 extra={"otaa": otaa},
             )
         )
-    for gateway in project.gateways:
+    for gateway in tts.gateways:
         state.add(
             DesiredResource(
                 gateway_key(gateway.gateway_id),

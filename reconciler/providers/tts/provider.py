@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from reconciler.diagnostics import ReconcilerError
-from reconciler.manifest.project import Project, Target
+from reconciler.manifest.project import Project
 from reconciler.plan.model import Endpoint, ResourceChange, ResourceResult, Step, TargetInfo
 from reconciler.provider import ProgressCallback, ProviderContext
 from reconciler.providers.tts import devices, schema
@@ -36,6 +36,7 @@ from reconciler.providers.tts.kinds import (
     link_key,
     webhook_key,
 )
+from reconciler.providers.tts.manifest.project import Target
 from reconciler.providers.tts.planner import (
     ANTENNAS,
     MERGED_MAPS,

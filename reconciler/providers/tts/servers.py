@@ -22,3 +22,8 @@ SERVER_LABELS: dict[Server, str] = {"is": "IS", "ns": "NS", "as": "AS", "js": "J
 
 API_PREFIX = "/api/v3"  # every route of the HTTP API is under it
 DEFAULT_USER_AGENT = f"reconciler/{__version__}"
+URL_ENV = "RECONCILER_TTS_URL"  # moves all four servers (the emulator in CI), like `--url`
+URL_HELP = (
+    "Server root URL for all four TTS servers (e.g. https://eu1.cloud.thethings.network); "
+    "overrides the target's URLs. The tool adds /api/v3."
+)

@@ -1,0 +1,612 @@
+"""The TTS manifest kinds (`Stack`, `Application`, `Device`, `Fleet`, `Gateway`) as a
+`ManifestKinds` extension of the loader: how their validated documents resolve into the stack's
+`Target`, applications with their webhooks and link, devices (application defaults, profiles,
+CSV fleets) and gateways, and the checks only the whole set can show (duplicate IDs and EUIs,
+undeclared applications and profiles, a missing Stack).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from reconciler.diagnostics import Location
+from reconciler.manifest.common import closest
+from reconciler.manifest.documents import CsvRow, CsvTable, Document, YamlPath
+from reconciler.manifest.extensions import ResolveContext, Validated
+from reconciler.manifest.secrets import SecretContext, SecretError
+from reconciler.providers.tts.kinds import PROVIDER
+from reconciler.providers.tts.manifest import devices as dev
+from reconciler.providers.tts.manifest import models as m
+from reconciler.providers.tts.manifest.project import (
+    SERVER_ROLES,
+    Application,
+    Device,
+    Gateway,
+    OwnerRef,
+    ServerRole,
+    Target,
+    TtsProject,
+    Webhook,
+)
+from reconciler.providers.tts.servers import DEFAULT_USER_AGENT, URL_ENV
+
+# Manifest fields that are TTS fields of the same name.
+_APPLICATION_FIELDS = (
+    "name",
+    "description",
+    "attributes",
+    "network_server_address",
+    "application_server_address",
+    "join_server_address",
+)
+_GATEWAY_FIELDS = (
+    "name",
+    "description",
+    "attributes",
+    "frequency_plan_ids",
+    "gateway_server_address",
+    "status_public",
+    "location_public",
+)
+
+
+class TtsKinds:
+    """The `ManifestKinds` of The Things Stack provider (reconciler.manifest.extensions)."""
+
+    provider = PROVIDER
+    models: Mapping[str, type[Any]] = m.MODELS
+
+    def prepare(self, documents: Sequence[Document], run: ResolveContext) -> None:
+        """The first Stack document's `allow_files_from` widens what file references read:
+        known before any is resolved."""
+        for document in documents:
+            data = document.data
+            if isinstance(data, dict) and data.get("kind") == "Stack":
+                run.allow_directories(document, "allow_files_from")
+                return
+
+    def resolve(self, items: Mapping[str, list[Validated]], run: ResolveContext) -> None:
+        resolution = _Resolution(items, run)
+        resolution.resolve()
+        project = resolution.project
+        run.project.extensions[PROVIDER] = project
+        if project.target is not None:
+            run.project.add_target(project.target)
+            run.project.extension_counts.update(project.counts())
+        else:
+            run.project.fallback_counts = project.counts()
+
+
+class _Resolution:
+    def __init__(self, items: Mapping[str, list[Validated]], run: ResolveContext) -> None:
+        self.run = run
+        self.environ = run.environ
+        self.tree = run.tree
+        self.validated = items
+        self.project = TtsProject()
+        # Url of all four servers from `--url`, else from the environment (the emulator in CI).
+        self.url_override = run.url_override or run.environ.get(URL_ENV) or None
+        # IDs of applications whose documents failed validation: references to them are not
+        # reported again as undeclared.
+        self.invalid_applications = {
+            data["id"]
+            for data in run.rejected.get("Application", [])
+            if isinstance(data.get("id"), str)
+        }
+        # A Stack document that failed validation: what depends on it (the default owner, the
+        # presence of a Stack) is not reported again.
+        self.invalid_stack = bool(run.rejected.get("Stack"))
+
+    def error(self, location: Location, message: str, code: str) -> None:
+        self.run.error(location, message, code)
+
+    def warn(self, location: Location, message: str, code: str) -> None:
+        self.run.warn(location, message, code)
+
+    def resolve(self) -> None:
+        self.resolve_stack()
+        applications = self.resolve_applications()
+        devices = _DeviceRegistry(self)
+        for item in self.validated["Device"]:
+            self.resolve_device(item, applications, devices)
+        for item in self.validated["Fleet"]:
+            self.resolve_fleet(item, applications, devices)
+        self.project.devices = devices.devices
+        self.resolve_gateways()
+
+    # --- stack --------------------------------------------------------------------------------
+
+    def resolve_stack(self) -> None:
+        stacks = self.validated["Stack"]
+        if not stacks:
+            if self.invalid_stack:
+                return
+            # A tree of other providers' targets only needs no Stack.
+            other_targets = any(v for k, v in self.run.validated.items() if k not in m.MODELS)
+            if other_targets and not any(self.validated[k] for k in m.KINDS):
+                return
+            files = sorted({v.document.file for vs in self.run.validated.values() for v in vs})
+            if files or not self.run.diagnostics:
+                self.error(
+                    Location(files[0] if files else "."),
+                    "no `kind: Stack` document: one is needed to name the stack and its servers",
+                    "missing-stack",
+                )
+            return
+        first = stacks[0]
+        for extra in stacks[1:]:
+            self.error(
+                extra.document.locate(["kind"]),
+                f"a second Stack document (the first is at {first.document.locate([])})",
+                "duplicate-stack",
+            )
+        stack = first.model
+        assert isinstance(stack, m.Stack)
+        urls: dict[ServerRole, str] = {}
+        for role in SERVER_ROLES:
+            url = getattr(stack, f"{role}_server_url") or stack.url
+            if url:
+                urls[role] = url
+        target = Target(
+            stack=stack.name,
+            ownership_key=stack.ownership_key,
+            server_urls=urls,
+            api_key=stack.api_key.model_dump(exclude_none=True),
+            ca_bundle=Path(stack.ca_bundle) if stack.ca_bundle else None,
+            tree=self.tree,
+            api_key_source=_lazy(first.document, ["api_key"]),
+            user_agent=stack.user_agent or DEFAULT_USER_AGENT,
+            default_owner=_owner_ref(stack.owner),
+            prune=stack.safety.prune,
+            change_threshold=stack.safety.change_threshold,
+            source=_lazy(first.document, []),
+            base_dir=Path(first.document.file).parent,
+        )
+        if self.url_override:
+            target = target.with_url_override(self.url_override)
+        missing = [role for role in SERVER_ROLES if role not in target.server_urls]
+        if missing:
+            roles = ", ".join(f"`{role}_server_url`" for role in missing)
+            self.error(
+                first.document.locate([]),
+                f"no server URL: set `url` (all four servers) or {roles}, or pass --url",
+                "missing-url",
+            )
+        self.project.target = target
+
+    def owner_for(self, item: Validated, owner: m.Owner | None, what: str) -> OwnerRef | None:
+        ref = _owner_ref(owner)
+        if ref is None and self.project.target is not None:
+            ref = self.project.target.default_owner
+        if ref is None and not self.invalid_stack:
+            self.error(
+                item.document.locate(["id"]),
+                f"{what} has no owner: set `owner` here or on the Stack document",
+                "missing-owner",
+            )
+        return ref
+
+    # --- applications -------------------------------------------------------------------------
+
+    def resolve_applications(self) -> dict[str, _AppInfo]:
+        infos: dict[str, _AppInfo] = {}
+        for item in self.validated["Application"]:
+            app = item.model
+            assert isinstance(app, m.Application)
+            if app.id in infos:
+                first = infos[app.id].item.document.locate(["id"])
+                self.error(
+                    item.document.locate(["id"]),
+                    f"duplicate application `{app.id}` (first defined at {first})",
+                    "duplicate-id",
+                )
+                continue
+            owner = self.owner_for(item, app.owner, f"application `{app.id}`")
+            infos[app.id] = _AppInfo(item, app)
+            if owner is None:
+                continue
+            fields = _model_fields(
+                app,
+                _APPLICATION_FIELDS,
+            )
+            link = None
+            if "default_formatters" in app.model_fields_set:
+                link = _formatter_fields(app.default_formatters, "default_formatters")
+            webhooks = self.resolve_webhooks(item, app)
+            self.project.applications.append(
+                Application(
+                    application_id=app.id,
+                    owner=owner,
+                    fields=fields,
+                    source=_lazy(item.document, []),
+                    link=link,
+                    webhooks=webhooks,
+                    profiles=tuple(app.device_profiles),
+                )
+            )
+        return infos
+
+    def resolve_webhooks(self, item: Validated, app: m.Application) -> list[Webhook]:
+        webhooks: list[Webhook] = []
+        seen: dict[str, int] = {}
+        for index, hook in enumerate(app.webhooks):
+            if hook.id in seen:
+                first = item.document.locate(["webhooks", seen[hook.id], "id"])
+                self.error(
+                    item.document.locate(["webhooks", index, "id"]),
+                    f"duplicate webhook `{hook.id}` in application `{app.id}` "
+                    f"(first defined at {first})",
+                    "duplicate-id",
+                )
+                continue
+            seen[hook.id] = index
+            fields: dict[str, Any] = {"base_url": hook.base_url, "format": hook.format}
+            for name in hook.model_fields_set - {"id", "base_url", "format"}:
+                value = getattr(hook, name)
+                if name in m.WEBHOOK_MESSAGE_TYPES and value is not None:
+                    # The message object itself enables the type, even with an empty path.
+                    fields[name] = {"path": value.path}
+                else:
+                    fields[name] = value
+            webhooks.append(
+                Webhook(app.id, hook.id, fields, _lazy(item.document, ["webhooks", index]))
+            )
+        return webhooks
+
+    # --- devices ------------------------------------------------------------------------------
+
+    def layers_for(
+        self,
+        item: Validated,
+        application: str,
+        profile: str | None,
+        applications: dict[str, _AppInfo],
+    ) -> tuple[dev.Settings, str] | None:
+        """Application defaults merged with the profile, and where values may come from."""
+        info = applications.get(application)
+        if info is None:
+            if application in self.invalid_applications:
+                return None  # already reported where the application is declared
+            match = closest(application, applications)
+            hint = f"; did you mean `{match}`?" if match else ""
+            self.error(
+                item.document.locate(["application"]),
+                f"application `{application}` is not declared in the manifests{hint}",
+                "unknown-application",
+            )
+            return None
+        base = _settings(info.app.device_defaults)
+        where = "the device or the application's device_defaults"
+        if profile is not None:
+            settings = info.app.device_profiles.get(profile)
+            if settings is None:
+                match = closest(profile, info.app.device_profiles)
+                hint = f"; did you mean `{match}`?" if match else ""
+                self.error(
+                    item.document.locate(["profile"]),
+                    f"profile `{profile}` is not declared in application `{application}`{hint}",
+                    "unknown-profile",
+                )
+                return None
+            base = dev.merge(base, _settings(settings))
+            where = f"the device, its profile `{profile}` or the application's device_defaults"
+        return base, where
+
+    def resolve_device(
+        self, item: Validated, applications: dict[str, _AppInfo], devices: _DeviceRegistry
+    ) -> None:
+        device = item.model
+        assert isinstance(device, m.Device)
+        layers = self.layers_for(item, device.application, device.profile, applications)
+        if layers is None:
+            return
+        base, where = layers
+        own = _settings(device)
+        settings = dev.merge(base, own)
+        supports_join = dev.derive_supports_join(settings)
+        problems = dev.check(settings, supports_join, where)
+        document = item.document
+        for key, message in problems:
+            if key is not None and key in own:
+                at = document.locate([key])
+            else:
+                # About the device as a whole: point at its id, without a misleading path.
+                at = dataclasses.replace(document.locate(["id"]), path=None)
+            self.error(at, f"device `{device.id}`: {message}", "invalid-device")
+        if problems:
+            return
+        devices.add(
+            Device(
+                application_id=device.application,
+                device_id=device.id,
+                fields=dev.to_fields(settings, supports_join),
+                source=_lazy(document, []),
+                profile=device.profile,
+            ),
+            lambda key: document.locate([key] if key in own else ["id"]),
+        )
+
+    def resolve_fleet(
+        self,
+        item: Validated,
+        applications: dict[str, _AppInfo],
+        devices: _DeviceRegistry,
+    ) -> None:
+        fleet = item.model
+        assert isinstance(fleet, m.Fleet)
+        layers = self.layers_for(item, fleet.application, fleet.profile, applications)
+        base_dir = Path(item.document.file).parent
+        secrets: dict[str, tuple[CsvTable, CsvRow]] = {}
+        for index, name in enumerate(fleet.secrets_csv or []):
+            table = self.run.read_table(item, ["secrets_csv", index], name)
+            if table is not None:
+                self.index_secrets(table, secrets)
+        if layers is None:
+            return
+        base, where = layers
+        where = where.replace("the device", "the CSV row")
+        used: set[str] = set()
+        for index, name in enumerate(fleet.csv):
+            table = self.run.read_table(item, ["csv", index], name)
+            if table is None:
+                continue
+            self.check_fleet_header(table)
+            context = SecretContext(self.environ, base_dir, f"csv:{table.file}", self.tree)
+            for row in table.rows:
+                self.resolve_row(fleet, table, row, context, base, where, secrets, used, devices)
+        for device_id, (table, row) in secrets.items():
+            if device_id not in used:
+                self.warn(
+                    table.locate(row, "id"),
+                    f"secrets for device `{device_id}`, which is not in the fleet's CSV files",
+                    "unused-secrets",
+                )
+
+    def check_fleet_header(self, table: CsvTable) -> None:
+        known = [c for c in table.header if c in dev.CSV_COLUMNS]
+        if not known:
+            self.error(
+                Location(table.file, 1, 1),
+                "the header has no known column (The Things Stack CSV format: id, dev_eui, "
+                "join_eui, app_key, ...)",
+                "csv-header",
+            )
+        for index, column in enumerate(table.header, start=1):
+            if column in dev.CSV_COLUMNS or not column:
+                continue
+            if column in dev.CSV_STATE_COLUMNS:
+                message = f"column `{column}` is device state, not configuration: ignored"
+                where = Location(table.file, table.header_line, index, column)
+            else:
+                # An unknown header is not quoted: without a header line it is the first
+                # row's data, keys included.
+                match = closest(column, dev.CSV_COLUMNS)
+                hint = f"; did you mean `{match}`?" if match else ""
+                message = f"column {index} of the header is not a known column: ignored{hint}"
+                where = Location(table.file, table.header_line, index)
+            self.warn(where, message, "csv-column")
+        inline_keys = [c for c in table.header if c in dev.SECRET_KEYS]
+        if inline_keys and not table.file.endswith(".secrets.csv"):
+            columns = ", ".join(f"`{c}`" for c in inline_keys)
+            self.warn(
+                Location(table.file, 1, table.header.index(inline_keys[0]) + 1, inline_keys[0]),
+                f"keys ({columns}) are in the fleet CSV: keep them in a git-ignored "
+                "*.secrets.csv (`secrets_csv`) or reference env vars (`env:NAME` cells)",
+                "inline-secret",
+            )
+
+    def index_secrets(self, table: CsvTable, secrets: dict[str, tuple[CsvTable, CsvRow]]) -> None:
+        for index, column in enumerate(table.header, start=1):
+            if column and column not in dev.CSV_SECRETS_COLUMNS:
+                # Not quoted: without a header line, the "header" is a device's keys.
+                self.error(
+                    Location(table.file, table.header_line, index),
+                    f"column {index} of the header is not allowed in a secrets CSV (allowed: "
+                    "id, dev_eui, " + ", ".join(sorted(dev.SECRET_KEYS)) + "; is the header "
+                    "line missing?)",
+                    "csv-column",
+                )
+        for row in table.rows:
+            device_id, problem = dev.csv_row_device_id(row.values)
+            if device_id is None:
+                if problem is None:
+                    self.error(table.locate(row), "row has neither `id` nor `dev_eui`", "csv-row")
+                else:
+                    self.error(table.locate(row, problem[0]), problem[1], "csv-row")
+                continue
+            if device_id in secrets:
+                first_table, first_row = secrets[device_id]
+                self.error(
+                    table.locate(row, "id"),
+                    f"duplicate secrets for device `{device_id}` "
+                    f"(first at {first_table.locate(first_row)})",
+                    "duplicate-id",
+                )
+                continue
+            secrets[device_id] = (table, row)
+
+    def resolve_row(
+        self,
+        fleet: m.Fleet,
+        table: CsvTable,
+        row: CsvRow,
+        context: SecretContext,
+        base: dev.Settings,
+        where: str,
+        secrets: dict[str, tuple[CsvTable, CsvRow]],
+        used: set[str],
+        devices: _DeviceRegistry,
+    ) -> None:
+        own, errors = dev.parse_csv_row(row.values, context)
+        for column, message in errors:
+            self.error(table.locate(row, column), message, "invalid-csv-cell")
+        device_id = own.get("id")
+        if device_id is None:
+            if not errors:
+                self.error(table.locate(row), "row has neither `id` nor `dev_eui`", "csv-row")
+            return
+        joined = secrets.get(device_id)
+        if joined is not None:
+            used.add(device_id)
+            secret_table, secret_row = joined
+            secret_context = SecretContext(
+                self.environ, context.base_dir, f"file:{secret_table.file}", self.tree
+            )
+            keys = {k: v for k, v in secret_row.values.items() if k in dev.SECRET_KEYS and v}
+            for column, text in keys.items():
+                try:
+                    own[column] = dev.parse_secret_cell(text, secret_context)
+                except (ValueError, SecretError) as error:
+                    self.error(
+                        secret_table.locate(secret_row, column), str(error), "invalid-csv-cell"
+                    )
+                    errors.append((column, str(error)))
+        if errors:
+            return  # the cells are reported; checking the device as a whole would only repeat
+        settings = dev.merge(base, own)
+        supports_join = dev.derive_supports_join(settings)
+        problems = dev.check(settings, supports_join, where)
+
+        def locate(key: str | None) -> Location:
+            column = key if key in row.values else None
+            return table.locate(row, column)
+
+        for key, message in problems:
+            self.error(locate(key), f"device `{device_id}`: {message}", "invalid-device")
+        if problems:
+            return
+        devices.add(
+            Device(
+                application_id=fleet.application,
+                device_id=device_id,
+                fields=dev.to_fields(settings, supports_join),
+                source=table.locate(row),
+                profile=fleet.profile,
+            ),
+            locate,
+        )
+
+    # --- gateways -----------------------------------------------------------------------------
+
+    def resolve_gateways(self) -> None:
+        ids: dict[str, Document] = {}
+        euis: dict[str, Document] = {}
+        for item in self.validated["Gateway"]:
+            gateway = item.model
+            assert isinstance(gateway, m.Gateway)
+            if gateway.id in ids:
+                first = ids[gateway.id].locate(["id"])
+                self.error(
+                    item.document.locate(["id"]),
+                    f"duplicate gateway `{gateway.id}` (first defined at {first})",
+                    "duplicate-id",
+                )
+                continue
+            ids[gateway.id] = item.document
+            if gateway.eui is not None:
+                if gateway.eui in euis:
+                    self.error(
+                        item.document.locate(["eui"]),
+                        f"gateway EUI {gateway.eui} is already used by the gateway at "
+                        f"{euis[gateway.eui].locate(['eui'])}",
+                        "duplicate-eui",
+                    )
+                    continue
+                euis[gateway.eui] = item.document
+            owner = self.owner_for(item, gateway.owner, f"gateway `{gateway.id}`")
+            if owner is None:
+                continue
+            fields = _model_fields(
+                gateway,
+                _GATEWAY_FIELDS,
+            )
+            if "eui" in gateway.model_fields_set:
+                fields["ids.eui"] = gateway.eui
+            if "location" in gateway.model_fields_set:
+                # TTS keeps a gateway's location on its (first) antenna.
+                location = gateway.location
+                fields["antennas"] = (
+                    [{"location": location.model_dump(exclude_unset=True)}] if location else None
+                )
+            self.project.gateways.append(
+                Gateway(gateway.id, owner, fields, _lazy(item.document, []))
+            )
+
+
+@dataclass
+class _AppInfo:
+    item: Validated
+    app: m.Application
+
+
+class _DeviceRegistry:
+    """Collects devices and reports duplicate IDs and (JoinEUI, DevEUI) pairs."""
+
+    ZERO_EUI = "0000000000000000"
+
+    def __init__(self, run: _Resolution) -> None:
+        self.run = run
+        self.devices: list[Device] = []
+        self.ids: dict[tuple[str, str], Device] = {}
+        self.euis: dict[tuple[str, str], Device] = {}
+
+    def add(self, device: Device, locate: Callable[[str | None], Location]) -> None:
+        key = (device.application_id, device.device_id)
+        first = self.ids.get(key)
+        if first is not None:
+            self.run.error(
+                locate("id"),
+                f"duplicate device `{device.device_id}` in application `{device.application_id}`"
+                f" (first defined at {first.location})",
+                "duplicate-id",
+            )
+            return
+        dev_eui = device.dev_eui
+        if dev_eui is not None:
+            pair = (device.join_eui or self.ZERO_EUI, dev_eui)
+            holder = self.euis.get(pair)
+            if holder is not None:
+                self.run.error(
+                    locate("dev_eui"),
+                    f"JoinEUI {pair[0]} / DevEUI {pair[1]} is already used by device "
+                    f"`{holder.application_id}/{holder.device_id}` ({holder.location})",
+                    "duplicate-eui",
+                )
+                return
+            self.euis[pair] = device
+        self.ids[key] = device
+        self.devices.append(device)
+
+
+def _lazy(document: Document, path: YamlPath) -> Callable[[], Location]:
+    return lambda: document.locate(path)
+
+
+def _owner_ref(owner: m.Owner | None) -> OwnerRef | None:
+    return None if owner is None else OwnerRef(owner.kind, owner.id)
+
+
+def _settings(model: BaseModel | None) -> dev.Settings:
+    """A validated device-settings model as flat settings (only the fields it sets)."""
+    if model is None:
+        return {}
+    return model.model_dump(exclude_unset=True, round_trip=False)
+
+
+def _model_fields(model: BaseModel, names: Sequence[str]) -> dict[str, Any]:
+    return {name: getattr(model, name) for name in names if name in model.model_fields_set}
+
+
+def _formatter_fields(formatters: m.Formatters | None, prefix: str) -> dict[str, Any]:
+    if formatters is None:
+        return {prefix: None}
+    fields: dict[str, Any] = {}
+    for name in formatters.model_fields_set:
+        fields.update(dev.group_field(prefix, name, getattr(formatters, name)))
+    return fields
