@@ -732,7 +732,10 @@ async def test_application_update_with_empty_mask_touches_only_updated_at(
     )
     assert got["name"] == "kept"
     assert "description" not in got
-    assert got["updated_at"] >= created["updated_at"]
+    # Timestamps carry 0, 3, 6 or 9 fraction digits, so compare instants, not strings.
+    assert datetime.fromisoformat(got["updated_at"]) >= datetime.fromisoformat(
+        created["updated_at"]
+    )
 
 
 async def test_activated_at_cannot_be_unset(tts: TtsApi, client: httpx.AsyncClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -341,7 +342,10 @@ async def test_updated_at_moves_on_update(
     )
     got = expect_ok(await client.get("/applications/app1/devices/dev1"))
     assert got["created_at"] == created["created_at"]
-    assert got["updated_at"] >= created["updated_at"]
+    # Timestamps carry 0, 3, 6 or 9 fraction digits, so compare instants, not strings.
+    assert datetime.fromisoformat(got["updated_at"]) >= datetime.fromisoformat(
+        created["updated_at"]
+    )
 
 
 @pytest.mark.parametrize("path", ["power_state", "ids.dev_addr", "created_at"])
