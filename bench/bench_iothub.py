@@ -49,12 +49,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reconciler.providers.iothub.client import (  # noqa: E402
-    API_VERSION,
-    OperationClass,
-    sas_token,
-    throttle_rates,
-)
+from reconciler.providers.iothub.client import API_VERSION, sas_token  # noqa: E402
+from reconciler.providers.iothub.rules import OperationClass, throttle_rates  # noqa: E402
 
 HUB_NAME = "benchhub"
 HOST = f"{HUB_NAME}.azure-devices.net"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from reconciler.emulator.config import EmulatorConfig
 from reconciler.emulator.iothub.sas import decode_key
-from reconciler.emulator.iothub.throttle import SKUS
+from reconciler.providers.iothub.rules import SKUS
 
 HUB_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{1,48}[A-Za-z0-9])")
 

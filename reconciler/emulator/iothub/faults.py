@@ -11,7 +11,8 @@ from typing import Any
 
 from reconciler.emulator.faults import Faults
 from reconciler.emulator.iothub.config import IotHubConfig
-from reconciler.emulator.iothub.throttle import SKUS, Throttles
+from reconciler.emulator.iothub.throttle import Throttles
+from reconciler.providers.iothub.rules import SKUS
 
 _HUB_SETTINGS = ("sku", "units", "throttle_backlog_s", "visibility_delay_ms")
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 
-SKUS = ("F1", "B1", "B2", "B3", "S1", "S2", "S3")
+from reconciler.providers.iothub.rules import throttle_rates
 
 
 class OperationClass(Enum):
@@ -24,28 +24,9 @@ class OperationClass(Enum):
 
 
 def rates(sku: str, units: int) -> dict[OperationClass, float]:
-    """Operations per second for a hub of `units` units of `sku`."""
-    tier = sku[1]
-    if tier == "3":
-        return {
-            OperationClass.IDENTITY: 5000 / 60 * units,
-            OperationClass.TWIN_READ: 500.0 * units,
-            OperationClass.TWIN_UPDATE: 250.0 * units,
-            OperationClass.QUERY: 1000 / 60 * units,
-        }
-    if tier == "2":
-        return {
-            OperationClass.IDENTITY: 100 / 60 * units,
-            OperationClass.TWIN_READ: max(100.0, 10.0 * units),
-            OperationClass.TWIN_UPDATE: max(50.0, 5.0 * units),
-            OperationClass.QUERY: 20 / 60 * units,
-        }
-    return {  # F1, B1, S1
-        OperationClass.IDENTITY: 100 / 60 * units,
-        OperationClass.TWIN_READ: 100.0,
-        OperationClass.TWIN_UPDATE: 50.0,
-        OperationClass.QUERY: 20 / 60 * units,
-    }
+    """Operations per second for a hub of `units` units of `sku`: the provider paces by the same
+    published throttles, so both read them from one table."""
+    return {OperationClass[op.name]: rate for op, rate in throttle_rates(sku, units).items()}
 
 
 @dataclass

@@ -25,12 +25,12 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
 from reconciler import __version__
 from reconciler.diagnostics import ReconcilerError
+from reconciler.providers.iothub.rules import OperationClass
 from reconciler.redact import Redactor
 from reconciler.transport import (
     AiohttpTransport,
@@ -53,40 +53,6 @@ TOKEN_RENEW_S = 300  # renew this long before expiry
 USER_AGENT = f"reconciler/{__version__}"
 EXCERPT_CHARS = 200
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-
-
-class OperationClass(Enum):
-    IDENTITY = "identity registry operations"
-    TWIN_READ = "twin reads"
-    TWIN_UPDATE = "twin updates"
-    QUERY = "queries"
-
-
-def throttle_rates(sku: str, units: int) -> dict[OperationClass, float]:
-    """Operations per second an IoT Hub of `units` units of `sku` allows (Azure's published
-    throttles: identity 100/min/unit on tiers 1-2 and 5000/min/unit on tier 3; twin reads 100/s,
-    updates 50/s on tier 1; queries 20/min/unit on tiers 1-2, 1000/min/unit on tier 3)."""
-    tier = sku[1]
-    if tier == "3":
-        return {
-            OperationClass.IDENTITY: 5000 / 60 * units,
-            OperationClass.TWIN_READ: 500.0 * units,
-            OperationClass.TWIN_UPDATE: 250.0 * units,
-            OperationClass.QUERY: 1000 / 60 * units,
-        }
-    if tier == "2":
-        return {
-            OperationClass.IDENTITY: 100 / 60 * units,
-            OperationClass.TWIN_READ: max(100.0, 10.0 * units),
-            OperationClass.TWIN_UPDATE: max(50.0, 5.0 * units),
-            OperationClass.QUERY: 20 / 60 * units,
-        }
-    return {
-        OperationClass.IDENTITY: 100 / 60 * units,
-        OperationClass.TWIN_READ: 100.0,
-        OperationClass.TWIN_UPDATE: 50.0,
-        OperationClass.QUERY: 20 / 60 * units,
-    }
 
 
 class Pacer:

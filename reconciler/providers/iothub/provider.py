@@ -31,12 +31,10 @@ from reconciler.providers.iothub.client import (
     HubClient,
     IotHubAPIError,
     IotHubTransportError,
-    OperationClass,
     Pacer,
     RetryPolicy,
     if_match,
     quote_id,
-    throttle_rates,
 )
 from reconciler.providers.iothub.credentials import connection_string
 from reconciler.providers.iothub.differ import (
@@ -52,6 +50,7 @@ from reconciler.providers.iothub.differ import (
     wanted,
 )
 from reconciler.providers.iothub.manifest import PROVIDER, HubProject, HubTarget
+from reconciler.providers.iothub.rules import OperationClass, throttle_rates
 from reconciler.redact import Redactor
 from reconciler.resources import (
     DesiredResource,

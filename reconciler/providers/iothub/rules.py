@@ -14,6 +14,7 @@ import binascii
 import json
 import math
 import re
+from enum import Enum
 from typing import Any
 
 DEVICE_ID_CHARS = r"A-Za-z0-9\-:.+%_#*?!(),=@;$'"
@@ -38,6 +39,40 @@ DESIRED_MAX_BYTES = 32 * 1024
 _FORBIDDEN_KEY_CHARS = frozenset(".$ ")
 HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+")
 SKUS = ("F1", "B1", "B2", "B3", "S1", "S2", "S3")
+
+
+class OperationClass(Enum):
+    IDENTITY = "identity registry operations"
+    TWIN_READ = "twin reads"
+    TWIN_UPDATE = "twin updates"
+    QUERY = "queries"
+
+
+def throttle_rates(sku: str, units: int) -> dict[OperationClass, float]:
+    """Operations per second an IoT Hub of `units` units of `sku` allows (Azure's published
+    throttles: identity 100/min/unit on tiers 1-2 and 5000/min/unit on tier 3; twin reads 100/s,
+    updates 50/s on tier 1; queries 20/min/unit on tiers 1-2, 1000/min/unit on tier 3)."""
+    tier = sku[1]
+    if tier == "3":
+        return {
+            OperationClass.IDENTITY: 5000 / 60 * units,
+            OperationClass.TWIN_READ: 500.0 * units,
+            OperationClass.TWIN_UPDATE: 250.0 * units,
+            OperationClass.QUERY: 1000 / 60 * units,
+        }
+    if tier == "2":
+        return {
+            OperationClass.IDENTITY: 100 / 60 * units,
+            OperationClass.TWIN_READ: max(100.0, 10.0 * units),
+            OperationClass.TWIN_UPDATE: max(50.0, 5.0 * units),
+            OperationClass.QUERY: 20 / 60 * units,
+        }
+    return {
+        OperationClass.IDENTITY: 100 / 60 * units,
+        OperationClass.TWIN_READ: 100.0,
+        OperationClass.TWIN_UPDATE: 50.0,
+        OperationClass.QUERY: 20 / 60 * units,
+    }
 
 
 def check_device_id(value: object, what: str = "device id") -> str:
