@@ -19,7 +19,13 @@ from typing import Annotated, Any
 
 from pydantic import PlainValidator, ValidationInfo, WithJsonSchema
 
-from reconciler.manifest.files import SECRET_FILE, FileRefError, ManifestTree
+from reconciler.manifest.files import (
+    CA_BUNDLE,
+    SECRET_FILE,
+    FileMissing,
+    FileRefError,
+    ManifestTree,
+)
 from reconciler.resources import Secret
 
 
@@ -92,6 +98,31 @@ def context_of(info: ValidationInfo) -> SecretContext:
         if isinstance(found, SecretContext):
             return found
     return SecretContext()
+
+
+def credential_file_inside_tree(file: str | None, info: ValidationInfo) -> None:
+    """A target's credential `{file: ...}` is read only by plan/apply (it may not exist yet when
+    validating), but it may never name a file outside the manifest tree."""
+    if file is None:
+        return
+    context = context_of(info)
+    try:
+        context.tree.resolve(file, context.base_dir, SECRET_FILE)
+    except FileMissing:
+        pass
+    except FileRefError as error:
+        raise ValueError(str(error)) from None
+
+
+def ca_bundle_inside_tree(value: str | None, info: ValidationInfo) -> str | None:
+    """A target's CA bundle: an existing regular file inside the tree, under its cap."""
+    if value is None:
+        return value
+    context = context_of(info)
+    try:
+        return context.tree.check(value, context.base_dir, CA_BUNDLE)
+    except FileRefError as error:
+        raise ValueError(str(error)) from None
 
 
 def secret_validator(normalise: Callable[[str], str]) -> Callable[[object, ValidationInfo], Secret]:

@@ -25,8 +25,12 @@ from pydantic import (
 )
 
 from reconciler.manifest.common import FileList, ManifestModel, Safety, SecretReference
-from reconciler.manifest.files import CA_BUNDLE, SECRET_FILE, FileMissing, FileRefError
-from reconciler.manifest.secrets import context_of, resolve
+from reconciler.manifest.secrets import (
+    ca_bundle_inside_tree,
+    context_of,
+    credential_file_inside_tree,
+    resolve,
+)
 from reconciler.providers.iothub import rules
 from reconciler.resources import Secret
 
@@ -283,26 +287,13 @@ class IotHub(ManifestModel):
     @field_validator("connection_string")
     @classmethod
     def _inside_tree(cls, value: SecretReference, info: ValidationInfo) -> SecretReference:
-        if value.file is not None:
-            context = context_of(info)
-            try:
-                context.tree.resolve(value.file, context.base_dir, SECRET_FILE)
-            except FileMissing:
-                pass
-            except FileRefError as error:
-                raise ValueError(str(error)) from None
+        credential_file_inside_tree(value.file, info)
         return value
 
     @field_validator("ca_bundle")
     @classmethod
     def _ca_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return value
-        context = context_of(info)
-        try:
-            return context.tree.check(value, context.base_dir, CA_BUNDLE)
-        except FileRefError as error:
-            raise ValueError(str(error)) from None
+        return ca_bundle_inside_tree(value, info)
 
 
 MODELS: dict[str, type[ManifestModel]] = {

@@ -25,8 +25,13 @@ from pydantic import (
 )
 
 from reconciler.manifest.common import FileList, ManifestModel, Safety, SecretReference
-from reconciler.manifest.files import CA_BUNDLE, SCRIPT_FILE, SECRET_FILE, FileMissing, FileRefError
-from reconciler.manifest.secrets import Token, context_of
+from reconciler.manifest.files import SCRIPT_FILE, FileRefError
+from reconciler.manifest.secrets import (
+    Token,
+    ca_bundle_inside_tree,
+    context_of,
+    credential_file_inside_tree,
+)
 from reconciler.providers.tts.manifest import types as t
 from reconciler.providers.tts.manifest.types import AesKey, HeaderValue
 
@@ -369,27 +374,13 @@ class Stack(ManifestModel):
     @field_validator("api_key")
     @classmethod
     def _api_key_inside_tree(cls, value: SecretReference, info: ValidationInfo) -> SecretReference:
-        # Read only by plan/apply (the file may not exist yet), but never from outside the tree.
-        if value.file is not None:
-            context = context_of(info)
-            try:
-                context.tree.resolve(value.file, context.base_dir, SECRET_FILE)
-            except FileMissing:
-                pass
-            except FileRefError as error:
-                raise ValueError(str(error)) from None
+        credential_file_inside_tree(value.file, info)
         return value
 
     @field_validator("ca_bundle")
     @classmethod
     def _ca_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return value
-        context = context_of(info)
-        try:
-            return context.tree.check(value, context.base_dir, CA_BUNDLE)
-        except FileRefError as error:
-            raise ValueError(str(error)) from None
+        return ca_bundle_inside_tree(value, info)
 
 
 MODELS: dict[str, type[ManifestModel]] = {
