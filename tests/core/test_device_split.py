@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-import pytest
 
 from reconciler.providers.tts import devices
+from tests.shared_data import TTS_REFERENCE_DIR as REFERENCE
+from tests.shared_data import needs_shared
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "tts"
-pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared not available")
+pytestmark = needs_shared
 
 RPC = {
     "is": "/ttn.lorawan.v3.EndDeviceRegistry/Update",

@@ -18,12 +18,10 @@ import httpx
 import pytest
 
 from tests.core.support import DEVICES, Engine, site
+from tests.shared_data import TTS_REFERENCE_DIR as REFERENCE
+from tests.shared_data import needs_shared
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "tts"
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared not available"),
-]
+pytestmark = [pytest.mark.asyncio, needs_shared]
 
 WRAPPERS = ("end_device", "application", "gateway", "webhook", "link")
 # Create RPCs take no mask; the body must only hold fields the registry stores.

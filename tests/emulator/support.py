@@ -12,13 +12,9 @@ import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-
-REFERENCE_DIR = Path(__file__).resolve().parents[3] / "shared" / "reference" / "tts"
-SEEDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "seeds"
 
 ADMIN_USER = "admin-user"
 FREQUENCY_PLAN = "EU_863_870_TTN"

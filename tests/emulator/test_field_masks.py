@@ -22,7 +22,6 @@ import pytest
 
 from tests.emulator.support import (
     INVALID_ARGUMENT,
-    REFERENCE_DIR,
     TtsApi,
     error_name,
     expect_error,
@@ -30,6 +29,7 @@ from tests.emulator.support import (
     new_eui,
     new_key,
 )
+from tests.shared_data import TTS_REFERENCE_DIR, shared_path
 
 FIELD_MASK_PATHS = "pkg/rpcmiddleware/validator:field_mask_paths"
 FORBIDDEN_SAMPLE = 40
@@ -38,7 +38,7 @@ FORBIDDEN_SAMPLE = 40
 @cache
 def server_table() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(
-        (REFERENCE_DIR / "rpc-field-mask-paths.server.json").read_text("utf-8")
+        (shared_path(TTS_REFERENCE_DIR) / "rpc-field-mask-paths.server.json").read_text("utf-8")
     )
     return data
 

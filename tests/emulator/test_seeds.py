@@ -31,13 +31,13 @@ import pytest
 
 from tests.conftest import ServedEmulator, serve_in_subprocess
 from tests.emulator.support import (
-    SEEDS_DIR,
     expect_ok,
     make_api_key,
     new_dev_addr,
     new_eui,
     new_key,
 )
+from tests.shared_data import SEEDS_DIR, shared_path
 
 DOC_BASE = "https://thethings.example.com/api/v3"
 DOC_TENANT_BASE = "https://tenant1.thethings.example.com/api/v3"
@@ -85,7 +85,7 @@ def curl_commands(seed: str) -> list[CurlCommand]:
     """Every `curl ...` command of a seed, in document order (markdown or plain text)."""
     commands: list[CurlCommand] = []
     pending: list[str] | None = None
-    for raw_line in (SEEDS_DIR / seed).read_text("utf-8").splitlines():
+    for raw_line in (shared_path(SEEDS_DIR) / seed).read_text("utf-8").splitlines():
         line = raw_line.removeprefix("$ ")
         if pending is None:
             if not line.startswith("curl "):
@@ -107,7 +107,7 @@ def curl_commands(seed: str) -> list[CurlCommand]:
 
 def python_examples() -> dict[str, str]:
     """`# name.py` -> source of each ```python block of the Python examples document."""
-    text = (SEEDS_DIR / PYTHON_DOCS).read_text("utf-8")
+    text = (shared_path(SEEDS_DIR) / PYTHON_DOCS).read_text("utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     examples: dict[str, str] = {}
     for block in blocks:

@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -18,8 +17,6 @@ import httpx
 API_VERSION = "2021-04-12"
 HUB = "myhub"
 HOST = f"{HUB}.azure-devices.net"
-REFERENCE_DIR = Path(__file__).resolve().parents[3] / "shared" / "reference" / "azure-iothub"
-SEEDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "seeds"
 
 
 def sas_token(

@@ -6,15 +6,13 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.iothub_emulator.support import REFERENCE_DIR
+from tests.shared_data import IOTHUB_REFERENCE_DIR, needs_shared
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "reconciler" / "emulator" / "iothub" / "data"
 
 
-@pytest.mark.skipif(not REFERENCE_DIR.is_dir(), reason="../shared/reference is not beside the repo")
+@needs_shared
 def test_generated_tables_are_up_to_date(tmp_path: Path) -> None:
     path = ROOT / "tools" / "gen_iothub_tables.py"
     spec = importlib.util.spec_from_file_location("gen_iothub_tables", path)
@@ -22,6 +20,6 @@ def test_generated_tables_are_up_to_date(tmp_path: Path) -> None:
     module = importlib.util.module_from_spec(spec)
     sys.modules["gen_iothub_tables"] = module
     spec.loader.exec_module(module)
-    written = module.generate(REFERENCE_DIR, tmp_path)
+    written = module.generate(IOTHUB_REFERENCE_DIR, tmp_path)
     stale = [p.name for p in written if p.read_bytes() != (COMMITTED / p.name).read_bytes()]
     assert not stale, f"run `make tables`: stale {stale}"

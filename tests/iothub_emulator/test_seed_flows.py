@@ -10,20 +10,20 @@ import re
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.iothub_emulator.support import HOST, SEEDS_DIR, error_name, sas_token
+from tests.iothub_emulator.support import HOST, error_name, sas_token
+from tests.shared_data import SEEDS_DIR, needs_shared
 
-SEED = next(iter(sorted(SEEDS_DIR.glob("003_*.txt"))), None) if SEEDS_DIR.is_dir() else None
-pytestmark = pytest.mark.skipif(SEED is None, reason="../shared/seeds/003 is not beside the repo")
+pytestmark = needs_shared
 RECORDED = re.compile(r"^\s*(\(u'.*, \d{3}\))\s*$", re.MULTILINE)
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?Z$")
 
 
 def recorded() -> list[tuple[str, int]]:
     """The sample's recorded (body, status) pairs, in order: create, 409, get, list, D2C."""
-    assert SEED is not None
-    text = SEED.read_text(encoding="utf-8")
+    seed = next(iter(sorted(SEEDS_DIR.glob("003_*.txt"))), None)
+    assert seed is not None, f"no 003_*.txt sample in {SEEDS_DIR}"
+    text = seed.read_text(encoding="utf-8")
     pairs = [ast.literal_eval(match.group(1)) for match in RECORDED.finditer(text)]
     assert [status for _, status in pairs] == [200, 409, 200, 200, 204]
     return pairs
