@@ -1059,8 +1059,8 @@ def emulator_serve(
         ),
     ] = None,
 ) -> None:
-    """Serve an emulated API until SIGINT/SIGTERM (tts: at http://HOST:PORT/api/v3;
-    azure-iothub: at http://HOST:PORT, the ready line giving the iothubowner connection string)."""
+    """Serve an emulated API until SIGINT/SIGTERM; one ready line gives its URL and admin
+    credential (azure-iothub: the iothubowner connection string)."""
     # A shell or CI job serving both emulators exports each one's credential variable; a
     # variable that belongs to the other API is not an option this API should refuse.
     if api != "tts" and _from_environment(ctx, "api_key"):
