@@ -114,26 +114,11 @@ def site(directory: Path, devices: str = DEVICES, **extra: str) -> Path:
     )
 
 
-@dataclass
-class Engine:
-    """Runs plan/apply in-process against one emulator."""
-
-    transport: httpx.AsyncBaseTransport
-    api_key: str
-    url: str = ROOT_URL
-    environ_extra: dict[str, str] = field(default_factory=dict)
+class EngineRuns:
+    """plan/apply in-process through the engine, with the options a subclass builds."""
 
     def options(self, paths: list[Path], **kwargs: Any) -> RunOptions:
-        environ: Mapping[str, str] = {**KEYS, "TTS_API_KEY": self.api_key, **self.environ_extra}
-        kwargs.setdefault("url", self.url)
-        return RunOptions(
-            paths=paths,
-            providers=REGISTRY,
-            manifest_kinds=MANIFEST_KINDS,
-            environ=environ,
-            transport=self.transport,
-            **kwargs,
-        )
+        raise NotImplementedError
 
     async def plan(self, paths: list[Path], **kwargs: Any) -> PlanRun:
         options = self.options(paths, **kwargs)
@@ -154,6 +139,28 @@ class Engine:
             return run, report
         finally:
             await session.aclose()
+
+
+@dataclass
+class Engine(EngineRuns):
+    """Runs plan/apply in-process against one emulator."""
+
+    transport: httpx.AsyncBaseTransport
+    api_key: str
+    url: str = ROOT_URL
+    environ_extra: dict[str, str] = field(default_factory=dict)
+
+    def options(self, paths: list[Path], **kwargs: Any) -> RunOptions:
+        environ: Mapping[str, str] = {**KEYS, "TTS_API_KEY": self.api_key, **self.environ_extra}
+        kwargs.setdefault("url", self.url)
+        return RunOptions(
+            paths=paths,
+            providers=REGISTRY,
+            manifest_kinds=MANIFEST_KINDS,
+            environ=environ,
+            transport=self.transport,
+            **kwargs,
+        )
 
 
 def step_summary(run: PlanRun) -> dict[str, list[tuple[str, str, list[str]]]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import textwrap
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +13,11 @@ from typing import Any
 
 import httpx
 
-from reconciler import engine
 from reconciler.engine import PlanRun, RunOptions
-from reconciler.plan.model import ApplyReport
 from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
+
+# write_manifests is re-exported: the IoT Hub tests take all their helpers from here.
+from tests.core.support import EngineRuns, write_manifests  # noqa: F401
 from tests.iothub_emulator.support import API_VERSION, HOST, sas_token
 
 HUB_URL = f"https://{HOST}"
@@ -84,15 +84,8 @@ properties: {desired: {locked: true}}
 """
 
 
-def write_manifests(directory: Path, **files: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (directory / f"{name}.yaml").write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    return directory
-
-
 @dataclass
-class HubEngine:
+class HubEngine(EngineRuns):
     """Runs plan/apply in-process against one emulated hub."""
 
     transport: httpx.AsyncBaseTransport
@@ -120,26 +113,6 @@ class HubEngine:
             transport=self.transport,
             **kwargs,
         )
-
-    async def plan(self, paths: list[Path], **kwargs: Any) -> PlanRun:
-        options = self.options(paths, **kwargs)
-        loaded = engine.load(options)
-        session = engine.connect(loaded, options)
-        try:
-            return await engine.make_plan(loaded, session, options)
-        finally:
-            await session.aclose()
-
-    async def apply(self, paths: list[Path], **kwargs: Any) -> tuple[PlanRun, ApplyReport]:
-        options = self.options(paths, **kwargs)
-        loaded = engine.load(options)
-        session = engine.connect(loaded, options)
-        try:
-            run = await engine.make_plan(loaded, session, options)
-            report = await engine.apply_plan(run, session, options)
-            return run, report
-        finally:
-            await session.aclose()
 
 
 async def owner_client(
