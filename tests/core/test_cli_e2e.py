@@ -11,39 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import CliRunner
 from tests.conftest import ServedEmulator
 from tests.core.support import KEYS, site
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class Cli:
+class Cli(CliRunner):
     def __init__(self, served: ServedEmulator, cwd: Path) -> None:
-        self.env = {
-            **KEYS,
-            "TTS_API_KEY": served.api_key,
-            "RECONCILER_TTS_URL": served.root_url,
-            "PATH": "/usr/bin:/bin",
-        }
-        self.cwd = cwd
-        self.outputs: list[str] = []
-        self.stdout = ""
-
-    def __call__(self, *args: str, expect: int = 0) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "reconciler", *args],
-            cwd=self.cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        self.outputs += [result.stdout, result.stderr]
-        self.stdout = result.stdout
-        assert result.returncode == expect, (args, result.returncode, result.stdout, result.stderr)
-        assert "Traceback" not in result.stderr
-        return result.stdout + result.stderr
+        env = {**KEYS, "TTS_API_KEY": served.api_key, "RECONCILER_TTS_URL": served.root_url}
+        super().__init__(env, cwd)
 
 
 def secret_forms(value: str) -> list[str]:

@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.cli_runner import CliRunner
 from tests.conftest import ServedEmulator
 from tests.core.support import DEVICES, KEYS, site
 
@@ -57,29 +56,14 @@ def normalise_json(value: Any) -> Any:
     return value
 
 
-class Cli:
+class Cli(CliRunner):
     def __init__(self, served: ServedEmulator, cwd: Path) -> None:
         self.served = served
-        self.cwd = cwd
-        self.env = {
-            **KEYS,
-            "TTS_API_KEY": served.api_key,
-            "RECONCILER_TTS_URL": served.root_url,
-            "PATH": "/usr/bin:/bin",
-        }
+        env = {**KEYS, "TTS_API_KEY": served.api_key, "RECONCILER_TTS_URL": served.root_url}
+        super().__init__(env, cwd)
 
     def __call__(self, *args: str, expect: int = 0) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "reconciler", *args],
-            cwd=self.cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert result.returncode == expect, (args, result.returncode, result.stdout, result.stderr)
-        assert "Traceback" not in result.stderr
+        result = self.run(*args, expect=expect)
         # The emulator's address appears as a URL and as the devices' server addresses.
         return re.sub(r"127\.0\.0\.1:\d+", HOST, result.stdout)
 

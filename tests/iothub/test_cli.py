@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from azure.iot.hub.protocol.models import Twin, TwinProperties
 
+from tests.cli_runner import CliRunner
 from tests.conftest import serve_in_thread
 from tests.iothub.support import DEVICES, HUB, connection_string, new_key, write_manifests
 from tests.iothub_emulator.conftest import build_app, registry_manager
@@ -29,26 +28,9 @@ def served_hub() -> Iterator[tuple[str, str]]:
         yield root_url, key
 
 
-class Cli:
+class Cli(CliRunner):
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.env = {**env, "PATH": "/usr/bin:/bin", "NO_COLOR": "1", "COLUMNS": "300"}
-        self.cwd = cwd
-        self.outputs: list[str] = []
-
-    def __call__(self, *args: str, expect: int = 0) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "reconciler", *args],
-            cwd=self.cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        self.outputs += [result.stdout, result.stderr]
-        assert result.returncode == expect, (args, result.returncode, result.stdout, result.stderr)
-        assert "Traceback" not in result.stderr
-        return result.stdout + result.stderr
+        super().__init__({**env, "PATH": "/usr/bin:/bin", "NO_COLOR": "1", "COLUMNS": "300"}, cwd)
 
 
 @pytest.mark.slow
