@@ -972,6 +972,18 @@ def emulator_serve(
         Path | None,
         typer.Option("--state", help="Keep state in this SQLite file (survives restarts)."),
     ] = None,
+    traffic_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--traffic-interval",
+            metavar="SECONDS",
+            min=0,
+            help="tts: emulate a live network: every device sends an uplink about every SECONDS "
+            "(jittered; OTAA devices join first); off when omitted or 0. Also settable at run "
+            'time: PUT /_emulator/config {"traffic_interval": SECONDS}.',
+            show_default=False,
+        ),
+    ] = None,
     latency_ms: Annotated[float, typer.Option("--latency-ms", help="Added latency.")] = 0.0,
     jitter_ms: Annotated[float, typer.Option("--jitter-ms", help="Random extra latency.")] = 0.0,
     rate_limit: Annotated[
@@ -1085,6 +1097,7 @@ def emulator_serve(
                 name: str(value)
                 for name, value in (
                     ("user_id", user_id),
+                    ("traffic_interval", traffic_interval),
                     ("hub_name", hub_name),
                     ("shared_access_key", shared_access_key),
                     ("sku", sku),

@@ -4,9 +4,10 @@ How an API plugs in (the TTS API in `reconciler/emulator/tts/` is the worked exa
 
 1. Its emulator object offers what `reconciler.emulator.app.EmulatedAPI` lists: `faults`
    (`reconciler.emulator.faults.Faults`), `stats` (`reconciler.emulator.admin.RequestStats`),
-   the admin check, its own 400/404/405 responses, its own admin routes, and `close()`. Its
-   tables are a `reconciler.emulator.state.Store` subclass; its configuration extends
-   `reconciler.emulator.config.EmulatorConfig`.
+   the admin check, its own 400/404/405 responses, its own admin routes, `start()` (background
+   work, at server startup) and `close()`. Its tables are a `reconciler.emulator.state.Store`
+   subclass; its configuration extends `reconciler.emulator.config.EmulatorConfig`; its own
+   run-time settings join `/_emulator/config` through `Faults.add_setting`.
 2. `reconciler.emulator.app.build_app(api, routes)` makes the ASGI app (admin endpoints included).
 3. A factory `(APIOptions) -> ServedAPI` builds that app from the command line's options, and one
    entry in `APIS` names it. The factory imports its package when called, so serving one API never

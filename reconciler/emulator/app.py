@@ -43,6 +43,9 @@ class EmulatedAPI(Protocol):
     def admin_routes(self) -> list[BaseRoute]:
         """The API's own admin endpoints (under `/_emulator/`); may be empty."""
 
+    def start(self) -> None:
+        """Start background tasks, in the server's event loop (at server startup)."""
+
     def close(self) -> None:
         """Release the state file and background tasks (at server shutdown)."""
 
@@ -50,6 +53,7 @@ class EmulatedAPI(Protocol):
 def build_app(api: EmulatedAPI, routes: list[BaseRoute]) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        api.start()
         yield
         api.close()
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -48,6 +50,15 @@ class DroppingResponse(Response):
         raise DroppedConnection("connection dropped after the write was applied")
 
 
+@dataclass(frozen=True)
+class Setting:
+    """A run-time setting an API adds to `PUT /_emulator/config` (e.g. TTS traffic)."""
+
+    read: Callable[[], Any]  # the value `GET /_emulator/config` shows
+    parse: Callable[[Any], Any]  # the JSON value -> what `apply` takes; ValueError if invalid
+    apply: Callable[[Any], None]
+
+
 class Faults:
     def __init__(self, config: EmulatorConfig) -> None:
         self.rng = random.Random(config.seed)
@@ -59,6 +70,10 @@ class Faults:
         self.event_stream_idle_s: float | None = None
         self.limiter: RateLimiter | None = None
         self.set_rate_limit(config.rate_limit)
+        self.settings: dict[str, Setting] = {}  # the API's own, by name
+
+    def add_setting(self, name: str, setting: Setting) -> None:
+        self.settings[name] = setting
 
     def set_rate_limit(self, value: tuple[int, int] | None) -> None:
         self.limiter = RateLimiter(*value) if value else None
@@ -74,13 +89,15 @@ class Faults:
             "fail_rate": self.fail_rate,
             "drop_rate": self.drop_rate,
             "event_stream_idle_s": self.event_stream_idle_s,
+            **{name: setting.read() for name, setting in self.settings.items()},
         }
 
     def update(self, settings: Any) -> None:
         """Apply a `PUT /_emulator/config` body; ValueError (nothing applied) when invalid."""
         if not isinstance(settings, dict):
             raise ValueError("want a JSON object")
-        unknown = set(settings) - {*_RATES, *_DURATIONS, "rate_limit", "event_stream_idle_s"}
+        known = {*_RATES, *_DURATIONS, "rate_limit", "event_stream_idle_s", *self.settings}
+        unknown = set(settings) - known
         if unknown:
             raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
         updates: dict[str, Any] = {}
@@ -96,12 +113,19 @@ class Faults:
             if "event_stream_idle_s" in settings:
                 idle = settings["event_stream_idle_s"]
                 updates["event_stream_idle_s"] = None if idle is None else float(idle)
+            own = {
+                name: setting.parse(settings[name])
+                for name, setting in self.settings.items()
+                if name in settings
+            }
         except (KeyError, TypeError) as error:
             raise ValueError(f"invalid setting: {error}") from None
         for name, value in updates.items():
             setattr(self, name, value)
         if "rate_limit" in settings:
             self.set_rate_limit(rate_limit)
+        for name, value in own.items():
+            self.settings[name].apply(value)
 
     async def delay(self) -> None:
         if self.latency_ms <= 0 and self.jitter_ms <= 0:

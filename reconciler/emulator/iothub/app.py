@@ -157,6 +157,9 @@ class Hub:
             }
         )
 
+    def start(self) -> None:
+        """No background work."""
+
     def close(self) -> None:
         self.store.close()
 

@@ -33,6 +33,7 @@ from reconciler.emulator.tts.codec import now_timestamp
 from reconciler.emulator.tts.config import API_KEY_PATTERN, TTSConfig, generate_api_key
 from reconciler.emulator.tts.events import EventBus
 from reconciler.emulator.tts.state import TTSStore
+from reconciler.emulator.tts.traffic import Traffic, parse_interval
 
 PREFIX = "/api/v3"
 JSON_TYPE = "application/json"
@@ -58,6 +59,9 @@ class Emulator:
         # (JoinEUI, DevEUI) -> device key, per registry table; built on first use.
         self.eui_indexes: dict[str, dict[tuple[str, str], str]] = {}
         self.api_key = self._bootstrap(config)
+        self.traffic = Traffic(
+            self, config.traffic_interval, config.seed, manual_clock=config.traffic_manual_clock
+        )
 
     def _bootstrap(self, config: TTSConfig) -> str:
         """One admin user and its all-rights key, as on a fresh deployment."""
@@ -137,7 +141,17 @@ class Emulator:
         return JSONResponse({"code": 12, "message": "Method Not Allowed", "details": []}, 405)
 
     def admin_routes(self) -> list[BaseRoute]:
-        return [Route("/_emulator/devices", self._inventory, methods=["GET"])]
+        return [
+            Route("/_emulator/devices", self._inventory, methods=["GET"]),
+            Route("/_emulator/traffic", self._traffic, methods=["GET"]),
+        ]
+
+    async def _traffic(self, request: Request) -> Response:
+        """The emulated traffic so far: interval, devices scheduled, joins and uplinks sent."""
+        denied = self.admin_denied(request)
+        if denied is not None:
+            return denied
+        return json_response(self.traffic.snapshot())
 
     async def _inventory(self, request: Request) -> Response:
         """Device IDs per registry (`app/device`), which the real API cannot list for NS/AS/JS:
@@ -156,7 +170,11 @@ class Emulator:
             {name: sorted(key for key, _ in table.items()) for name, table in tables.items()}
         )
 
+    def start(self) -> None:
+        self.traffic.start()
+
     def close(self) -> None:
+        self.traffic.stop()
         self.events.close()
         self.store.close()
 
@@ -335,6 +353,7 @@ def served(options: APIOptions) -> ServedAPI:
     """The `tts` entry of `reconciler.emulator.apis.APIS`."""
     settings = dict(options.settings)
     user_id = settings.pop("user_id", None) or TTSConfig.user_id
+    traffic_interval = parse_interval(settings.pop("traffic_interval", None))
     if settings:
         flags = ", ".join("--" + name.replace("_", "-") for name in sorted(settings))
         raise ValueError(f"the TTS emulator has no option {flags}")
@@ -342,9 +361,12 @@ def served(options: APIOptions) -> ServedAPI:
         **{name: getattr(options.common, name) for name in _COMMON_FIELDS},
         api_key=options.admin_key,
         user_id=user_id,
+        traffic_interval=traffic_interval,
     )
     app = create_app(config)
     details = [f"admin user {user_id}"]
+    if traffic_interval is not None:
+        details.append(f"traffic every {traffic_interval:g} s per device")
     if options.admin_key is None:
         details.append(f"API key {app.state.emulator.api_key}")
     return ServedAPI(app, "TTS emulator", PREFIX, tuple(details))

@@ -223,6 +223,14 @@ def _queue(call: Call, replace: bool) -> dict[str, Any]:
     device = call.store.as_devices.get(device_key(app_id, dev_id))
     if device is None:
         raise not_found("pkg/redis", "not_found", "entity not found")
+    if not device.get("session") and not device.get("pending_session"):
+        # An OTAA device that never joined: nothing to encrypt the downlink with.
+        raise errors.TTSError(
+            AS,
+            "no_device_session",
+            "no device session; check device activation",
+            errors.FAILED_PRECONDITION,
+        )
     call.before_write()
     key = _queue_key(app_id, dev_id)
     queue = [] if replace else list(call.store.downlinks.get(key) or [])

@@ -27,3 +27,7 @@ def generate_api_key() -> tuple[str, str, str]:
 class TTSConfig(EmulatorConfig):
     api_key: str | None = None  # the admin's key; generated (or kept from the state file) if None
     user_id: str = "admin-user"
+    # Mean seconds between two uplinks of each device (None: no traffic); see traffic.py.
+    traffic_interval: float | None = None
+    # Tests: traffic time moves only by `emulator.traffic.advance(seconds)` (no serving loop).
+    traffic_manual_clock: bool = False

@@ -132,6 +132,9 @@ class NetworkServer(DeviceRegistry):
             raise field_value(NS, "mac_settings.ping_slot_periodicity")
         return merged
 
+    def created(self, call: Call, key: str) -> None:
+        call.emu.traffic.track(key)
+
     def _check_band(self, device: dict[str, Any]) -> None:
         plan = device.get("frequency_plan_id")
         if not plan:

@@ -154,6 +154,9 @@ class DeviceRegistry:
         """The device to store: `existing` with the masked fields of `device` applied."""
         raise NotImplementedError
 
+    def created(self, call: Call, key: str) -> None:
+        """A new record was stored under `key` (the NS starts the device's traffic)."""
+
     def check_read_only_ids(
         self, existing: dict[str, Any], device: dict[str, Any], paths: list[str]
     ) -> None:
@@ -201,6 +204,8 @@ class DeviceRegistry:
         if pair is not None:
             index[pair] = key
         table.put(key, stored)
+        if existing is None:
+            self.created(call, key)
         verb = "create" if existing is None else "update"
         call.emu.events.publish(
             f"{self.component}.end_device.{verb}",
