@@ -322,7 +322,10 @@ def check_saved_plan(saved: Plan, fresh: Plan) -> tuple[Plan, list[ResourceResul
     """Keep the saved plan's changes whose resources still look as they did when planned.
 
     A resource whose manifests or live versions changed since the plan is skipped and reported,
-    never applied on the strength of a plan that no longer describes it.
+    never applied on the strength of a plan that no longer describes it. A live version is what
+    the provider says stands for the resource as planned (a timestamp, an etag, or a keyed
+    digest of the managed fields where a server rewrites its records by itself, as network
+    traffic does), so a busy device is not stale while nothing the plan manages changed.
     """
     fresh_by_key = {r.key: r for r in fresh.resources}
     kept: list[ResourceChange] = []
@@ -335,7 +338,9 @@ def check_saved_plan(saved: Plan, fresh: Plan) -> tuple[Plan, list[ResourceResul
         elif now.desired_digest != change.desired_digest:
             reason = "manifests changed since the plan"
         elif _versions(now) != _versions(change):
-            reason = "changed on the server since the plan"
+            planned, current = _versions(change), _versions(now)
+            changed = sorted(e for e in {*planned, *current} if planned.get(e) != current.get(e))
+            reason = f"changed on the server since the plan (endpoint {', '.join(changed)})"
         elif now.action != change.action or [s.to_json() for s in now.steps] != [
             s.to_json() for s in change.steps
         ]:

@@ -5,7 +5,7 @@ request each, to a provider-defined endpoint), with field-level changes. It hold
 values: sensitive changes carry only a flag, and the opaque live version each step was planned
 against (per endpoint), so a saved plan can be re-checked before it is applied.
 
-Compatibility (format_version 2): additive changes keep the version (readers ignore keys they
+Compatibility (format_version 3): additive changes keep the version (readers ignore keys they
 do not know); a change of meaning or a removed key raises it. A plan of another version is
 refused with a message saying to plan again.
 """
@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from reconciler.resources import ResourceKey
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 Action = Literal["create", "update", "replace", "delete", "no-op"]
 ACTIONS: tuple[Action, ...] = ("create", "update", "replace", "delete", "no-op")

@@ -45,7 +45,7 @@ def test_operator_workflow_exit_codes_and_no_secret_anywhere(
     assert "(sensitive)" in text
     cli("plan", "manifests", "--detailed-exitcode", expect=2)
     saved = json.loads(plan_file.read_text())
-    assert saved["format_version"] == 2
+    assert saved["format_version"] == 3
     cli("plan", "manifests", "--format", "json")
     as_json = json.loads(cli.stdout)
     assert as_json["summary"]["create"] == saved["summary"]["create"] > 0

@@ -13,6 +13,8 @@ from the server (see antennas_with_location).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -58,9 +60,26 @@ MARKED_KINDS = frozenset({"application", "device", "gateway"})
 
 
 def record(data: dict[str, Any]) -> LiveRecord:
-    """A live record as a server returned it; its version is the record's `updated_at`."""
+    """An Identity Server record as the server returned it; its version is its `updated_at`,
+    which traffic never moves there (`last_seen_at` and `activated_at` leave it alone)."""
     value = data.get("updated_at")
     return LiveRecord(data, str(value) if value else None)
+
+
+# What a server stamps on every record it returns: never part of what a plan manages.
+_SERVER_STAMPS = frozenset({"ids", "created_at", "updated_at"})
+
+
+def managed_record(data: dict[str, Any], digest_key: bytes) -> LiveRecord:
+    """A Network, Application or Join Server record (read with the managed fields' mask); its
+    version is a keyed digest of those fields as read. Not `updated_at`: those servers store a
+    device on every join and uplink (session, MAC state, nonces), so on a live network their
+    `updated_at` moves all the time while nothing a plan manages changed. Keyed, as the read
+    may hold session or root keys."""
+    managed = {k: v for k, v in data.items() if k not in _SERVER_STAMPS}
+    text = json.dumps(managed, sort_keys=True, separators=(",", ":"), default=str)
+    digest = hmac.new(digest_key, text.encode(), hashlib.sha256).hexdigest()[:32]
+    return LiveRecord(data, f"fields:{digest}")
 
 
 # Normal forms of scalar values by (message, path, value): a fleet's devices share most values

@@ -43,6 +43,7 @@ from reconciler.providers.tts.planner import (
     MESSAGE_OF_KIND,
     TTSDiffer,
     antennas_with_location,
+    managed_record,
     merged_map,
     record,
 )
@@ -105,6 +106,7 @@ class TTSProvider(TTSDiffer):
         self.progress = progress
         self._target = target
         self._api_key = api_key
+        self._version_key = self.digest_key()
         # A fleet's devices share their managed fields: one mask per (registry, field names,
         # keys readable) instead of one per device.
         self._registry_masks: dict[tuple[Server, tuple[str, ...], bool], str] = {}
@@ -338,7 +340,9 @@ class TTSProvider(TTSDiffer):
         if link is not None:
             data = await self._get_optional("as", f"/as/applications/{app_id}/link", link.fields)
             if data is not None:
-                live.resources[key] = LiveResource(key, {"as": record(data)})
+                live.resources[key] = LiveResource(
+                    key, {"as": managed_record(data, self._version_key)}
+                )
         declared = [r for r in desired.of_kind("webhook") if application_of(r.key) == app_id]
         app_owned = application_key(app_id) in live.owned
         if not declared and not (prune and app_owned):
@@ -353,7 +357,7 @@ class TTSProvider(TTSDiffer):
             if webhook_id is None or not isinstance(item, dict):
                 raise self._malformed("as", f"/as/webhooks/{app_id}", "a webhook without ids")
             key = webhook_key(app_id, webhook_id)
-            live.resources[key] = LiveResource(key, {"as": record(item)})
+            live.resources[key] = LiveResource(key, {"as": managed_record(item, self._version_key)})
             # Webhooks carry no attributes: in an application this stack owns, the manifests'
             # webhook list is authoritative (prune removes the others).
             if app_owned:
@@ -428,7 +432,7 @@ class TTSProvider(TTSDiffer):
                 server, f"/{server}/applications/{app_id}/devices/{device_id}", mask
             )
             if data is not None:
-                entry.records[server] = record(data)
+                entry.records[server] = managed_record(data, self._version_key)
 
     # -- writing ----------------------------------------------------------------------------
 
