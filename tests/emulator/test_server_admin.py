@@ -30,6 +30,7 @@ async def test_config_is_adjustable_at_run_time(client: httpx.AsyncClient) -> No
         "fail_rate": 0.0,
         "drop_rate": 0.0,
         "event_stream_idle_s": None,
+        "traffic_interval": None,
     }
     updated = await client.put(
         f"{ROOT}/config", json={"latency_ms": 60, "rate_limit": "600:5", "fail_rate": 0.25}
