@@ -41,6 +41,7 @@ from reconciler.redact import printable
 
 if TYPE_CHECKING:
     from reconciler.engine import Loaded, PlanRun, RunOptions, Session
+    from reconciler.lease import LeaseKeeper
     from reconciler.plan.model import ApplyReport, Plan, ResourceResult
 
 app = typer.Typer(
@@ -211,6 +212,11 @@ def print_diagnostics(diagnostics: list[Diagnostic]) -> None:
         # and show control characters (a line break, an ANSI escape) as escapes.
         text = escape(printable(str(diagnostic)))
         stderr.print(f"[{style}]{text}[/{style}]", markup=True, highlight=False)
+
+
+def _note(text: str) -> None:
+    """A note on stderr (the lease's waits and takeovers): stdout keeps the plan and report."""
+    stderr.print(f"note: {printable(text)}", markup=False, highlight=False)
 
 
 def fail(message: str) -> NoReturn:
@@ -694,6 +700,23 @@ def apply(
     auto_approve: Annotated[
         bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")
     ] = False,
+    lock: Annotated[
+        bool,
+        typer.Option(
+            "--lock/--no-lock",
+            help="Hold the stack's apply lease while reading, planning and writing, so a second "
+            "apply cannot interleave (--no-lock: only where a lease cannot be written).",
+        ),
+    ] = True,
+    lock_timeout: Annotated[
+        float,
+        typer.Option(
+            "--lock-timeout",
+            metavar="SECONDS",
+            min=0,
+            help="Wait up to this long for another apply's lease instead of refusing at once.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Apply the manifests to The Things Stack (shows the plan and asks first on a TTY)."""
     from reconciler import engine
@@ -701,38 +724,58 @@ def apply(
 
     saved = _read_plan(plan_file) if plan_file is not None else None
     options = _plan_options(paths or [], flags)
+    options.lock = lock
+    options.lock_timeout = lock_timeout
     if saved is not None:
         options = engine.saved_plan_options(saved, options)
     if not options.paths:
         options.paths = _paths(None)
     loaded, session, progress = _prepare(options)
 
+    lease_lost: list[str] = []
+
     async def run() -> tuple[PlanRun, list[ResourceResult], ApplyReport | None]:
         try:
             if saved is not None:
                 engine.check_saved_plan_scope(saved, session, options)
-            run = await engine.make_plan(loaded, session, options)
-            progress.close()
-            stale = engine.review_saved_plan(run, saved) if saved is not None else []
-            _print_lines(render_plan(run.plan, title="apply", full=flags.full, stale=len(stale)))
-            if not run.plan.has_changes():
-                return run, stale, None
-            ask = engine.needs_confirmation(
-                run.plan,
-                saved=saved is not None,
-                auto_approve=auto_approve,
-                interactive=sys.stdin.isatty(),
-            )
-            if ask and not typer.confirm("Apply these changes?", default=False):
-                raise typer.Abort()
-            with Interrupts() as interrupts:
-                report = await engine.apply_plan(
-                    run, session, options, should_stop=lambda: interrupts.requested
-                )
-            return run, stale, report
+            async with engine.hold_lease(session, options, note=_note) as lease:
+                return await plan_and_apply(lease)
         finally:
             progress.close()
             await session.aclose()
+
+    async def plan_and_apply(
+        lease: LeaseKeeper | None,
+    ) -> tuple[PlanRun, list[ResourceResult], ApplyReport | None]:
+        run = await engine.make_plan(loaded, session, options)
+        progress.close()
+        stale = engine.review_saved_plan(run, saved) if saved is not None else []
+        _print_lines(render_plan(run.plan, title="apply", full=flags.full, stale=len(stale)))
+        if not run.plan.has_changes():
+            return run, stale, None
+        ask = engine.needs_confirmation(
+            run.plan,
+            saved=saved is not None,
+            auto_approve=auto_approve,
+            interactive=sys.stdin.isatty(),
+        )
+        if ask and not typer.confirm("Apply these changes?", default=False):
+            raise typer.Abort()
+        if lease is not None:
+            # The prompt blocked the renewals: extend the lease now, and write nothing if
+            # another run took it over meanwhile.
+            await lease.renew()
+            lease.check()
+
+        def should_stop() -> bool:
+            # An interrupt, or a renewal that found the lease taken over: start nothing more.
+            return interrupts.requested or (lease is not None and lease.lost is not None)
+
+        with Interrupts() as interrupts:
+            report = await engine.apply_plan(run, session, options, should_stop=should_stop)
+        if lease is not None and lease.lost:
+            lease_lost.append(lease.lost)
+        return run, stale, report
 
     try:
         _run, stale, report = _run_async(run())
@@ -749,6 +792,8 @@ def apply(
     report = report or ApplyReport()
     report.results[:0] = stale
     _print_lines(render_report(report))
+    if lease_lost:
+        fail(f"stopped: {lease_lost[0]}; the changes not yet started were skipped")
     if report.interrupted:
         raise typer.Exit(130)
     if report.failed or report.stale:
@@ -838,6 +883,44 @@ def drift(
         _write_atomically(junit, drift_junit(run.plan), "the JUnit report")
     if run.plan.has_drift():
         raise typer.Exit(2)
+
+
+@app.command("force-unlock")
+def force_unlock(
+    lease_id: Annotated[
+        str,
+        typer.Argument(
+            help="The lease id the refused apply printed (`lease id ...`): only that lease is "
+            "removed.",
+            show_default=False,
+        ),
+    ],
+    paths: PathsArg = None,
+    url: UrlOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Remove a stuck apply lease (its run died and you cannot wait for it to expire). Only for
+    a run that is not running any more: the lease is what keeps two applies apart."""
+    from reconciler import engine
+
+    options = _run_options(
+        _paths(paths), url, request_log=_log_request if verbose else None, lock=False
+    )
+    _loaded, session, progress = _prepare(options)
+
+    async def run() -> tuple[list[Any], list[Any]]:
+        try:
+            return await engine.force_unlock(session, lease_id.strip())
+        finally:
+            progress.close()
+            await session.aclose()
+
+    removed, others = _run_async(run())
+    if not removed:
+        found = "; ".join(lease.describe() for lease in others) or "no lease at all"
+        fail(f"no lease with id {lease_id} on the targets (found: {found})")
+    for lease in removed:
+        stdout.print(f"Removed {lease.describe()}", markup=False, highlight=False)
 
 
 @app.command("import")

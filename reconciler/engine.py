@@ -8,7 +8,8 @@ errors go back to the CLI, which renders them.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler import __version__
 from reconciler.diagnostics import Diagnostic, ReconcilerError
 from reconciler.executor import Work, execute_plan
+from reconciler.lease import DEFAULT_TTL, Lease, LeaseKeeper, Note
 from reconciler.manifest.load import load_manifests
 from reconciler.manifest.project import Project
 from reconciler.plan.model import ApplyReport, Plan, ResourceChange, ResourceResult
@@ -59,6 +61,12 @@ class RunOptions:
     manifest_kinds: Sequence[Any] = ()
     # `apply --plan`: providers refuse (rather than retry) a write the server finds stale.
     saved_plan: bool = False
+    # The apply lease (reconciler.lease): `--lock/--no-lock`, `--lock-timeout` (seconds to wait
+    # for another run's lease), how long a lease lasts unrenewed, how often a waiting run looks.
+    lock: bool = True
+    lock_timeout: float = 0.0
+    lease_ttl: float = DEFAULT_TTL
+    lease_poll: float = 5.0
 
 
 @dataclass
@@ -233,6 +241,44 @@ async def apply_plan(
         progress=options.progress,
         should_stop=should_stop,
     )
+
+
+@asynccontextmanager
+async def hold_lease(
+    session: Session, options: RunOptions, note: Note = lambda _text: None
+) -> AsyncIterator[LeaseKeeper | None]:
+    """The apply lease of every target for the duration of the block (None with `--no-lock`):
+    taken before anything is read (so the plan is made from a state no other apply changes),
+    renewed in the background, released at the end, after a failure or an interrupt too.
+    Raises LeaseHeld when another run holds it beyond `lock_timeout`."""
+    if not options.lock:
+        yield None
+        return
+    keeper = LeaseKeeper(
+        [t.provider for t in session.targets],
+        ttl=options.lease_ttl,
+        timeout=options.lock_timeout,
+        poll=options.lease_poll,
+        note=note,
+    )
+    await keeper.acquire()
+    try:
+        yield keeper
+    finally:
+        await keeper.release()
+
+
+async def force_unlock(session: Session, lease_id: str) -> tuple[list[Lease], list[Lease]]:
+    """Remove lease `lease_id` from every target, whoever holds it: (removed, the leases found
+    that have another id)."""
+    removed: list[Lease] = []
+    others: list[Lease] = []
+    for target in session.targets:
+        broken = await target.provider.break_lease(lease_id)
+        removed += broken
+        if not broken:
+            others += await target.provider.find_leases()
+    return removed, others
 
 
 # -- the apply policy -------------------------------------------------------------------------

@@ -32,6 +32,12 @@ Per hop, a provider contributes:
    skipped.
 6. **Estimates and close** (`estimate_seconds`, `aclose`): how long the writes should take
    (from what the reads measured: latency, learned rate limits), and releasing connections.
+7. **The apply lease** (`acquire_lease`, `renew_lease`, `release_lease`, `find_leases`,
+   `break_lease`): a record on the target, on something the stack owns, that keeps a second
+   apply from interleaving with a running one (see `reconciler.lease`, which holds the record's
+   text and the keeper that drives these). The provider chooses where it lives and writes it as
+   atomically as its API allows; the lease never shows up as a resource (plan, drift, prune,
+   import).
 
 Errors: a provider raises `ReconcilerError` (with a message fit to print: no secret values)
 for what stops a run, and reports per-resource failures as `ResourceResult`s; any other
@@ -42,8 +48,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from reconciler.lease import Acquired, Lease, LeaseHolder
 from reconciler.plan.model import ResourceChange, ResourceResult, Step, TargetInfo
 from reconciler.resources import (
     DesiredResource,
@@ -145,6 +153,24 @@ class Provider(Differ, Protocol):
 
     def estimate_seconds(self, changes: Sequence[ResourceChange]) -> float | None:
         """How long writing these changes should take, or None when nothing is known."""
+
+    async def acquire_lease(self, holder: LeaseHolder, until: datetime) -> Acquired:
+        """Record `holder`'s lease until `until`, replacing an expired one of another run.
+        Raises `LeaseHeld` (having undone its own partial records) when another run holds an
+        unexpired (or unreadable) lease."""
+
+    async def renew_lease(self, holder: LeaseHolder, until: datetime) -> None:
+        """Extend `holder`'s lease; raises `LeaseLost` when it is gone or another run's now."""
+
+    async def release_lease(self, holder: LeaseHolder) -> None:
+        """Remove `holder`'s lease records; never another run's."""
+
+    async def find_leases(self) -> list[Lease]:
+        """The lease records on the target now, whoever holds them."""
+
+    async def break_lease(self, lease_id: str) -> list[Lease]:
+        """`force-unlock`: remove the records of lease `lease_id`, whoever holds it; the ones
+        removed."""
 
     @property
     def requests(self) -> int:

@@ -13,6 +13,7 @@ import httpx
 
 from reconciler import engine
 from reconciler.engine import PlanRun, RunOptions
+from reconciler.lease import Note
 from reconciler.plan.model import ApplyReport
 from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
 
@@ -137,6 +138,25 @@ class EngineRuns:
             run = await engine.make_plan(loaded, session, options)
             report = await engine.apply_plan(run, session, options)
             return run, report
+        finally:
+            await session.aclose()
+
+    async def apply_leased(
+        self, paths: list[Path], note: Note = lambda _text: None, **kwargs: Any
+    ) -> tuple[PlanRun, ApplyReport]:
+        """apply as the CLI runs it: under the targets' lease (taken before the read, renewed
+        once after the writes, released at the end)."""
+        options = self.options(paths, **kwargs)
+        loaded = engine.load(options)
+        session = engine.connect(loaded, options)
+        try:
+            async with engine.hold_lease(session, options, note) as lease:
+                run = await engine.make_plan(loaded, session, options)
+                report = await engine.apply_plan(run, session, options)
+                if lease is not None:
+                    await lease.renew()
+                    lease.check()
+                return run, report
         finally:
             await session.aclose()
 

@@ -96,11 +96,14 @@ async def test_every_request_matches_the_real_routes_masks_and_non_zero_rules(
     )
     site(tmp_path, devices=changed)
     eng.environ_extra = {"OTAA_11_NWK_KEY": "F0E0D0C0B0A090807060504030201001"}
-    _run, report = await eng.apply(paths, allow_replace=True, force=True)
+    # As the CLI applies: under the stack's lease (taken, renewed and released by requests too).
+    _run, report = await eng.apply_leased(paths, allow_replace=True, force=True)
     assert not report.failed, report.failed
     site(tmp_path, devices=changed.split("---")[0])
-    _run, report = await eng.apply(paths, prune=True, force=True)
+    _run, report = await eng.apply_leased(paths, prune=True, force=True)
     assert not report.failed
+    lease_requests = {(m, p) for m, p, _, _ in recorder.requests if "reconciler-lease" in p}
+    assert {m for m, _p in lease_requests} == {"GET", "PUT", "DELETE"}, lease_requests
 
     routes = route_table()
     masks = json.loads((REFERENCE / "rpc-field-mask-paths.server.json").read_text())

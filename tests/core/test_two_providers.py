@@ -11,6 +11,7 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from rich.console import Console
 
 from reconciler import engine
 from reconciler.executor import Work, execute_plan
+from reconciler.lease import Acquired, Lease, LeaseHeld, LeaseHolder, LeaseLost, utc_now
 from reconciler.plan.model import (
     Endpoint,
     FieldChange,
@@ -64,6 +66,7 @@ class Cloud:
     records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     etags: dict[tuple[str, str], int] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
+    lease: str | None = None  # the apply lease's record (reconciler.lease)
 
     def put(self, kind: str, name: str, tags: dict[str, Any]) -> None:
         self.records[kind, name] = dict(tags)
@@ -159,6 +162,40 @@ class HubProvider:
 
     def estimate_seconds(self, changes: Sequence[ResourceChange]) -> float | None:
         return None
+
+    # The lease: one record, compared and set in one step (as an etag-guarded write would).
+    def _lease(self) -> Lease | None:
+        record = self.cloud.lease
+        return None if record is None else Lease.parse(record, "the hub's lease record")
+
+    async def acquire_lease(self, holder: LeaseHolder, until: datetime) -> Acquired:
+        found = self._lease()
+        if found is not None and not found.held_by(holder) and not found.expired(utc_now()):
+            raise LeaseHeld(f"hub {self.target.name!r}", found)
+        self.cloud.lease = holder.record(until, 200)
+        return Acquired(["the hub's lease record"], [found] if found else [])
+
+    async def renew_lease(self, holder: LeaseHolder, until: datetime) -> None:
+        found = self._lease()
+        if found is None or not found.held_by(holder):
+            raise LeaseLost("the hub's lease is gone")
+        self.cloud.lease = holder.record(until, 200)
+
+    async def release_lease(self, holder: LeaseHolder) -> None:
+        found = self._lease()
+        if found is not None and found.held_by(holder):
+            self.cloud.lease = None
+
+    async def find_leases(self) -> list[Lease]:
+        found = self._lease()
+        return [] if found is None else [found]
+
+    async def break_lease(self, lease_id: str) -> list[Lease]:
+        found = self._lease()
+        if found is None or found.lease_id != lease_id:
+            return []
+        self.cloud.lease = None
+        return [found]
 
     @property
     def requests(self) -> int:

@@ -22,9 +22,11 @@ import hashlib
 import json
 import math
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from reconciler.diagnostics import ReconcilerError
+from reconciler.lease import Acquired, Lease, LeaseHolder
 from reconciler.plan.model import Endpoint, ResourceChange, ResourceResult, Step, TargetInfo
 from reconciler.provider import PlanOptions, ProgressCallback, ProviderContext
 from reconciler.providers.iothub.client import (
@@ -49,6 +51,7 @@ from reconciler.providers.iothub.differ import (
     patch_body,
     wanted,
 )
+from reconciler.providers.iothub.lease import HubLease
 from reconciler.providers.iothub.manifest import PROVIDER, HubProject, HubTarget
 from reconciler.providers.iothub.rules import OperationClass, throttle_rates
 from reconciler.redact import Redactor
@@ -108,6 +111,7 @@ class IotHubProvider(IotHubDiffer):
         self._options = PlanOptions()
         self._desired_resources: dict[ResourceKey, DesiredResource] = {}
         self._semaphore = asyncio.Semaphore(self.parallelism)
+        self.lease = HubLease(self)
 
     # -- description, desired state, statistics ---------------------------------------------
 
@@ -138,6 +142,23 @@ class IotHubProvider(IotHubDiffer):
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+    # -- the apply lease (reconciler.providers.iothub.lease) ---------------------------------
+
+    async def acquire_lease(self, holder: LeaseHolder, until: datetime) -> Acquired:
+        return await self.lease.acquire(holder, until)
+
+    async def renew_lease(self, holder: LeaseHolder, until: datetime) -> None:
+        await self.lease.renew(holder, until)
+
+    async def release_lease(self, holder: LeaseHolder) -> None:
+        await self.lease.release(holder)
+
+    async def find_leases(self) -> list[Lease]:
+        return await self.lease.find()
+
+    async def break_lease(self, lease_id: str) -> list[Lease]:
+        return await self.lease.break_lease(lease_id)
 
     def plan_resource(
         self,

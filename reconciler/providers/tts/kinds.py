@@ -13,6 +13,9 @@ ResourceKind = Literal["application", "link", "webhook", "device", "gateway"]
 # Creation order of kinds; deletes run in reverse (the Identity Server refuses to delete an
 # application that still has devices).
 KIND_ORDER: tuple[ResourceKind, ...] = ("application", "link", "webhook", "device", "gateway")
+# The device in each owned application that records the apply lease (reconciler.lease): never
+# declared, planned, pruned or imported.
+LEASE_DEVICE_ID = "reconciler-lease"
 
 
 def application_key(application_id: str) -> ResourceKey:

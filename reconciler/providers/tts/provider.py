@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 from reconciler.diagnostics import ReconcilerError
+from reconciler.lease import Acquired, Lease, LeaseHolder
 from reconciler.manifest.project import Project
 from reconciler.plan.model import Endpoint, ResourceChange, ResourceResult, Step, TargetInfo
 from reconciler.provider import ProgressCallback, ProviderContext
@@ -36,6 +38,7 @@ from reconciler.providers.tts.kinds import (
     link_key,
     webhook_key,
 )
+from reconciler.providers.tts.lease import TTSLease
 from reconciler.providers.tts.manifest.project import Target
 from reconciler.providers.tts.planner import (
     ANTENNAS,
@@ -110,6 +113,7 @@ class TTSProvider(TTSDiffer):
         # A fleet's devices share their managed fields: one mask per (registry, field names,
         # keys readable) instead of one per device.
         self._registry_masks: dict[tuple[Server, tuple[str, ...], bool], str] = {}
+        self.lease = TTSLease(self)
 
     @property
     def target(self) -> Target:
@@ -174,6 +178,23 @@ class TTSProvider(TTSDiffer):
             busiest = max(creates.values(), default=0)
             estimates.append(max(0.0, busiest - profile.capacity) / profile.per_second)
         return max(estimates) if estimates else None
+
+    # -- the apply lease (reconciler.providers.tts.lease) -------------------------------------
+
+    async def acquire_lease(self, holder: LeaseHolder, until: datetime) -> Acquired:
+        return await self.lease.acquire(holder, until)
+
+    async def renew_lease(self, holder: LeaseHolder, until: datetime) -> None:
+        await self.lease.renew(holder, until)
+
+    async def release_lease(self, holder: LeaseHolder) -> None:
+        await self.lease.release(holder)
+
+    async def find_leases(self) -> list[Lease]:
+        return await self.lease.find()
+
+    async def break_lease(self, lease_id: str) -> list[Lease]:
+        return await self.lease.break_lease(lease_id)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -697,6 +718,7 @@ class TTSProvider(TTSDiffer):
                     else f"/{server}/applications/{app_id}/devices/{device_id}"
                 )
             case "application":
+                await self.lease.before_application_delete(key.id)
                 path = f"/applications/{key.id}"
             case "gateway":
                 path = f"/gateways/{key.id}"

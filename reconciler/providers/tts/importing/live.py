@@ -19,6 +19,7 @@ from reconciler.providers.tts.client import TTSAPIError, TTSClient
 from reconciler.providers.tts.importing import fields as f
 from reconciler.providers.tts.importing import records as r
 from reconciler.providers.tts.kinds import (
+    LEASE_DEVICE_ID,
     Owner,
     application_key,
     device_key,
@@ -74,6 +75,8 @@ async def read_live(
             async for item in provider._list_pages(
                 "is", f"/applications/{app_id}/devices", "end_devices", ["ids"]
             ):
+                if item["ids"]["device_id"] == LEASE_DEVICE_ID:
+                    continue  # a running apply's lease (reconciler.lease), not a device
                 key = device_key(app_id, item["ids"]["device_id"])
                 # Every registry is read: the Join Server answers 404 for ABP devices.
                 probe.add(DesiredResource(key, device_fields, extra={"otaa": True}))

@@ -20,7 +20,7 @@ from reconciler.manifest.common import closest
 from reconciler.manifest.documents import CsvRow, CsvTable, Document, YamlPath
 from reconciler.manifest.extensions import ResolveContext, Validated
 from reconciler.manifest.secrets import SecretContext, SecretError
-from reconciler.providers.tts.kinds import PROVIDER
+from reconciler.providers.tts.kinds import LEASE_DEVICE_ID, PROVIDER
 from reconciler.providers.tts.manifest import devices as dev
 from reconciler.providers.tts.manifest import models as m
 from reconciler.providers.tts.manifest.project import (
@@ -558,6 +558,14 @@ class _DeviceRegistry:
 
     def add(self, device: Device, locate: Callable[[str | None], Location]) -> None:
         key = (device.application_id, device.device_id)
+        if device.device_id == LEASE_DEVICE_ID:
+            self.run.error(
+                locate("id"),
+                f"the device ID `{LEASE_DEVICE_ID}` is reserved: reconciler records the apply "
+                "lease under it",
+                "reserved-id",
+            )
+            return
         first = self.ids.get(key)
         if first is not None:
             self.run.error(

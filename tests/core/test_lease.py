@@ -1,0 +1,320 @@
+"""The apply lease on The Things Stack (reconciler.lease, reconciler.providers.tts.lease), against
+the in-process emulator: two applies at once, waiting with a timeout, taking over an expired
+lease, release after failures and cancellation, force-unlock, and the lease device never showing
+up as a resource."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler import engine
+from reconciler.diagnostics import ManifestError
+from reconciler.lease import Lease, LeaseHeld, LeaseHolder, LeaseKeeper, utc_now
+from reconciler.providers.tts.importing.live import Selection
+from reconciler.providers.tts.importing.run import ImportOptions, run_import
+from reconciler.providers.tts.kinds import LEASE_DEVICE_ID
+from tests.core.support import DEVICES, ROOT_URL, Engine, site
+
+pytestmark = pytest.mark.asyncio
+
+APP = "field-sensors"
+SECOND_APP = """
+kind: Application
+id: spare-sensors
+name: Spare
+"""
+
+
+@pytest.fixture
+async def eng(emulator_transport: httpx.ASGITransport, admin_api_key: str) -> Engine:
+    return Engine(emulator_transport, admin_api_key)
+
+
+@asynccontextmanager
+async def holding(
+    eng: Engine, paths: list[Path], notes: list[str] | None = None, **kwargs: Any
+) -> AsyncIterator[LeaseKeeper]:
+    """A run that holds the stack's lease for the block (and reads nothing else)."""
+    options = eng.options(paths, **kwargs)
+    session = engine.connect(engine.load(options), options)
+    try:
+        note = notes.append if notes is not None else (lambda _text: None)
+        async with engine.hold_lease(session, options, note) as keeper:
+            assert keeper is not None
+            yield keeper
+    finally:
+        await session.aclose()
+
+
+async def lease_device(client: httpx.AsyncClient, app: str = APP) -> dict[str, Any] | None:
+    response = await client.get(
+        f"/applications/{app}/devices/{LEASE_DEVICE_ID}", params={"field_mask": "description"}
+    )
+    if response.status_code == 404:
+        return None
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+async def test_a_second_apply_is_refused_naming_the_holder(
+    eng: Engine, client: httpx.AsyncClient, admin_api_key: str, tmp_path: Path
+) -> None:
+    paths = [site(tmp_path)]
+    await eng.apply(paths)
+    async with holding(eng, paths) as first:
+        record = await lease_device(client)
+        assert record is not None and first.holder.lease_id in record["description"]
+        with pytest.raises(LeaseHeld) as refused:
+            await eng.apply_leased(paths)
+    text = str(refused.value)
+    holder = first.holder
+    for part in (
+        f"stack 'site-a' is locked by another apply: {holder.user}@{holder.host}",
+        f"(pid {holder.pid}) since {holder.since.strftime('%Y-%m-%dT%H:%M:%SZ')}, lease until ",
+        f"(lease id {holder.lease_id}) on device {LEASE_DEVICE_ID} in application {APP}",
+        f"`reconciler force-unlock {holder.lease_id}`",
+        "--lock-timeout",
+    ):
+        assert part in text, text
+    assert admin_api_key not in text
+    # Released at the end of the block: nothing stays behind, and the next apply runs.
+    assert await lease_device(client) is None
+    _run, report = await eng.apply_leased(paths)
+    assert not report.failed
+
+
+async def test_two_concurrent_applies_one_runs_one_is_refused(
+    eng: Engine, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """The finding this guards against: `apply --prune` of a smaller tree while `apply` of a
+    larger one runs. With the lease, exactly one of them runs."""
+    larger = [site(tmp_path / "larger", extra=SECOND_APP)]
+    await eng.apply(larger)  # the stack owns both applications now
+    (tmp_path / "larger" / "devices.yaml").write_text(
+        (tmp_path / "larger" / "devices.yaml").read_text() + "---\n" + more_devices(20)
+    )
+    smaller = [site(tmp_path / "smaller", devices="")]
+    outcomes = await asyncio.gather(
+        eng.apply_leased(larger),
+        eng.apply_leased(smaller, prune=True, force=True),
+        return_exceptions=True,
+    )
+    refused = [o for o in outcomes if isinstance(o, LeaseHeld)]
+    ran = [o for o in outcomes if isinstance(o, tuple)]
+    assert len(refused) == 1 and len(ran) == 1, outcomes
+    assert not ran[0][1].failed
+    assert await lease_device(client) is None
+    assert await lease_device(client, "spare-sensors") is None
+
+
+def more_devices(count: int) -> str:
+    return "---\n".join(
+        f'kind: Device\napplication: {APP}\nid: extra-{i:03d}\ndev_eui: "70B3D57ED01{i:05X}"\n'
+        "app_key: {env: OTAA_103_APP_KEY}\n"
+        for i in range(count)
+    )
+
+
+async def test_lock_timeout_waits_for_the_holder_then_runs(eng: Engine, tmp_path: Path) -> None:
+    paths = [site(tmp_path)]
+    await eng.apply(paths)
+    notes: list[str] = []
+    async with holding(eng, paths) as first:
+        waiting = asyncio.ensure_future(
+            eng.apply_leased(paths, notes.append, lock_timeout=30, lease_poll=0.05)
+        )
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+    _run, report = await asyncio.wait_for(waiting, 10)
+    assert not report.failed
+    assert len(notes) == 1 and notes[0].startswith("waiting up to 30 s for the lease")
+    assert first.holder.lease_id in notes[0]
+
+
+async def test_lock_timeout_gives_up_with_the_holder_named(eng: Engine, tmp_path: Path) -> None:
+    paths = [site(tmp_path)]
+    await eng.apply(paths)
+    async with holding(eng, paths) as first:
+        with pytest.raises(LeaseHeld, match=r"after waiting \d+ s: .*" + first.holder.lease_id):
+            await eng.apply_leased(paths, lock_timeout=0.3, lease_poll=0.05)
+
+
+async def test_an_expired_lease_of_a_crashed_run_is_taken_over_with_a_note(
+    eng: Engine, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    paths = [site(tmp_path)]
+    await eng.apply(paths)
+    options = eng.options(paths)
+    session = engine.connect(engine.load(options), options)
+    crashed = LeaseKeeper([t.provider for t in session.targets], ttl=-60)  # expired at once
+    await crashed.acquire()
+    await session.aclose()  # the run dies: nothing releases its lease
+    record = await lease_device(client)
+    assert record is not None and crashed.holder.lease_id in record["description"]
+
+    notes: list[str] = []
+    _run, report = await eng.apply_leased(paths, notes.append)
+    assert not report.failed
+    (note,) = notes
+    assert note.startswith("took over the expired lease of site-a: ")
+    assert crashed.holder.lease_id in note and "may have crashed" in note
+    assert await lease_device(client) is None
+
+
+async def test_renewal_notices_a_lease_taken_over(
+    eng: Engine, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A run whose lease expired (and was taken by another) learns it at its next renewal."""
+    paths = [site(tmp_path)]
+    await eng.apply(paths)
+    async with holding(eng, paths, lease_ttl=-60) as slow, holding(eng, paths) as quick:
+        await slow.renew()
+        assert slow.lost is not None and quick.holder.lease_id in slow.lost
+        record = await lease_device(client)
+        # The slow run's release left the other run's lease alone.
+        assert record is not None and quick.holder.lease_id in record["description"]
+
+
+async def holding_lease_forever(eng: Engine, paths: list[Path], started: asyncio.Event) -> None:
+    async with holding(eng, paths):
+        started.set()
+        await asyncio.sleep(3600)
+
+
+async def test_failure_and_cancellation_release_the_lease(
+    eng: Engine, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    paths = [site(tmp_path)]
+    await eng.apply(paths)
+    with pytest.raises(RuntimeError, match="boom"):
+        async with holding(eng, paths):
+            assert await lease_device(client) is not None
+            raise RuntimeError("boom")
+    assert await lease_device(client) is None
+
+    # Ctrl-C twice in the CLI cancels the running task: the lease goes all the same.
+    started = asyncio.Event()
+    task = asyncio.ensure_future(holding_lease_forever(eng, paths, started))
+    await asyncio.wait_for(started.wait(), 10)
+    assert await lease_device(client) is not None
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await lease_device(client) is None
+
+
+async def test_force_unlock_removes_only_the_named_lease(
+    eng: Engine, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    paths = [site(tmp_path, extra=SECOND_APP)]
+    await eng.apply(paths)
+    options = eng.options(paths)
+    session = engine.connect(engine.load(options), options)
+    stuck = LeaseKeeper([t.provider for t in session.targets])
+    await stuck.acquire()
+    try:
+        removed, others = await engine.force_unlock(session, "0123456789ab")
+        assert removed == [] and [lease.lease_id for lease in others] == [stuck.holder.lease_id] * 2
+        removed, _others = await engine.force_unlock(session, stuck.holder.lease_id)
+        assert sorted(lease.where for lease in removed) == [
+            f"device {LEASE_DEVICE_ID} in application {APP}",
+            f"device {LEASE_DEVICE_ID} in application spare-sensors",
+        ]
+    finally:
+        await session.aclose()
+    assert await lease_device(client) is None
+    _run, report = await eng.apply_leased(paths)
+    assert not report.failed
+
+
+async def test_a_hand_edited_lease_never_expires_and_force_unlock_removes_it(
+    eng: Engine, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    paths = [site(tmp_path)]
+    await eng.apply(paths)
+    response = await client.post(
+        f"/applications/{APP}/devices",
+        json={
+            "end_device": {
+                "ids": {"device_id": LEASE_DEVICE_ID, "application_ids": {"application_id": APP}},
+                "description": "someone was here",
+            }
+        },
+    )
+    assert response.status_code == 200, response.text
+    with pytest.raises(LeaseHeld, match="an unreadable lease record") as refused:
+        await eng.apply_leased(paths)
+    options = eng.options(paths)
+    session = engine.connect(engine.load(options), options)
+    try:
+        removed, _ = await engine.force_unlock(session, refused.value.lease.lease_id)
+    finally:
+        await session.aclose()
+    assert len(removed) == 1
+
+
+async def test_the_lease_is_never_planned_drifted_pruned_or_imported(
+    eng: Engine, emulator_transport: httpx.ASGITransport, admin_api_key: str, tmp_path: Path
+) -> None:
+    paths = [site(tmp_path / "tree")]
+    await eng.apply(paths)
+    async with holding(eng, paths):
+        run = await eng.plan(paths, prune=True, force=True)
+        assert not run.plan.has_changes() and not run.plan.has_drift()
+        assert LEASE_DEVICE_ID not in run.plan.dumps()
+        out = tmp_path / "imported"
+        await run_import(
+            ImportOptions(
+                out=out,
+                url=ROOT_URL,
+                environ={"TTS_API_KEY": admin_api_key},
+                transport=emulator_transport,
+                stack="site-a",
+                selection=Selection((APP,), ()),
+            )
+        )
+        written = "".join(p.read_text() for p in out.rglob("*") if p.is_file())
+        assert "otaa-103" in written and LEASE_DEVICE_ID not in written
+
+
+async def test_pruning_an_application_removes_the_lease_it_holds_first(
+    eng: Engine, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """The Identity Server refuses to delete an application that holds a device."""
+    tree = site(tmp_path, extra=SECOND_APP)
+    await eng.apply([tree])
+    (tree / "extra.yaml").unlink()
+    _run, report = await eng.apply_leased([tree], prune=True, force=True)
+    assert not report.failed, report.failed
+    assert {str(r.key) for r in report.results} == {"application spare-sensors"}
+    response = await client.get("/applications/spare-sensors")
+    assert response.status_code == 404
+
+
+async def test_a_device_id_reserved_for_the_lease_is_a_located_error(
+    eng: Engine, tmp_path: Path
+) -> None:
+    tree = site(tmp_path, devices=DEVICES.replace("id: otaa-103", f"id: {LEASE_DEVICE_ID}"))
+    with pytest.raises(ManifestError) as error:
+        engine.load(eng.options([tree]))
+    (diagnostic,) = error.value.diagnostics
+    assert str(diagnostic.location).endswith("devices.yaml:3:1"), str(diagnostic)
+    assert f"`{LEASE_DEVICE_ID}` is reserved" in diagnostic.message
+
+
+async def test_the_record_fits_and_parses_back() -> None:
+    holder = LeaseHolder("u" * 80, "h" * 200, 4_294_967_295, utc_now(), "0123456789ab")
+    until = utc_now()
+    for limit in (128, 200):
+        record = holder.record(until, limit)
+        assert len(record) <= limit
+        lease = Lease.parse(record, "here")
+        assert lease.held_by(holder) and lease.until == until
