@@ -78,6 +78,10 @@ class LeaseHolder:
     since: datetime
     lease_id: str
 
+    @staticmethod
+    def this_host() -> str:
+        return _name(socket.gethostname()) or "unknown"
+
     @classmethod
     def this_process(cls) -> LeaseHolder:
         try:
@@ -86,7 +90,7 @@ class LeaseHolder:
             user = "unknown"
         return cls(
             user=_name(user) or "unknown",
-            host=_name(socket.gethostname()) or "unknown",
+            host=cls.this_host(),
             pid=os.getpid(),
             since=utc_now(),
             lease_id=secrets.token_hex(LEASE_ID_LENGTH // 2),
@@ -129,6 +133,23 @@ class Lease:
         """Past its expiry. An unreadable record never expires: only force-unlock removes it."""
         return self.until is not None and self.until <= now
 
+    def abandoned(self, now: datetime) -> str | None:
+        """Why another run may take this lease over (None: it may not): past its expiry, or
+        held by a process of this host that has ended (a run killed here, e.g. SIGKILL, need
+        not be waited for). A process id in use again, or another host, waits for the expiry."""
+        if self.expired(now):
+            return "expired"
+        holder = self.holder
+        if holder is None or holder.host != LeaseHolder.this_host() or holder.pid == os.getpid():
+            return None
+        try:
+            os.kill(holder.pid, 0)
+        except ProcessLookupError:
+            return f"its process {holder.pid} on this host has ended"
+        except OSError:  # it exists, as another user's process
+            return None
+        return None
+
     def held_by(self, holder: LeaseHolder) -> bool:
         return self.holder is not None and self.holder.lease_id == holder.lease_id
 
@@ -163,11 +184,11 @@ class LeaseLost(ReconcilerError):
 
 @dataclass
 class Acquired:
-    """What a provider's `acquire_lease` did: where the lease now lives, and the expired leases
-    of other runs it replaced."""
+    """What a provider's `acquire_lease` did: where the lease now lives, and the abandoned
+    leases of other runs it replaced (each with `Lease.abandoned`'s reason)."""
 
     places: list[str] = field(default_factory=list)
-    taken_over: list[Lease] = field(default_factory=list)
+    taken_over: list[tuple[Lease, str]] = field(default_factory=list)
 
 
 Note = Callable[[str], None]
@@ -211,9 +232,9 @@ class LeaseKeeper:
                 for provider in self.providers:
                     acquired = await provider.acquire_lease(self.holder, self.until())
                     self._held.append(provider)
-                    for lease in acquired.taken_over:
+                    for lease, why in acquired.taken_over:
                         self.note(
-                            f"took over the expired lease of {provider.describe().name}: "
+                            f"took over a lease of {provider.describe().name} ({why}): "
                             f"{lease.describe()} (that run may have crashed; check what it left "
                             "with `reconciler plan`)"
                         )

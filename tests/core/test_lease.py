@@ -6,8 +6,12 @@ up as a resource."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -164,9 +168,33 @@ async def test_an_expired_lease_of_a_crashed_run_is_taken_over_with_a_note(
     _run, report = await eng.apply_leased(paths, notes.append)
     assert not report.failed
     (note,) = notes
-    assert note.startswith("took over the expired lease of site-a: ")
+    assert note.startswith("took over a lease of site-a (expired): ")
     assert crashed.holder.lease_id in note and "may have crashed" in note
     assert await lease_device(client) is None
+
+
+async def test_the_lease_of_a_killed_process_on_this_host_is_taken_over_at_once(
+    eng: Engine, tmp_path: Path
+) -> None:
+    paths = [site(tmp_path)]
+    await eng.apply(paths)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # its process id is free now (SIGKILL leaves the same)
+    killed = replace(LeaseHolder.this_process(), pid=ended.pid)
+    options = eng.options(paths)
+    session = engine.connect(engine.load(options), options)
+    await LeaseKeeper([t.provider for t in session.targets], holder=killed).acquire()
+    await session.aclose()
+
+    notes: list[str] = []
+    _run, report = await eng.apply_leased(paths, notes.append)
+    assert not report.failed
+    (note,) = notes
+    assert f"(its process {ended.pid} on this host has ended)" in note
+    # On another host the same record is only taken over when it expires.
+    elsewhere = replace(killed, host="elsewhere")
+    lease = Lease.parse(elsewhere.record(utc_now() + timedelta(minutes=5), 200), "here")
+    assert lease.abandoned(utc_now()) is None
 
 
 async def test_renewal_notices_a_lease_taken_over(

@@ -118,7 +118,7 @@ async def test_an_expired_lease_is_taken_over_and_the_old_holder_learns_it(
     await second.acquire()
     try:
         (note,) = notes
-        assert note.startswith("took over the expired lease of plant-a: ")
+        assert note.startswith("took over a lease of plant-a (expired): ")
         assert crashed.holder.lease_id in note
         await crashed.renew()  # If-Match on the etag it wrote: 412, and the lease is another's
         assert crashed.lost is not None and second.holder.lease_id in crashed.lost

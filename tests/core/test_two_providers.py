@@ -170,10 +170,11 @@ class HubProvider:
 
     async def acquire_lease(self, holder: LeaseHolder, until: datetime) -> Acquired:
         found = self._lease()
-        if found is not None and not found.held_by(holder) and not found.expired(utc_now()):
+        why = None if found is None or found.held_by(holder) else found.abandoned(utc_now())
+        if found is not None and not found.held_by(holder) and why is None:
             raise LeaseHeld(f"hub {self.target.name!r}", found)
         self.cloud.lease = holder.record(until, 200)
-        return Acquired(["the hub's lease record"], [found] if found else [])
+        return Acquired(["the hub's lease record"], [(found, why)] if found and why else [])
 
     async def renew_lease(self, holder: LeaseHolder, until: datetime) -> None:
         found = self._lease()

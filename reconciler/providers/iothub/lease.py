@@ -103,7 +103,8 @@ class HubLease:
             if found is None:
                 continue  # released meanwhile
             lease, etag = found
-            if not lease.held_by(holder) and not lease.expired(utc_now()):
+            why = None if lease.held_by(holder) else lease.abandoned(utc_now())
+            if not lease.held_by(holder) and why is None:
                 raise LeaseHeld(self.target, lease)
             try:
                 self.etag = await self._put(body, etag)
@@ -111,7 +112,7 @@ class HubLease:
                 if error.status in (404, 412):
                     continue  # another run was quicker: look again
                 raise
-            return Acquired([self.where], [] if lease.held_by(holder) else [lease])
+            return Acquired([self.where], [] if why is None else [(lease, why)])
         found = await self.read()
         raise LeaseHeld(self.target, found[0] if found else Lease.parse("", self.where))
 

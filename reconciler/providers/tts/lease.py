@@ -97,9 +97,11 @@ class TTSLease:
             if error.status != 404:
                 raise
 
-    async def _take(self, app_id: str, holder: LeaseHolder, until: datetime) -> Lease | None:
-        """This run's lease in one application; the expired lease it replaced, if any. Raises
-        LeaseHeld."""
+    async def _take(
+        self, app_id: str, holder: LeaseHolder, until: datetime
+    ) -> tuple[Lease, str] | None:
+        """This run's lease in one application; the abandoned lease it replaced (and why), if
+        any. Raises LeaseHeld."""
         record = holder.record(until, RECORD_LIMIT)
         for _attempt in range(3):
             if await self._create(app_id, record):
@@ -109,11 +111,12 @@ class TTSLease:
                 continue  # removed meanwhile: try to create it again
             if found.held_by(holder):
                 return None  # an earlier attempt whose answer was lost
-            if not found.expired(utc_now()):
+            why = found.abandoned(utc_now())
+            if why is None:
                 raise LeaseHeld(self.target, found)
             await self._delete(app_id)
             if await self._create(app_id, record):
-                return found
+                return found, why
         found = await self.read(app_id)
         if found is not None and found.held_by(holder):
             return None
