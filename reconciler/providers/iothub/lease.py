@@ -12,6 +12,7 @@ drift and prune never see it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from datetime import datetime
@@ -92,7 +93,7 @@ class HubLease:
 
     async def acquire(self, holder: LeaseHolder, until: datetime) -> Acquired:
         body = self._body(holder, until)
-        for _attempt in range(5):
+        for attempt in range(5):
             try:
                 self.etag = await self._put(body, None)
                 return Acquired([self.where])
@@ -101,7 +102,10 @@ class HubLease:
                     raise
             found = await self.read()
             if found is None:
-                continue  # released meanwhile
+                # Released meanwhile, or created a moment ago: a hub may answer 404 to a GET for
+                # a few seconds after a create.
+                await asyncio.sleep(0.2 * attempt)
+                continue
             lease, etag = found
             why = None if lease.held_by(holder) else lease.abandoned(utc_now())
             if not lease.held_by(holder) and why is None:
