@@ -144,12 +144,15 @@ def _plan_prune(
             # A resource that cannot carry the marker is owned through its parent (whose list
             # of them the manifests define): it was added outside the manifests, not by us.
             marked = live is not None and differ.marker(live, desired.ownership_key) is not None
-            reason = (
-                "owned by this stack and no longer in the manifests"
-                if marked
-                else f"not in the manifests; it carries no ownership marker, but the manifests "
-                f"list every {kind} of {'/'.join(key.ids[:-1])}, which this stack owns"
-            )
+            if live is not None and live.owned_because:
+                reason = live.owned_because
+            elif marked:
+                reason = "owned by this stack and no longer in the manifests"
+            else:
+                reason = (
+                    f"not in the manifests; it carries no ownership marker, but the manifests "
+                    f"list every {kind} of {'/'.join(key.ids[:-1])}, which this stack owns"
+                )
             deletes.append(
                 ResourceChange(
                     key=key,

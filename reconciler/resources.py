@@ -145,6 +145,9 @@ class LiveResource:
     records: dict[str, LiveRecord] = field(default_factory=dict)  # endpoint -> record
     # The credentials could read its secret values (else they are not compared).
     secrets_readable: bool = True
+    # Why the provider counts it as owned when it carries no marker of its own (e.g. records
+    # left on some endpoints, under a parent the stack owns): the plan's reason for it.
+    owned_because: str = ""
 
     def versions(self) -> dict[str, str | None]:
         return {endpoint: record.version for endpoint, record in self.records.items()}

@@ -15,6 +15,7 @@ followed. Failures to get an answer are one typed error naming the host and the 
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import socket
@@ -111,7 +112,12 @@ class Transport(Protocol):
         headers: Mapping[str, str],
         body: bytes | None,
         timeout: float,
-    ) -> HttpResponse: ...
+        idle: float | None = None,
+    ) -> HttpResponse:
+        """One request and its whole answer. With `idle`, the answer is a stream the server
+        may never end (TTS's event stream): reading stops once no data has come for `idle`
+        seconds, and what came so far is the answer."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -278,6 +284,7 @@ class AiohttpTransport:
         headers: Mapping[str, str],
         body: bytes | None,
         timeout: float,
+        idle: float | None = None,
     ) -> HttpResponse:
         import aiohttp
         from yarl import URL
@@ -301,12 +308,18 @@ class AiohttpTransport:
                 length = response.content_length
                 if length is not None and length > limits.max_body_bytes:
                     raise _too_large(response.url.host or url, limits.max_body_bytes)
-                if length is not None:
+                if length is not None and idle is None:
                     raw = await response.read()
                 else:
                     chunks: list[bytes] = []
                     size = 0
-                    async for chunk in response.content.iter_any():
+                    while True:
+                        try:
+                            chunk = await asyncio.wait_for(response.content.readany(), idle)
+                        except TimeoutError:
+                            break  # a stream gone quiet: what came is the answer
+                        if not chunk:
+                            break
                         size += len(chunk)
                         if size > limits.max_body_bytes:
                             raise _too_large(host_of(url), limits.max_body_bytes)
@@ -391,9 +404,8 @@ class HttpxTransport:
         headers: Mapping[str, str],
         body: bytes | None,
         timeout: float,
+        idle: float | None = None,
     ) -> HttpResponse:
-        import asyncio
-
         import httpx
 
         host = host_of(url)
@@ -404,7 +416,12 @@ class HttpxTransport:
                 try:
                     chunks: list[bytes] = []
                     size = 0
-                    async for chunk in response.aiter_raw():
+                    stream = response.aiter_raw().__aiter__()
+                    while True:
+                        try:
+                            chunk = await asyncio.wait_for(anext(stream), idle)
+                        except (StopAsyncIteration, TimeoutError):
+                            break  # the end, or a stream gone quiet (see Transport.send)
                         size += len(chunk)
                         if size > self.limits.max_body_bytes:
                             raise _too_large(host, self.limits.max_body_bytes)

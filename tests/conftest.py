@@ -50,6 +50,16 @@ def build_emulator_app(api_key: str | None, **config: Any) -> Any:
     return create_app(TTSConfig(api_key=api_key, **config))
 
 
+IN_PROCESS_STREAM_IDLE_S = 0.02
+
+
+def end_streams_when_idle(app: Any, seconds: float = IN_PROCESS_STREAM_IDLE_S) -> None:
+    """httpx.ASGITransport hands a response over only once the app has ended it, and the event
+    stream (as on the real server) never ends: in-process, the emulator ends it once idle, so a
+    client gets the history it asked for."""
+    app.state.emulator.faults.event_stream_idle_s = seconds
+
+
 def _bearer(token: str | None) -> dict[str, str]:
     return {} if token is None else {"Authorization": f"Bearer {token}"}
 
@@ -77,6 +87,7 @@ async def emulator_transport(emulator_app: Any) -> AsyncIterator[httpx.ASGITrans
     async with contextlib.AsyncExitStack() as stack:
         if lifespan is not None:
             await stack.enter_async_context(lifespan(emulator_app))
+        end_streams_when_idle(emulator_app)
         yield httpx.ASGITransport(app=emulator_app)
 
 

@@ -104,6 +104,18 @@ async def test_every_request_matches_the_real_routes_masks_and_non_zero_rules(
     assert not report.failed
     lease_requests = {(m, p) for m, p, _, _ in recorder.requests if "reconciler-lease" in p}
     assert {m for m, _p in lease_requests} == {"GET", "PUT", "DELETE"}, lease_requests
+    # An orphan of a declared device (its Identity Server record deleted alone): looked up on
+    # the other registries, its records deleted, the device registered anew.
+    async with httpx.AsyncClient(
+        transport=emulator_transport, headers={"Authorization": f"Bearer {admin_api_key}"}
+    ) as client:
+        response = await client.delete(
+            "http://emulator.test/api/v3/applications/field-sensors/devices/otaa-103"
+        )
+        assert response.status_code == 200
+    run, report = await eng.apply_leased(paths, prune=True)
+    assert not report.failed
+    assert "orphan" in run.plan.changes[0].reason
 
     routes = route_table()
     masks = json.loads((REFERENCE / "rpc-field-mask-paths.server.json").read_text())
@@ -170,4 +182,5 @@ async def test_every_request_matches_the_real_routes_masks_and_non_zero_rules(
         "As/SetLink",
         "ApplicationWebhookRegistry/Set",
         "EndDeviceRegistry/List",
+        "Events/Stream",
     } <= seen_rpcs, seen_rpcs

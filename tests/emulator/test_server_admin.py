@@ -6,6 +6,7 @@ import time
 
 import httpx
 
+from tests.conftest import IN_PROCESS_STREAM_IDLE_S
 from tests.emulator.support import TtsApi
 
 ROOT = "http://emulator.test/_emulator"
@@ -29,7 +30,8 @@ async def test_config_is_adjustable_at_run_time(client: httpx.AsyncClient) -> No
         "rate_limit": None,
         "fail_rate": 0.0,
         "drop_rate": 0.0,
-        "event_stream_idle_s": None,
+        # None when served; in-process the fixture ends event streams once idle (conftest).
+        "event_stream_idle_s": IN_PROCESS_STREAM_IDLE_S,
         "traffic_interval": None,
     }
     updated = await client.put(

@@ -16,7 +16,7 @@ from reconciler.plan.model import Plan
 from reconciler.providers.registry import MANIFEST_KINDS
 from reconciler.providers.tts.importing.live import Selection
 from reconciler.providers.tts.importing.run import ImportOptions, run_import
-from tests.conftest import ASGI_BASE_URL, build_emulator_app
+from tests.conftest import ASGI_BASE_URL, build_emulator_app, end_streams_when_idle
 from tests.core.support import ROOT_URL
 from tests.emulator.support import expect_ok
 
@@ -67,6 +67,7 @@ def new_transport(api_key: str) -> contextlib.AbstractAsyncContextManager[httpx.
     @contextlib.asynccontextmanager
     async def run() -> AsyncIterator[httpx.ASGITransport]:
         app = build_emulator_app(api_key)
+        end_streams_when_idle(app)
         async with app.router.lifespan_context(app):
             yield httpx.ASGITransport(app=app)
 

@@ -20,7 +20,7 @@ from reconciler.emulator.tts.common import (
     sort_entities,
     validate_masked,
 )
-from reconciler.emulator.tts.events import device_identifiers, paths_data
+from reconciler.emulator.tts.events import device_identifiers, paths_data, publish_batch_delete
 from reconciler.emulator.tts.fieldmask import check_allowed, merge
 from reconciler.emulator.tts.validate import validate_request
 
@@ -266,10 +266,12 @@ def batch_delete(call: Call) -> dict[str, Any]:
     ids = batch_ids(call, "BatchDeleteEndDevicesRequest")
     require_app(call, app_id, WRITE)
     call.before_write()
+    deleted = []
     for dev_id in ids:
         device = call.store.is_devices.delete(device_key(app_id, dev_id))
         if device is not None:
-            call.emu.events.publish("end_device.delete", device_identifiers(device["ids"]))
+            deleted.append(device["ids"])
+    publish_batch_delete(call, "", app_id, deleted)
     return {}
 
 

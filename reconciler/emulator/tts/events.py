@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 _REGISTRY_EVENTS = [
     f"{prefix}end_device.{verb}"
     for prefix in ("", "ns.", "as.", "js.")
-    for verb in ("create", "update", "delete")
+    for verb in ("create", "update", "delete", "batch.delete")
 ]
 KNOWN_EVENTS = frozenset(
     [
@@ -156,6 +156,24 @@ def paths_data(paths: list[str]) -> dict[str, Any]:
 
 def device_identifiers(ids: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"device_ids": ids}]
+
+
+def publish_batch_delete(
+    call: Call, prefix: str, app_id: str, deleted: list[dict[str, Any]]
+) -> None:
+    """A registry's batch delete: one `<prefix>end_device.batch.delete` event on the
+    application, naming the devices it deleted in its data (nothing when none was there), as
+    the real registries publish it."""
+    if not deleted:
+        return
+    call.emu.events.publish(
+        f"{prefix}end_device.batch.delete",
+        [{"application_ids": {"application_id": app_id}}],
+        {
+            "@type": "type.googleapis.com/ttn.lorawan.v3.EndDeviceIdentifiersList",
+            "end_device_ids": [dict(ids) for ids in deleted],
+        },
+    )
 
 
 def _names(raw: Any) -> list[str] | None:

@@ -17,7 +17,7 @@ from reconciler.emulator.tts.common import (
     validate_masked,
 )
 from reconciler.emulator.tts.devices import device_key
-from reconciler.emulator.tts.events import device_identifiers, paths_data
+from reconciler.emulator.tts.events import device_identifiers, paths_data, publish_batch_delete
 from reconciler.emulator.tts.fieldmask import check_allowed, check_non_zero
 from reconciler.emulator.tts.validate import validate_request
 
@@ -224,9 +224,6 @@ class DeviceRegistry:
             index = eui_index(call, table)
             if pair is not None and index.get(pair) == key:
                 del index[pair]
-            call.emu.events.publish(
-                f"{self.component}.end_device.delete", device_identifiers(device["ids"])
-            )
         return device
 
     def delete(self, call: Call) -> dict[str, Any]:
@@ -236,7 +233,11 @@ class DeviceRegistry:
         if key not in self.table(call):
             raise self.delete_not_found(app_id, dev_id)
         call.before_write()
-        self._remove(call, key)
+        device = self._remove(call, key)
+        if device is not None:
+            call.emu.events.publish(
+                f"{self.component}.end_device.delete", device_identifiers(device["ids"])
+            )
         return {}
 
     def batch_delete(self, call: Call) -> dict[str, Any]:
@@ -248,8 +249,9 @@ class DeviceRegistry:
         )
         require_app(call, app_id, WRITE)
         call.before_write()
-        for dev_id in ids:
-            self._remove(call, device_key(app_id, dev_id))
+        removed = [self._remove(call, device_key(app_id, dev_id)) for dev_id in ids]
+        deleted = [device["ids"] for device in removed if device is not None]
+        publish_batch_delete(call, f"{self.component}.", app_id, deleted)
         return {}
 
     def operations(self) -> list[Operation]:

@@ -247,9 +247,13 @@ class TTSClient:
         *,
         params: Params = None,
         json: Any = None,
+        stream_idle: float | None = None,
     ) -> TTSResponse:
         """Send one request, paced by the server's rate-limit headers; retry transient failures
-        with backoff; raise TTSAPIError on anything but the documented success."""
+        with backoff; raise TTSAPIError on anything but the documented success.
+
+        `stream_idle`: the answer is a stream of JSON messages the server never ends (the
+        event stream): read until it is quiet that long; `data["messages"]` holds them."""
         url = self.url(server, path, params)
         body = None if json is None else jsonlib.dumps(json, separators=(",", ":")).encode()
         headers = self._headers if body is None else self._write_headers
@@ -273,7 +277,9 @@ class TTSClient:
                 self.observer(method, url, body)
             started = time.perf_counter()
             try:
-                response = await self.transport.send(method, url, headers, body, timeout)
+                response = await self.transport.send(
+                    method, url, headers, body, timeout, idle=stream_idle
+                )
             except TransportFailure as failure:
                 # No answer: the request stays counted in flight for the pacer, since the server
                 # may have counted it (a lost response), so its estimate errs towards fewer
@@ -298,6 +304,8 @@ class TTSClient:
                 self._note_warning(server, method, path, warning)
             self.pacer.observe(bucket, status, response.headers)
             if status == 200:
+                if stream_idle is not None:
+                    return self._stream_success(server, method, path, response)
                 return self._success(server, method, path, response, json)
             if status == 429 and rate_limited < self.retry.rate_limited_attempts:
                 rate_limited += 1
@@ -335,6 +343,24 @@ class TTSClient:
             if problem:
                 raise self._malformed(server, method, path, response, problem)
         return TTSResponse(response.status_code, response.headers, data)
+
+    def _stream_success(
+        self, server: Server, method: str, path: str, response: HttpResponse
+    ) -> TTSResponse:
+        """A streamed answer: one JSON object per line (or per blank-line-separated block). The
+        last one may be cut where reading stopped; it is left out."""
+        messages: list[dict[str, Any]] = []
+        for line in response.content.splitlines():
+            if not line.strip():
+                continue
+            try:
+                message = jsonlib.loads(line)
+            except ValueError:
+                continue  # cut off where reading stopped
+            if not isinstance(message, dict):
+                raise self._malformed(server, method, path, response, "a message is not an object")
+            messages.append(message)
+        return TTSResponse(response.status_code, response.headers, {"messages": messages})
 
     def _malformed(
         self, server: Server, method: str, path: str, response: HttpResponse, problem: str

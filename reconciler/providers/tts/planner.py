@@ -298,12 +298,31 @@ class TTSDiffer:
         present = {s for s in registries if live is not None and s in live.records}
         keys_readable = live.secrets_readable if live else True
 
-        if not present:
+        if "is" not in present:
             change.action = "create"
             change.reason = "not registered"
             change.steps = [
                 self._device_create_step(resource, server, split[server]) for server in registries
             ]
+            assert live is not None or not present
+            stale = [s for s in devices.DELETE_ORDER if live is not None and s in live.records]
+            if stale:
+                # Records without an Identity Server record (an orphan): registering on top of
+                # them would keep their session and MAC state (the Set RPCs upsert) or fail on
+                # other EUIs, so they go first.
+                names = ", ".join(s.upper() for s in stale)
+                change.reason = (
+                    f"not registered on the Identity Server, but records remain on {names} "
+                    "(an orphan): they are deleted first, then the device is registered anew"
+                )
+                change.warnings.append(
+                    f"its stale records on {names} are deleted before it is registered: their "
+                    "session and MAC state are not carried over (the device must join again)"
+                )
+                assert live is not None
+                change.steps = [
+                    _step(s, "delete", live_version=live.records[s].version) for s in stale
+                ] + change.steps
             return
 
         immutable = self._immutable_changes(resource, live)
@@ -429,7 +448,10 @@ class TTSDiffer:
     def _device_delete_order(live: LiveResource | None) -> list[Server]:
         """AS, NS, JS, then IS, as the official CLI deletes. Registries not read are included
         (a 404 there means already gone); the Join Server only when both EUIs are known, as the
-        CLI does."""
+        CLI does. An orphan (records without an Identity Server record, all registries read)
+        is deleted where its records are."""
+        if live is not None and live.records and "is" not in live.records:
+            return [s for s in devices.DELETE_ORDER if s in live.records]
         ids = (live.records["is"].data.get("ids") or {}) if live and "is" in live.records else {}
         both_euis = bool(ids.get("dev_eui")) and bool(ids.get("join_eui"))
         return [s for s in devices.DELETE_ORDER if s != "js" or both_euis]

@@ -40,6 +40,15 @@ from reconciler.providers.tts.kinds import (
 )
 from reconciler.providers.tts.lease import TTSLease
 from reconciler.providers.tts.manifest.project import Target
+from reconciler.providers.tts.orphans import (
+    HISTORY_IDLE_S,
+    REGISTRIES,
+    history_events,
+    history_request,
+    last_states,
+    orphan_reason,
+    registries_to_probe,
+)
 from reconciler.providers.tts.planner import (
     ANTENNAS,
     MERGED_MAPS,
@@ -241,15 +250,85 @@ class TTSProvider(TTSDiffer):
         def start(coro: Awaitable[None]) -> None:
             reads.append(asyncio.ensure_future(counted(coro)))
 
+        # The event history of the owned applications names recently deleted devices, whose
+        # records may remain on the other registries (see reconciler.providers.tts.orphans).
+        histories = {
+            app_id: asyncio.ensure_future(self._read_history(app_id, live))
+            for app_id in existing_apps
+            if prune and application_key(app_id) in live.owned
+        }
         try:
+            declared: dict[str, list[str]] = {}
+            for key in desired.resources:
+                if key.kind == "device":
+                    declared.setdefault(application_of(key), []).append(key.id)
+            on_identity_server: dict[str, set[str]] = {}
             for app_id in existing_apps:
-                await self._list_devices(desired, live, app_id, prune, start)
+                seen = await self._list_devices(desired, live, app_id, prune, start)
+                on_identity_server[app_id] = seen
+                # A declared device the Identity Server lacks may have records elsewhere: its
+                # creation must not build on them.
+                for device_id in sorted(set(declared.get(app_id, ())) - seen):
+                    start(self._probe_registries(app_id, device_id, REGISTRIES, live))
+            for app_id, history in histories.items():
+                states = await history
+                for device_id, state in sorted(states.items()):
+                    key = device_key(app_id, device_id)
+                    if device_id in on_identity_server[app_id] or key in desired.resources:
+                        continue
+                    servers = registries_to_probe(state)
+                    if servers:
+                        start(self._probe_registries(app_id, device_id, servers, live, orphan=True))
             await asyncio.gather(*reads)
         finally:
-            for task in reads:  # on an error, leave nothing running
+            for task in [*reads, *histories.values()]:  # on an error, leave nothing running
                 task.cancel()
         live.warnings.extend(self.server_warnings())
         return live
+
+    async def _read_history(self, app_id: str, live: LiveState) -> dict[str, dict[Server, str]]:
+        """What the application's event history says about its devices (device id -> server
+        -> present or gone); nothing, with a warning, when it cannot be read."""
+        try:
+            response = await self.client.request(
+                "is", "POST", "/events", json=history_request(app_id), stream_idle=HISTORY_IDLE_S
+            )
+        except (TTSAPIError, TTSTransportError) as error:
+            live.warnings.append(
+                f"the event history of application {app_id} could not be read ({error}): "
+                "records it holds on the Network, Application and Join Servers for devices the "
+                "manifests do not declare are not looked for"
+            )
+            return {}
+        return last_states(history_events(response.data["messages"]), app_id)
+
+    async def _probe_registries(
+        self,
+        app_id: str,
+        device_id: str,
+        servers: Sequence[Server],
+        live: LiveState,
+        *,
+        orphan: bool = False,
+    ) -> None:
+        """Look a device the Identity Server lacks up on `servers`; what is found becomes its
+        live records (with `orphan`: an owned resource, pruned with --prune)."""
+        key = device_key(app_id, device_id)
+        found: dict[Server, dict[str, Any]] = {}
+        for server in servers:
+            data = await self._get_optional(
+                server, f"/{server}/applications/{app_id}/devices/{device_id}", ["ids"]
+            )
+            if data is not None:
+                found[server] = data
+        if not found:
+            return
+        entry = live.resources.setdefault(key, LiveResource(key))
+        for server, data in found.items():
+            entry.records[server] = record(data)
+        if orphan:
+            entry.owned_because = orphan_reason(app_id, found)
+            live.owned.add(key)
 
     def server_warnings(self) -> list[str]:
         """The servers' X-Warning answers so far, one line each with the request that first
@@ -399,9 +478,9 @@ class TTSProvider(TTSDiffer):
         app_id: str,
         prune: bool,
         start: Callable[[Awaitable[None]], None],
-    ) -> None:
+    ) -> set[str]:
         """List the application's devices from the IS; `start` each declared device's
-        per-registry reads as its page arrives."""
+        per-registry reads as its page arrives. Returns the ids of all devices listed."""
         declared = {
             r.key.id: r for r in desired.of_kind("device") if application_of(r.key) == app_id
         }
@@ -412,6 +491,7 @@ class TTSProvider(TTSDiffer):
         keys_readable = True
         if declared:
             keys_readable = await self._application_keys_readable(app_id)
+        seen: set[str] = set()
         async for item in self._list_pages(
             "is", f"/applications/{app_id}/devices", "end_devices", is_mask
         ):
@@ -420,6 +500,7 @@ class TTSProvider(TTSDiffer):
                 raise self._malformed(
                     "is", f"/applications/{app_id}/devices", "a device without ids.device_id"
                 )
+            seen.add(device_id)
             key = device_key(app_id, device_id)
             owned = _attribute(item, desired.ownership_key) == desired.stack
             if key.id not in declared and not (prune and owned):
@@ -431,6 +512,7 @@ class TTSProvider(TTSDiffer):
             resource = declared.get(key.id)
             if resource is not None:
                 start(self._read_device_registries(resource, entry))
+        return seen
 
     async def _read_device_registries(self, resource: DesiredResource, entry: LiveResource) -> None:
         otaa = bool(resource.extra.get("otaa", resource.fields.get("supports_join", False)))
