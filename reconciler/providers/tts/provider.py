@@ -30,6 +30,7 @@ from reconciler.providers.tts.client import (
 )
 from reconciler.providers.tts.desired import desired_state
 from reconciler.providers.tts.kinds import (
+    LEASE_DEVICE_ID,
     Owner,
     application_key,
     application_of,
@@ -274,7 +275,12 @@ class TTSProvider(TTSDiffer):
                 states = await history
                 for device_id, state in sorted(states.items()):
                     key = device_key(app_id, device_id)
-                    if device_id in on_identity_server[app_id] or key in desired.resources:
+                    # The apply lease lives on the Identity Server only (see lease.py).
+                    if (
+                        device_id in on_identity_server[app_id]
+                        or key in desired.resources
+                        or device_id == LEASE_DEVICE_ID
+                    ):
                         continue
                     servers = registries_to_probe(state)
                     if servers:
@@ -325,7 +331,7 @@ class TTSProvider(TTSDiffer):
             return
         entry = live.resources.setdefault(key, LiveResource(key))
         for server, data in found.items():
-            entry.records[server] = record(data)
+            entry.records[server] = managed_record(data, self._version_key)
         if orphan:
             entry.owned_because = orphan_reason(app_id, found)
             live.owned.add(key)
