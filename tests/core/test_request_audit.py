@@ -23,7 +23,27 @@ from tests.shared_data import needs_shared
 
 pytestmark = [pytest.mark.asyncio, needs_shared]
 
-WRAPPERS = ("end_device", "application", "gateway", "webhook", "link")
+WRAPPERS = ("end_device", "application", "gateway", "webhook", "pubsub", "link")
+# The message of a wrapper whose body may hold oneof members (their JSON sits in the message,
+# their mask paths name the oneof: `mqtt.password` is `provider.mqtt.password`).
+ONEOF_MESSAGES = {"pubsub": "ttn.lorawan.v3.ApplicationPubSub"}
+PUBSUB_SECRETS = {
+    "BUS_MQTT_PASSWORD": "first-password",
+    "BUS_NATS_URL": "nats://u:p@nats.test:4222",
+}
+PUBSUB_APP = """
+kind: Application
+id: bus-app
+pubsubs:
+  - id: broker
+    base_topic: site
+    mqtt: {server_url: "mqtts://broker.test:8883", password: {env: BUS_MQTT_PASSWORD}}
+    uplink_message: up
+  - id: stream
+    nats: {server_url: {env: BUS_NATS_URL}}
+  - id: cloud
+    aws_iot: {region: eu-west-1, endpoint_address: iot.eu-west-1.amazonaws.com}
+"""
 # Create RPCs take no mask; the body must only hold fields the registry stores.
 CREATE_FIELDS_FROM = {
     "EndDeviceRegistry/Create": "EndDeviceRegistry/Update",
@@ -51,6 +71,56 @@ def route_table() -> list[tuple[str, re.Pattern[str], str]]:
     # Most literal first, so `/devices/batch` wins over `/devices/{id}`.
     routes.sort(key=lambda r: -r[3])
     return [(m, p, rpc) for m, p, rpc, _ in routes]
+
+
+def oneof_mask_path(message: str, wire: str) -> str:
+    """The field-mask spelling of a JSON path: each oneof member preceded by its oneof's name
+    (from api.json, the real proto descriptions)."""
+    messages = {
+        m["fullName"]: m
+        for f in json.loads((REFERENCE / "api.json").read_text())["files"]
+        for m in f["messages"]
+    }
+    out: list[str] = []
+    current: str | None = message
+    for part in wire.split("."):
+        field = next(
+            (
+                f
+                for f in (messages[current]["fields"] if current in messages else [])
+                if f["name"] == part
+            ),
+            None,
+        )
+        if field is not None and field["isoneof"]:
+            out.append(field["oneofdecl"])
+        out.append(part)
+        current = field["fullType"] if field is not None else None
+    return ".".join(out)
+
+
+def in_mask_spelling(value: Any, message: str, schema: set[str]) -> dict[str, Any]:
+    """A body with its oneof members nested under their oneof's name, as masks spell them."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, item in node.items():
+            wire = f"{prefix}.{key}" if prefix else key
+            mask = oneof_mask_path(message, wire)
+            if isinstance(item, dict) and any(p.startswith(mask + ".") for p in schema):
+                walk(item, wire)
+            else:
+                flat[mask] = item
+
+    walk(value, "")
+    out: dict[str, Any] = {}
+    for mask, item in flat.items():
+        parts = mask.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = item
+    return out
 
 
 def leaf_paths(value: Any, schema: set[str], prefix: str = "") -> list[str]:
@@ -82,8 +152,8 @@ async def test_every_request_matches_the_real_routes_masks_and_non_zero_rules(
     emulator_transport: httpx.ASGITransport, admin_api_key: str, tmp_path: Path
 ) -> None:
     recorder = Recorder(emulator_transport)
-    eng = Engine(recorder, admin_api_key)
-    paths = [site(tmp_path)]
+    eng = Engine(recorder, admin_api_key, environ_extra=dict(PUBSUB_SECRETS))
+    paths = [site(tmp_path, bus=PUBSUB_APP)]
     _run, report = await eng.apply(paths)
     assert not report.failed
     changed = (
@@ -94,12 +164,20 @@ async def test_every_request_matches_the_real_routes_masks_and_non_zero_rules(
         .replace("F0E0D0C0B0A090807060504030201000", "0")  # unused: keys come from env
         .replace("70B3D57ED0000004", "70B3D57ED00000C4")  # immutable: a replace
     )
-    site(tmp_path, devices=changed)
-    eng.environ_extra = {"OTAA_11_NWK_KEY": "F0E0D0C0B0A090807060504030201001"}
+    site(tmp_path, devices=changed, bus=PUBSUB_APP.replace("up\n", "uplinks\n"))
+    eng.environ_extra = {
+        **PUBSUB_SECRETS,
+        "BUS_MQTT_PASSWORD": "second-password",
+        "OTAA_11_NWK_KEY": "F0E0D0C0B0A090807060504030201001",
+    }
     # As the CLI applies: under the stack's lease (taken, renewed and released by requests too).
     _run, report = await eng.apply_leased(paths, allow_replace=True, force=True)
     assert not report.failed, report.failed
-    site(tmp_path, devices=changed.split("---")[0])
+    site(
+        tmp_path,
+        devices=changed.split("---")[0],
+        bus=PUBSUB_APP.split("  - id: stream", maxsplit=1)[0],
+    )
     _run, report = await eng.apply_leased(paths, prune=True, force=True)
     assert not report.failed
     lease_requests = {(m, p) for m, p, _, _ in recorder.requests if "reconciler-lease" in p}
@@ -154,6 +232,8 @@ async def test_every_request_matches_the_real_routes_masks_and_non_zero_rules(
         if allowed_spec is None:
             continue
         schema = set(masks["all_paths"][allowed_spec["all_paths_of"]])
+        if wrapper in ONEOF_MESSAGES:
+            entity = in_mask_spelling(entity, ONEOF_MESSAGES[wrapper], schema)
         allowed = set(allowed_spec["allowed"])
         for leaf in leaf_paths(entity, schema):
             if leaf.startswith("ids"):
@@ -181,6 +261,9 @@ async def test_every_request_matches_the_real_routes_masks_and_non_zero_rules(
         "ApplicationRegistry/Create",
         "As/SetLink",
         "ApplicationWebhookRegistry/Set",
+        "ApplicationPubSubRegistry/Set",
+        "ApplicationPubSubRegistry/Delete",
+        "ApplicationPubSubRegistry/List",
         "EndDeviceRegistry/List",
         "Events/Stream",
     } <= seen_rpcs, seen_rpcs

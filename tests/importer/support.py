@@ -3,6 +3,7 @@ emulator, record reads on all four registries, and the checks of the round-trip 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -23,6 +24,9 @@ from tests.emulator.support import expect_ok
 UP_SCRIPT = "function decodeUplink(input) {\n  return {data: {bytes: input.bytes}};\n}\n"
 DEVICE_SCRIPT = "function decodeUplink(input) { return {data: {t: input.bytes[0]}}; }\n"
 WEBHOOK_HEADERS = {"Authorization": "Bearer s3cr3t-token", "X-Site": "north"}
+# A pub/sub's credentials: the server returns them in clear; import writes references.
+PUBSUB_PASSWORD = "mqtt-s3cr3t-password"
+PUBSUB_CA = "-----BEGIN CERTIFICATE-----\nY2EgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
 
 # Device paths compared between original and recreated records, per registry.
 RECORD_MASKS: dict[str, list[str]] = {
@@ -344,6 +348,33 @@ async def build_varied_state(client: httpx.AsyncClient, admin_user: str) -> None
                     "paths": ["base_url", "format", "headers", "uplink_message", "join_accept"]
                 },
             },
+        )
+    )
+    pubsub = {
+        "format": "json",
+        "base_topic": "orchard",
+        "mqtt": {
+            "server_url": "mqtts://broker.example.com:8883",
+            "username": "orchard",
+            "password": PUBSUB_PASSWORD,
+            "use_tls": True,
+            "tls_ca": base64.b64encode(PUBSUB_CA.encode()).decode(),
+            "publish_qos": "AT_LEAST_ONCE",
+        },
+        "uplink_message": {"topic": "up"},
+        "downlink_push": {"topic": "down/push"},
+    }
+    pubsub_paths = [
+        "format",
+        "base_topic",
+        "provider.mqtt",
+        "uplink_message",
+        "downlink_push",
+    ]
+    expect_ok(
+        await client.put(
+            "/as/pubsub/orchard/broker",
+            json={"pubsub": pubsub, "field_mask": {"paths": pubsub_paths}},
         )
     )
     for device in varied_devices():

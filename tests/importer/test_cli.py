@@ -18,7 +18,13 @@ import pytest
 
 from tests.conftest import ServedEmulator, build_emulator_app, serve_in_thread
 from tests.emulator.support import ADMIN_USER, expect_ok, make_api_key
-from tests.importer.support import WEBHOOK_HEADERS, build_varied_state, plain_otaa, register
+from tests.importer.support import (
+    PUBSUB_PASSWORD,
+    WEBHOOK_HEADERS,
+    build_varied_state,
+    plain_otaa,
+    register,
+)
 
 pytestmark = pytest.mark.slow
 SECRETS = ["2B7E151628AED2A6ABF7158809CF4F3C", "11223344556677889900AABBCCDDEEFF", "s3cr3t-token"]
@@ -77,10 +83,11 @@ def no_output(tmp_path: Path) -> None:
 
 def test_import_validate_plan_apply(served: ServedEmulator, tmp_path: Path) -> None:
     text = cli(served, tmp_path, "import", "--all", "--stack", "orchard-north", "--out", "out")
-    assert "imported 2 applications, 9 devices, 1 webhook, 2 gateways into out" in text
+    assert "imported 2 applications, 9 devices, 1 webhook, 1 pub/sub, 2 gateways into out" in text
     secrets = {
         "WEBHOOK_ORCHARD_INGEST_AUTHORIZATION": WEBHOOK_HEADERS["Authorization"],
         "WEBHOOK_ORCHARD_INGEST_X_SITE": WEBHOOK_HEADERS["X-Site"],
+        "PUBSUB_ORCHARD_BROKER_PASSWORD": PUBSUB_PASSWORD,
     }
     assert "valid: stack orchard-north" in cli(served, tmp_path, "validate", "out", env=secrets)
     plan = cli(served, tmp_path, "plan", "out", "--detailed-exitcode", expect=2, env=secrets)

@@ -12,6 +12,7 @@ from reconciler.providers.tts.importing.manifests import env_name
 from tests.core.support import Engine
 from tests.emulator.support import ADMIN_USER, make_api_key
 from tests.importer.support import (
+    PUBSUB_PASSWORD,
     UP_SCRIPT,
     WEBHOOK_HEADERS,
     admin_client,
@@ -37,6 +38,7 @@ def fill_secrets(out: Path) -> dict[str, str]:
     values = {
         "WEBHOOK_ORCHARD_INGEST_AUTHORIZATION": WEBHOOK_HEADERS["Authorization"],
         "WEBHOOK_ORCHARD_INGEST_X_SITE": WEBHOOK_HEADERS["X-Site"],
+        "PUBSUB_ORCHARD_BROKER_PASSWORD": PUBSUB_PASSWORD,
     }
     assert set(values) <= set(env_template(out))
     return values
@@ -52,7 +54,13 @@ async def test_live_import_round_trip(
     before = await device_records(client, "orchard")
     out = tmp_path / "imported"
     report = await do_import(import_options(out, emulator_transport, admin_api_key))
-    assert report.counts == {"application": 2, "device": 9, "webhook": 1, "gateway": 2}
+    assert report.counts == {
+        "application": 2,
+        "device": 9,
+        "webhook": 1,
+        "pub/sub": 1,
+        "gateway": 2,
+    }
 
     # Secrets are not in the manifests; they are in git-ignored files.
     texts = {p: p.read_text() for p in out.rglob("*") if p.is_file()}
@@ -66,15 +74,18 @@ async def test_live_import_round_trip(
         "F0E0D0C0B0A090807060504030201000",
         "11223344556677889900AABBCCDDEEFF",
         "s3cr3t-token",
+        PUBSUB_PASSWORD,
     ):
         assert secret not in manifests
     assert "s3cr3t-token" not in "".join(texts.values())
+    assert PUBSUB_PASSWORD not in "".join(texts.values())
     gitignore = (out / ".gitignore").read_text()
     assert "*.secrets.csv" in gitignore and "secrets/" in gitignore
     assert (out / "applications/orchard/formatters/link.up.js").read_text() == UP_SCRIPT
 
     environ = {"TTS_API_KEY": admin_api_key, **fill_secrets(out)}
-    assert len(env_template(out)) == 2  # keys were readable: only the webhook headers
+    # Keys were readable: only the webhook headers and the pub/sub password are references.
+    assert len(env_template(out)) == 3
     validate(out, environ)
 
     source = Engine(emulator_transport, admin_api_key, environ_extra=environ)
@@ -82,6 +93,7 @@ async def test_live_import_round_trip(
     assert only_adoption(run.plan, STACK) == []
     adopted = sorted(str(c.key) for c in run.plan.resources if c.adopt)
     assert len(adopted) == 2 + 9 + 2, adopted
+    assert run.plan.changes == [c for c in run.plan.changes if c.adopt]
     # Nothing was written to the server by import (and nothing by plan).
     assert await device_records(client, "orchard") == before
 
@@ -102,6 +114,7 @@ async def test_live_import_round_trip(
                     "/as/webhooks/orchard/ingest",
                     "base_url,format,headers,uplink_message,join_accept,paused",
                 ),
+                ("/as/pubsub/orchard/broker", "uplink_message,downlink_push,join_accept"),
                 (
                     "/gateways/gw-barn",
                     "ids,name,frequency_plan_ids,gateway_server_address,antennas,status_public,location_public,attributes",
@@ -159,6 +172,7 @@ async def test_without_read_keys_right_keys_are_env_references(
     assert names == set(keys) | {
         "WEBHOOK_ORCHARD_INGEST_AUTHORIZATION",
         "WEBHOOK_ORCHARD_INGEST_X_SITE",
+        "PUBSUB_ORCHARD_BROKER_PASSWORD",
     }
     tree = "".join(p.read_text() for p in out.rglob("*") if p.is_file())
     assert not any(value in tree for value in keys.values())

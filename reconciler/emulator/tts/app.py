@@ -337,11 +337,19 @@ class Endpoint:
 
 
 def create_app(config: TTSConfig | None = None) -> Starlette:
-    from reconciler.emulator.tts import application, devices, events, identity, join, network
+    from reconciler.emulator.tts import (
+        application,
+        devices,
+        events,
+        identity,
+        join,
+        network,
+        pubsub,
+    )
 
     emu = Emulator(config or TTSConfig())
     operations: list[Operation] = []
-    for module in (identity, devices, network, application, join, events):
+    for module in (identity, devices, network, application, pubsub, join, events):
         operations.extend(module.operations())
     routes: list[BaseRoute] = [
         Route(PREFIX + op.path, Endpoint(emu, op).handle, methods=[op.method]) for op in operations

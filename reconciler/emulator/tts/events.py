@@ -45,6 +45,8 @@ KNOWN_EVENTS = frozenset(
         "as.webhook.create",
         "as.webhook.update",
         "as.webhook.delete",
+        "as.pubsub.set",
+        "as.pubsub.delete",
         "as.link.set",
         "as.link.delete",
         "as.down.data.receive",

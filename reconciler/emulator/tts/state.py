@@ -20,5 +20,6 @@ class TTSStore(Store):
         self.as_devices = self.table("as_devices")
         self.js_devices = self.table("js_devices")
         self.webhooks = self.table("webhooks")
+        self.pubsubs = self.table("pubsubs")
         self.links = self.table("links")
         self.downlinks = self.table("downlinks")

@@ -29,6 +29,7 @@ _REQUIRED_IDS = frozenset(
         "user_id",
         "client_id",
         "webhook_id",
+        "pub_sub_id",
     }
 )
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

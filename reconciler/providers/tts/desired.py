@@ -18,6 +18,7 @@ from reconciler.providers.tts.kinds import (
     device_key,
     gateway_key,
     link_key,
+    pubsub_key,
     webhook_key,
 )
 from reconciler.providers.tts.manifest.project import ServerRole, Target, tts_project
@@ -92,6 +93,14 @@ def desired_state(project: Project, target: Target) -> DesiredState:
                     webhook_key(app.application_id, webhook.webhook_id),
                     dict(webhook.fields),
                     location=webhook.location,
+                )
+            )
+        for pubsub in app.pubsubs:
+            state.add(
+                DesiredResource(
+                    pubsub_key(app.application_id, pubsub.pub_sub_id),
+                    dict(pubsub.fields),
+                    location=pubsub.location,
                 )
             )
     addresses = {role: server_address(target.server_urls[role]) for _, role in ADDRESS_ROLES}

@@ -9,10 +9,17 @@ from reconciler.resources import ResourceKey
 
 PROVIDER = "tts"
 
-ResourceKind = Literal["application", "link", "webhook", "device", "gateway"]
+ResourceKind = Literal["application", "link", "webhook", "pubsub", "device", "gateway"]
 # Creation order of kinds; deletes run in reverse (the Identity Server refuses to delete an
 # application that still has devices).
-KIND_ORDER: tuple[ResourceKind, ...] = ("application", "link", "webhook", "device", "gateway")
+KIND_ORDER: tuple[ResourceKind, ...] = (
+    "application",
+    "link",
+    "webhook",
+    "pubsub",
+    "device",
+    "gateway",
+)
 # The device in each owned application that records the apply lease (reconciler.lease): never
 # declared, planned, pruned or imported.
 LEASE_DEVICE_ID = "reconciler-lease"
@@ -28,6 +35,10 @@ def link_key(application_id: str) -> ResourceKey:
 
 def webhook_key(application_id: str, webhook_id: str) -> ResourceKey:
     return ResourceKey(PROVIDER, "webhook", (application_id, webhook_id))
+
+
+def pubsub_key(application_id: str, pub_sub_id: str) -> ResourceKey:
+    return ResourceKey(PROVIDER, "pubsub", (application_id, pub_sub_id))
 
 
 def device_key(application_id: str, device_id: str) -> ResourceKey:

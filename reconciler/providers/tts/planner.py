@@ -44,6 +44,7 @@ MESSAGE_OF_KIND: dict[str, str] = {
     "application": schema.APPLICATION,
     "link": schema.APPLICATION_LINK,
     "webhook": schema.WEBHOOK,
+    "pubsub": schema.PUBSUB,
     "device": schema.END_DEVICE,
     "gateway": schema.GATEWAY,
 }
@@ -52,10 +53,11 @@ SERVER_OF_KIND: dict[str, Server] = {
     "application": "is",
     "link": "as",
     "webhook": "as",
+    "pubsub": "as",
     "gateway": "is",
 }
-# Kinds that carry attributes on the Identity Server, hence the ownership marker; links and
-# webhooks are owned through their application.
+# Kinds that carry attributes on the Identity Server, hence the ownership marker; links,
+# webhooks and pub/subs are owned through their application.
 MARKED_KINDS = frozenset({"application", "device", "gateway"})
 
 

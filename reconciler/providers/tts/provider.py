@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ from reconciler.lease import Acquired, Lease, LeaseHolder
 from reconciler.manifest.project import Project
 from reconciler.plan.model import Endpoint, ResourceChange, ResourceResult, Step, TargetInfo
 from reconciler.provider import ProgressCallback, ProviderContext
-from reconciler.providers.tts import devices, schema
+from reconciler.providers.tts import devices, reference, schema
 from reconciler.providers.tts.client import (
     RetryPolicy,
     ServerURLs,
@@ -37,6 +38,7 @@ from reconciler.providers.tts.kinds import (
     device_key,
     gateway_key,
     link_key,
+    pubsub_key,
     webhook_key,
 )
 from reconciler.providers.tts.lease import TTSLease
@@ -79,6 +81,7 @@ ENTITY_WRAPPER: dict[str, str] = {
     "application": "application",
     "link": "link",
     "webhook": "webhook",
+    "pubsub": "pubsub",
     "device": "end_device",
     "gateway": "gateway",
 }
@@ -89,6 +92,32 @@ ROLE_OF_SERVER: dict[Server, str] = {
     "as": "application",
     "js": "join",
 }
+
+
+@dataclass(frozen=True)
+class Integration:
+    """An application's Application Server integrations (webhooks, pub/subs): one route each,
+    listed per application, keyed by their own ID."""
+
+    kind: str
+    route: str  # /as/<route>/{application_id}[/{id}]
+    list_field: str
+    id_field: str
+    message: str
+
+    def key(self, application_id: str, item_id: str) -> ResourceKey:
+        return (webhook_key if self.kind == "webhook" else pubsub_key)(application_id, item_id)
+
+    def mask_path(self, path: str) -> str:
+        """The field-mask path of a managed field (a pub/sub's provider is a oneof)."""
+        return reference.mask_path(self.message, path)
+
+
+INTEGRATIONS = (
+    Integration("webhook", "webhooks", "webhooks", "webhook_id", schema.WEBHOOK),
+    Integration("pubsub", "pubsub", "pubsubs", "pub_sub_id", schema.PUBSUB),
+)
+INTEGRATION_OF_KIND = {i.kind: i for i in INTEGRATIONS}
 
 
 def _field_mask(paths: Iterable[str]) -> str:
@@ -449,25 +478,31 @@ class TTSProvider(TTSDiffer):
                 live.resources[key] = LiveResource(
                     key, {"as": managed_record(data, self._version_key)}
                 )
-        declared = [r for r in desired.of_kind("webhook") if application_of(r.key) == app_id]
         app_owned = application_key(app_id) in live.owned
-        if not declared and not (prune and app_owned):
-            return
-        mask = {"ids"} | {p for r in declared for p in r.fields}
-        listing = await self.client.get_json(
-            "as", f"/as/webhooks/{app_id}", params={"field_mask": _field_mask(mask)}
-        )
-        webhooks = listing.get("webhooks") or []
-        for item in webhooks if isinstance(webhooks, list) else [None]:
-            webhook_id = _entity_id(item, "webhook_id")
-            if webhook_id is None or not isinstance(item, dict):
-                raise self._malformed("as", f"/as/webhooks/{app_id}", "a webhook without ids")
-            key = webhook_key(app_id, webhook_id)
-            live.resources[key] = LiveResource(key, {"as": managed_record(item, self._version_key)})
-            # Webhooks carry no attributes: in an application this stack owns, the manifests'
-            # webhook list is authoritative (prune removes the others).
-            if app_owned:
-                live.owned.add(key)
+        for integration in INTEGRATIONS:
+            declared = [
+                r for r in desired.of_kind(integration.kind) if application_of(r.key) == app_id
+            ]
+            if not declared and not (prune and app_owned):
+                continue
+            mask = {"ids"} | {integration.mask_path(p) for r in declared for p in r.fields}
+            path = f"/as/{integration.route}/{app_id}"
+            listing = await self.client.get_json(
+                "as", path, params={"field_mask": _field_mask(mask)}
+            )
+            items = listing.get(integration.list_field) or []
+            for item in items if isinstance(items, list) else [None]:
+                item_id = _entity_id(item, integration.id_field)
+                if item_id is None or not isinstance(item, dict):
+                    raise self._malformed("as", path, f"a {integration.kind} without ids")
+                key = integration.key(app_id, item_id)
+                live.resources[key] = LiveResource(
+                    key, {"as": managed_record(item, self._version_key)}
+                )
+                # Webhooks and pub/subs carry no attributes: in an application this stack
+                # owns, the manifests' list is authoritative (prune removes the others).
+                if app_owned:
+                    live.owned.add(key)
 
     async def _read_gateway(self, resource: DesiredResource, live: LiveState) -> None:
         mask = set(resource.fields) | {"attributes"}
@@ -546,8 +581,8 @@ class TTSProvider(TTSDiffer):
     # -- writing ----------------------------------------------------------------------------
 
     def depends_on(self, key: ResourceKey) -> ResourceKey | None:
-        """Links, webhooks and devices need their application."""
-        if key.kind in ("link", "webhook", "device"):
+        """Links, webhooks, pub/subs and devices need their application."""
+        if key.kind in ("link", "webhook", "pubsub", "device"):
             return application_key(key.ids[0])
         return None
 
@@ -644,18 +679,20 @@ class TTSProvider(TTSDiffer):
                     f"/as/applications/{key.ids[0]}/link",
                     json={"link": body, "field_mask": {"paths": step.paths}},
                 )
-            case "webhook":
+            case "webhook" | "pubsub":
+                integration = INTEGRATION_OF_KIND[key.kind]
                 body = self._body(resource, step.paths, live, server)
-                app_id, webhook_id = key.ids
+                app_id, item_id = key.ids
                 body["ids"] = {
-                    "webhook_id": webhook_id,
+                    integration.id_field: item_id,
                     "application_ids": {"application_id": app_id},
                 }
+                paths = [integration.mask_path(p) for p in step.paths]
                 await self.client.request(
                     "as",
                     "PUT",
-                    f"/as/webhooks/{app_id}/{webhook_id}",
-                    json={"webhook": body, "field_mask": {"paths": step.paths}},
+                    f"/as/{integration.route}/{app_id}/{item_id}",
+                    json={ENTITY_WRAPPER[key.kind]: body, "field_mask": {"paths": paths}},
                 )
 
     def _body(
@@ -810,8 +847,8 @@ class TTSProvider(TTSDiffer):
                 path = f"/applications/{key.id}"
             case "gateway":
                 path = f"/gateways/{key.id}"
-            case "webhook":
-                path = f"/as/webhooks/{key.ids[0]}/{key.id}"
+            case "webhook" | "pubsub":
+                path = f"/as/{INTEGRATION_OF_KIND[key.kind].route}/{key.ids[0]}/{key.id}"
             case _:  # link
                 path = f"/as/applications/{key.ids[0]}/link"
         try:

@@ -120,3 +120,76 @@ def frequency_plans() -> dict[str, str]:
     """Known frequency plan ID -> band ID."""
     result: dict[str, str] = _load("frequency_plans.json")
     return result
+
+
+@cache
+def _oneof_fields(message: str) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+    """(field name -> (oneof name, field type), oneof name -> message) of one message."""
+    fields: dict[str, tuple[str, str]] = {}
+    oneofs: dict[str, str] = {}
+    for spec in messages()[message]["fields"]:
+        fields[spec["name"]] = (spec["oneof"], spec["type"])
+        if spec["oneof"]:
+            oneofs[spec["oneof"]] = message
+    return fields, oneofs
+
+
+def mask_path(message: str, wire_path: str) -> str:
+    """A JSON path as the wire spells it -> the field-mask path of the same field.
+
+    The JSON of a `oneof` member sits directly in its message (`"mqtt": {...}`), but field
+    masks name the oneof too (`provider.mqtt`): ApplicationPubSub's provider, an AWS IoT
+    deployment, MAC settings' ADR mode."""
+    current: str | None = message
+    out: list[str] = []
+    for part in wire_path.split("."):
+        if current is None or current not in messages():
+            out.append(part)
+            current = None
+            continue
+        fields, _ = _oneof_fields(current)
+        oneof, type_name = fields.get(part, ("", ""))
+        if oneof:
+            out.append(oneof)
+        out.append(part)
+        current = type_name or None
+    return ".".join(out)
+
+
+def wire_path(message: str, field_mask_path: str) -> str:
+    """The inverse of mask_path: the JSON path of a field-mask path (oneof names dropped)."""
+    current: str | None = message
+    out: list[str] = []
+    for part in field_mask_path.split("."):
+        if current is None or current not in messages():
+            out.append(part)
+            current = None
+            continue
+        fields, oneofs = _oneof_fields(current)
+        if part in oneofs and part not in fields:
+            continue  # the oneof's own name: the member follows
+        out.append(part)
+        current = fields.get(part, ("", ""))[1] or None
+    return ".".join(out)
+
+
+def oneof_siblings(message: str, wire_path: str) -> list[str]:
+    """The JSON paths of the other members of every oneof that `wire_path` passes through:
+    setting one member of a oneof clears the others."""
+    current: str | None = message
+    prefix: list[str] = []
+    found: list[str] = []
+    for part in wire_path.split("."):
+        if current is None or current not in messages():
+            break
+        fields, _ = _oneof_fields(current)
+        oneof, type_name = fields.get(part, ("", ""))
+        if oneof:
+            found.extend(
+                ".".join([*prefix, name])
+                for name, (other, _t) in fields.items()
+                if other == oneof and name != part
+            )
+        prefix.append(part)
+        current = type_name or None
+    return found

@@ -27,6 +27,7 @@ def require_no_devices(call: Call, app_id: str) -> None:
 
 def purge_application_data(call: Call, app_id: str) -> None:
     call.store.links.delete(app_id)
-    for key, _ in call.store.webhooks.items():
-        if key.startswith(app_id + "/"):
-            call.store.webhooks.delete(key)
+    for table in (call.store.webhooks, call.store.pubsubs):
+        for key, _ in table.items():
+            if key.startswith(app_id + "/"):
+                table.delete(key)

@@ -1,9 +1,10 @@
 """Read what to import from live servers, through the provider's read path.
 
-Discovery (which applications, devices, webhooks and gateways exist) lists the Identity Server
-and the Application Server; the records themselves are read by `TTSProvider.read` for a probe
-state that declares every discovered resource with every path import can use, so import reads
-with the same masks, concurrency, pacing and progress as `plan`. Nothing is written.
+Discovery (which applications, devices, webhooks, pub/subs and gateways exist) lists the
+Identity Server and the Application Server; the records themselves are read by
+`TTSProvider.read` for a probe state that declares every discovered resource with every path
+import can use, so import reads with the same masks, concurrency, pacing and progress as
+`plan`. Nothing is written.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ async def read_live(
     # the memory budget as well).
     device_fields: dict[str, Any] = dict.fromkeys(f.live_read_paths())
     webhooks: dict[str, list[dict[str, Any]]] = {}
+    pubsubs: dict[str, list[dict[str, Any]]] = {}
     for app_id in app_ids:
         await _check_application(client, app_id)
         probe.add(DesiredResource(application_key(app_id), app_fields, extra={"owner": owner}))
@@ -85,6 +87,11 @@ async def read_live(
                 f"/as/webhooks/{app_id}",
                 params={"field_mask": ",".join(r.WEBHOOK_READ_PATHS)},
             )
+            pubsub_listing = await client.get_json(
+                "as",
+                f"/as/pubsub/{app_id}",
+                params={"field_mask": ",".join(r.PUBSUB_READ_PATHS)},
+            )
         except TTSAPIError as error:
             if error.status == 403:
                 raise ImportFailure(
@@ -92,6 +99,7 @@ async def read_live(
                 ) from None
             raise
         webhooks[app_id] = list(listing.get("webhooks") or [])
+        pubsubs[app_id] = list(pubsub_listing.get("pubsubs") or [])
     gateway_fields = dict.fromkeys(r.GATEWAY_PATHS + r.GATEWAY_EXTRAS)
     for gateway_id in gateway_ids:
         probe.add(DesiredResource(gateway_key(gateway_id), gateway_fields, extra={"owner": owner}))
@@ -103,7 +111,7 @@ async def read_live(
                 f"gateway `{gateway_id}`: not found on the Identity Server (or the API key has "
                 "no rights to it)"
             )
-    _collect(snapshot, live, app_ids, gateway_ids, webhooks)
+    _collect(snapshot, live, app_ids, gateway_ids, webhooks, pubsubs)
     return snapshot
 
 
@@ -113,6 +121,7 @@ def _collect(
     app_ids: list[str],
     gateway_ids: list[str],
     webhooks: dict[str, list[dict[str, Any]]],
+    pubsubs: dict[str, list[dict[str, Any]]],
 ) -> None:
     report = snapshot.report
     by_app: dict[str, list[ResourceKey]] = {}
@@ -148,6 +157,7 @@ def _collect(
                 app_id,
             )
         app.webhooks = [r.webhook_record(item, app_id, report) for item in webhooks[app_id]]
+        app.pubsubs = [r.pubsub_record(item, app_id, report) for item in pubsubs[app_id]]
         keys = sorted(by_app.get(app_id, []))
         for key in keys:
             entry = live.resources[key]
@@ -169,6 +179,7 @@ def _collect(
         report.count("application")
         report.count("device", len(app.devices))
         report.count("webhook", len(app.webhooks))
+        report.count("pub/sub", len(app.pubsubs))
     for gateway_id in gateway_ids:
         entry = live.resources[gateway_key(gateway_id)]
         snapshot.gateways.append(r.gateway_record(entry.records["is"].data, report, snapshot.owner))

@@ -128,6 +128,8 @@ class _Builder:
             doc["default_formatters"] = formatters
         if app.webhooks:
             doc["webhooks"] = [self.webhook(app.application_id, w) for w in app.webhooks]
+        if app.pubsubs:
+            doc["pubsubs"] = [self.pubsub(app.application_id, p) for p in app.pubsubs]
         documents = self.devices(app, base, doc)
         self.tree.add(f"{base}/application.yaml", yaml_documents([doc], HEADER))
         if documents:
@@ -202,6 +204,23 @@ class _Builder:
             doc["paused"] = True
         for message, path in hook.messages.items():
             doc[message] = path
+        return doc
+
+    def pubsub(self, app_id: str, pubsub: r.PubSubRecord) -> dict[str, Any]:
+        """The pub/sub entry with each credential as an `{env: ...}` reference."""
+        doc = pubsub.document
+        for keys, what in pubsub.secrets:
+            name = self.variable(
+                f"pub/sub {app_id}/{pubsub.pub_sub_id}: {what}",
+                "PUBSUB",
+                app_id,
+                pubsub.pub_sub_id,
+                *keys[1:],
+            )
+            node = doc
+            for key in keys[:-1]:
+                node = node.setdefault(key, {})
+            node[keys[-1]] = {"env": name}
         return doc
 
     # -- devices -----------------------------------------------------------------------------

@@ -3,15 +3,19 @@ built from server responses or export files; what does not fit is added to the r
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.importer.report import ImportReport
+from reconciler.manifest.common import ManifestModel
 from reconciler.providers.tts import devices, schema
 from reconciler.providers.tts.importing import fields as f
 from reconciler.providers.tts.manifest import models as m
+from reconciler.providers.tts.manifest import pubsubs as ps
 from reconciler.providers.tts.servers import SERVER_NAMES, Server
 
 
@@ -40,11 +44,20 @@ class WebhookRecord:
 
 
 @dataclass
+class PubSubRecord:
+    pub_sub_id: str
+    document: dict[str, Any]  # the manifest's pub/sub entry, credentials left out
+    # Where each credential goes in `document` (keys, outermost first), and what it is.
+    secrets: list[tuple[tuple[str, ...], str]] = field(default_factory=list)
+
+
+@dataclass
 class ApplicationRecord:
     application_id: str
     fields: dict[str, Any]  # name, description, attributes, server addresses (normal form)
     link: dict[str, Any]  # default_formatters.* (normal form)
     webhooks: list[WebhookRecord] = field(default_factory=list)
+    pubsubs: list[PubSubRecord] = field(default_factory=list)
     devices: list[DeviceRecord] = field(default_factory=list)
     keys_readable: bool = True
 
@@ -242,6 +255,75 @@ def webhook_record(
         paused=bool(data.get("paused")),
         messages=messages,
     )
+
+
+PUBSUB_READ_PATHS = ("ids", "format", "base_topic", "provider", *ps.PUBSUB_MESSAGE_TYPES)
+PUBSUB_SECRET_PATHS = frozenset(ps.secret_paths())
+# TLS certificates: PEM text in the manifest, base64 bytes on the wire.
+PUBSUB_PEM_PATHS = frozenset({"mqtt.tls_ca", "mqtt.tls_client_cert"})
+
+
+def pubsub_record(
+    data: Mapping[str, Any], application_id: str, report: ImportReport
+) -> PubSubRecord:
+    """A pub/sub as the manifest writes it. Credentials are never copied: the server returns
+    them in clear, but they go to the manifests as references for the user to fill in."""
+    pub_sub_id = str((data.get("ids") or {}).get("pub_sub_id", ""))
+    record = PubSubRecord(pub_sub_id, {"id": pub_sub_id})
+    name = f"{application_id}/{pub_sub_id}"
+    doc = record.document
+    fmt = str(data.get("format") or "json")
+    if fmt != "json":
+        doc["format"] = fmt
+    if data.get("base_topic"):
+        doc["base_topic"] = str(data["base_topic"])
+    for provider in ps.PROVIDERS:
+        value = data.get(provider)
+        if isinstance(value, Mapping):
+            model = ps.PubSub.model_fields[provider].annotation
+            nested = ps.model_of(model)
+            assert nested is not None
+            doc[provider] = _pubsub_part(value, nested, (provider,), record, report, name)
+    for message in ps.PUBSUB_MESSAGE_TYPES:
+        setting = data.get(message)
+        if isinstance(setting, Mapping):
+            doc[message] = str(setting.get("topic") or "")
+    return record
+
+
+def _pubsub_part(
+    value: Mapping[str, Any],
+    model: type[ManifestModel],
+    keys: tuple[str, ...],
+    record: PubSubRecord,
+    report: ImportReport,
+    name: str,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        path = ".".join((*keys, key))
+        if key not in model.model_fields:
+            report.add(f"pub/sub field `{path}`: not in the manifest language", name)
+            continue
+        if path in PUBSUB_SECRET_PATHS:
+            if isinstance(item, Mapping):  # MQTT headers: each value by reference
+                out[key] = {}
+                for header in sorted(item):
+                    record.secrets.append(((*keys, key, str(header)), f"{path} {header}"))
+            else:
+                record.secrets.append(((*keys, key), path))
+            continue
+        nested = ps.model_of(model.model_fields[key].annotation)
+        if nested is not None and isinstance(item, Mapping):
+            out[key] = _pubsub_part(item, nested, (*keys, key), record, report, name)
+        elif path in PUBSUB_PEM_PATHS:
+            try:
+                out[key] = base64.b64decode(str(item), validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                report.add(f"pub/sub field `{path}`: not PEM text, left out", name)
+        else:
+            out[key] = item
+    return out
 
 
 def gateway_record(

@@ -29,11 +29,13 @@ from reconciler.providers.tts.manifest.project import (
     Device,
     Gateway,
     OwnerRef,
+    PubSub,
     ServerRole,
     Target,
     TtsProject,
     Webhook,
 )
+from reconciler.providers.tts.manifest.pubsubs import pubsub_fields
 from reconciler.providers.tts.servers import DEFAULT_USER_AGENT, URL_ENV
 
 # Manifest fields that are TTS fields of the same name.
@@ -219,6 +221,7 @@ class _Resolution:
             if "default_formatters" in app.model_fields_set:
                 link = _formatter_fields(app.default_formatters, "default_formatters")
             webhooks = self.resolve_webhooks(item, app)
+            pubsubs = self.resolve_pubsubs(item, app)
             self.project.applications.append(
                 Application(
                     application_id=app.id,
@@ -227,25 +230,50 @@ class _Resolution:
                     source=_lazy(item.document, []),
                     link=link,
                     webhooks=webhooks,
+                    pubsubs=pubsubs,
                     profiles=tuple(app.device_profiles),
                 )
             )
         return infos
 
-    def resolve_webhooks(self, item: Validated, app: m.Application) -> list[Webhook]:
-        webhooks: list[Webhook] = []
+    def unique_ids(
+        self, item: Validated, app: m.Application, key: str, what: str, ids: Sequence[str]
+    ) -> list[int]:
+        """Indexes of the list items whose ID is the first of its kind; the others are
+        located errors."""
         seen: dict[str, int] = {}
-        for index, hook in enumerate(app.webhooks):
-            if hook.id in seen:
-                first = item.document.locate(["webhooks", seen[hook.id], "id"])
+        kept: list[int] = []
+        for index, item_id in enumerate(ids):
+            if item_id in seen:
+                first = item.document.locate([key, seen[item_id], "id"])
                 self.error(
-                    item.document.locate(["webhooks", index, "id"]),
-                    f"duplicate webhook `{hook.id}` in application `{app.id}` "
+                    item.document.locate([key, index, "id"]),
+                    f"duplicate {what} `{item_id}` in application `{app.id}` "
                     f"(first defined at {first})",
                     "duplicate-id",
                 )
                 continue
-            seen[hook.id] = index
+            seen[item_id] = index
+            kept.append(index)
+        return kept
+
+    def resolve_pubsubs(self, item: Validated, app: m.Application) -> list[PubSub]:
+        ids = [p.id for p in app.pubsubs]
+        return [
+            PubSub(
+                app.id,
+                app.pubsubs[index].id,
+                pubsub_fields(app.pubsubs[index]),
+                _lazy(item.document, ["pubsubs", index]),
+            )
+            for index in self.unique_ids(item, app, "pubsubs", "pub/sub", ids)
+        ]
+
+    def resolve_webhooks(self, item: Validated, app: m.Application) -> list[Webhook]:
+        webhooks: list[Webhook] = []
+        ids = [h.id for h in app.webhooks]
+        for index in self.unique_ids(item, app, "webhooks", "webhook", ids):
+            hook = app.webhooks[index]
             fields: dict[str, Any] = {"base_url": hook.base_url, "format": hook.format}
             for name in hook.model_fields_set - {"id", "base_url", "format"}:
                 value = getattr(hook, name)

@@ -1,6 +1,6 @@
 """The manifest language: one pydantic model per document `kind`.
 
-Documents: `Stack` (the target), `Application` (with webhooks, default formatters, device
+Documents: `Stack` (the target), `Application` (with webhooks, pub/subs, default formatters, device
 defaults and named device profiles), `Device`, `Fleet` (devices from CSV) and `Gateway`.
 Field names are The Things Stack's own (snake_case proto names) wherever a field maps to one;
 device fields are flat (`dev_eui`, `app_key`, `rx1_delay` under `mac_settings`, ...) and are the
@@ -33,7 +33,8 @@ from reconciler.manifest.secrets import (
     credential_file_inside_tree,
 )
 from reconciler.providers.tts.manifest import types as t
-from reconciler.providers.tts.manifest.types import AesKey, HeaderValue
+from reconciler.providers.tts.manifest.pubsubs import PubSub
+from reconciler.providers.tts.manifest.types import AesKey, HeaderName, HeaderValue
 
 KINDS = ("Stack", "Application", "Device", "Fleet", "Gateway")
 DEFAULT_OWNERSHIP_KEY = "managed-by"
@@ -260,15 +261,6 @@ MessageSetting = Annotated[
         }
     ),
 ]
-# An HTTP field name is a token (RFC 9110 section 5.1): no spaces, colons or line breaks.
-HeaderName = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=t.WEBHOOK_HEADER_KEY_MAX,
-        pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
-    ),
-]
 
 
 class Webhook(ManifestModel):
@@ -307,6 +299,9 @@ class Application(ManifestModel):
         default=None, description="Default payload formatters (the Application Server link)."
     )
     webhooks: list[Webhook] = Field(default_factory=list)
+    pubsubs: list[PubSub] = Field(
+        default_factory=list, description="Pub/sub integrations (MQTT, NATS, AWS IoT)."
+    )
     device_defaults: DeviceSettings | None = None
     device_profiles: dict[t.PlainId, DeviceSettings] = Field(default_factory=dict)
 

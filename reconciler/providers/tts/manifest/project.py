@@ -136,6 +136,14 @@ class Webhook(Located):
 
 
 @dataclass(slots=True)
+class PubSub(Located):
+    application_id: str
+    pub_sub_id: str
+    fields: dict[str, Any]  # ApplicationPubSub JSON path (`mqtt.password`) -> value or Secret
+    source: Source
+
+
+@dataclass(slots=True)
 class Application(Located):
     application_id: str
     owner: OwnerRef
@@ -144,6 +152,7 @@ class Application(Located):
     # AS link (`default_formatters.*` paths) when the manifest sets default formatters.
     link: dict[str, Any] | None = None
     webhooks: list[Webhook] = field(default_factory=list)
+    pubsubs: list[PubSub] = field(default_factory=list)
     profiles: tuple[str, ...] = ()
 
 
@@ -177,6 +186,7 @@ class TtsProject:
         return {
             "applications": len(self.applications),
             "webhooks": sum(len(a.webhooks) for a in self.applications),
+            "pubsubs": sum(len(a.pubsubs) for a in self.applications),
             "devices": len(self.devices),
             "gateways": len(self.gateways),
         }

@@ -29,7 +29,7 @@ _HEX8 = re.compile(r"^[0-9A-Fa-f]{8}$")
 _HEX32 = re.compile(r"^[0-9A-Fa-f]{32}$")
 
 
-def _field_rules(message: str, field: str) -> dict[str, Any]:
+def field_rules(message: str, field: str) -> dict[str, Any]:
     for spec in reference.messages()[f"ttn.lorawan.v3.{message}"]["fields"]:
         if spec["name"] == field:
             rules: dict[str, Any] = spec["rules"]
@@ -37,8 +37,8 @@ def _field_rules(message: str, field: str) -> dict[str, Any]:
     raise KeyError(f"{message}.{field}")
 
 
-SERVER_ADDRESS_REGEX: str = _field_rules("Application", "network_server_address")["string.pattern"]
-GATEWAY_SERVER_ADDRESS_REGEX: str = _field_rules("Gateway", "gateway_server_address")[
+SERVER_ADDRESS_REGEX: str = field_rules("Application", "network_server_address")["string.pattern"]
+GATEWAY_SERVER_ADDRESS_REGEX: str = field_rules("Gateway", "gateway_server_address")[
     "string.pattern"
 ]
 _SERVER_ADDRESS = re.compile(SERVER_ADDRESS_REGEX)
@@ -210,6 +210,10 @@ def parse_ping_slot_periodicity(value: object) -> str:
 
 def parse_formatter(value: object) -> str:
     return _enum_name("PayloadFormatter", value, "payload formatter")
+
+
+def parse_mqtt_qos(value: object) -> str:
+    return _enum_name("ApplicationPubSub.MQTTProvider.QoS", value, "MQTT QoS")
 
 
 def parse_location_source(value: object) -> str:
@@ -456,6 +460,13 @@ Formatter = Annotated[
         ),
     ),
 ]
+MqttQoS = Annotated[
+    str,
+    *_field(
+        parse_mqtt_qos,
+        _enum_schema("ApplicationPubSub.MQTTProvider.QoS", "MQTT quality of service."),
+    ),
+]
 LocationSource = Annotated[
     str, *_field(parse_location_source, _enum_schema("LocationSource", "Location source."))
 ]
@@ -559,6 +570,15 @@ AesKey = Annotated[
     Secret,
     PlainValidator(secret_validator(parse_aes_key)),
     WithJsonSchema(reference_schema({"type": "string", "pattern": "^[0-9A-Fa-f]{32}$"})),
+]
+# An HTTP field name is a token (RFC 9110 section 5.1): no spaces, colons or line breaks.
+HeaderName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=WEBHOOK_HEADER_KEY_MAX,
+        pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+    ),
 ]
 # A webhook header value: inline is normal for plain headers, a reference for secret ones.
 HeaderValue = Annotated[
