@@ -14,7 +14,7 @@ def test_validate_examples_exits_0_with_a_summary() -> None:
     result = run_cli("validate", "manifests", env=environ)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (
-        "valid: stack orchard-north: 2 applications, 1 webhook, 54 devices, 2 gateways, "
+        "valid: stack orchard-north: 2 applications, 1 webhook, 1 pubsub, 54 devices, 2 gateways, "
         "12 iothub devices, 1 iothub module (10 files)" in (result.stdout)
     )
     assert result.stderr == ""  # no warnings either

@@ -183,10 +183,12 @@ class TtsProject:
         return None
 
     def counts(self) -> dict[str, int]:
+        pubsubs = sum(len(a.pubsubs) for a in self.applications)
         return {
             "applications": len(self.applications),
             "webhooks": sum(len(a.webhooks) for a in self.applications),
-            "pubsubs": sum(len(a.pubsubs) for a in self.applications),
+            # Named only when there are some: trees without them read as before.
+            **({"pubsubs": pubsubs} if pubsubs else {}),
             "devices": len(self.devices),
             "gateways": len(self.gateways),
         }
