@@ -215,3 +215,37 @@ def test_history_names_devices_and_the_registries_that_may_hold_them() -> None:
     assert orphans.registries_to_probe(states["a"]) == ["as", "js"]
     assert orphans.registries_to_probe(states["b"]) == ["as", "js"]
     assert orphans.registries_to_probe(states["c"]) == ["ns", "as", "js"]
+
+
+class RefuseEvents(httpx.AsyncBaseTransport):
+    """Answers the event stream as a server would for a key without the right to it."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v3/events":
+            body = (
+                b'{"code":7,"message":"error:pkg/auth/rights:no_application_rights","details":[]}'
+            )
+            return httpx.Response(
+                403,
+                headers={"Content-Type": "application/json"},
+                stream=httpx.ByteStream(body),
+            )
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.asyncio
+async def test_an_unreadable_history_is_a_warning_not_a_failure(
+    emulator_transport: httpx.ASGITransport, admin_api_key: str, tmp_path: Path
+) -> None:
+    paths = [site(tmp_path)]
+    _run, report = await Engine(emulator_transport, admin_api_key).apply(paths)
+    assert not report.failed
+    run = await Engine(RefuseEvents(emulator_transport), admin_api_key).plan(paths)
+    assert not run.plan.has_drift()
+    assert any(
+        "event history of application field-sensors could not be read" in w and "HTTP 403" in w
+        for w in run.plan.warnings
+    ), run.plan.warnings

@@ -262,9 +262,14 @@ class TTSProvider(TTSDiffer):
             if "is"
             in live.resources.get(application_key(a), LiveResource(application_key(a))).records
         ]
-        await asyncio.gather(
-            *(bounded(self._read_link_and_webhooks(desired, live, a, prune)) for a in existing_apps)
-        )
+        # The event history of the owned applications names recently deleted devices, whose
+        # records may remain on the other registries (see reconciler.providers.tts.orphans).
+        # Read alongside everything else: the stream is read until it goes quiet.
+        histories = {
+            app_id: asyncio.ensure_future(self._read_history(app_id, live))
+            for app_id in existing_apps
+            if prune and application_key(app_id) in live.owned
+        }
         # Each list page's device reads start as soon as the page arrives.
         reads: list[asyncio.Task[None]] = []
         done = 0
@@ -280,14 +285,13 @@ class TTSProvider(TTSDiffer):
         def start(coro: Awaitable[None]) -> None:
             reads.append(asyncio.ensure_future(counted(coro)))
 
-        # The event history of the owned applications names recently deleted devices, whose
-        # records may remain on the other registries (see reconciler.providers.tts.orphans).
-        histories = {
-            app_id: asyncio.ensure_future(self._read_history(app_id, live))
-            for app_id in existing_apps
-            if prune and application_key(app_id) in live.owned
-        }
         try:
+            await asyncio.gather(
+                *(
+                    bounded(self._read_link_and_webhooks(desired, live, a, prune))
+                    for a in existing_apps
+                )
+            )
             declared: dict[str, list[str]] = {}
             for key in desired.resources:
                 if key.kind == "device":
