@@ -2,10 +2,12 @@
 
 Concurrently across resources (at most `parallelism` groups at once per provider), each
 resource's steps in order (the provider's `execute`), kinds in the provider's order: creates and
-updates first, parents before children, then deletes in reverse kind order. One failing resource
-never stops the others, and what was done stays done; a change whose parent failed to be created
-is skipped. After `should_stop()` turns true no new group is started (the ones in flight finish
-their steps) and the rest is reported as skipped.
+updates first, parents before children, then deletes in reverse kind order; a deletion that frees
+a unique key another change claims (a device's EUI pair, when a device moves) runs before all of
+them. One failing resource never stops the others, and what was done stays done; a change whose
+parent failed to be created, or whose unique key was not freed, is skipped. After
+`should_stop()` turns true no new group is started (the ones in flight finish their steps) and
+the rest is reported as skipped.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ async def _execute_provider(
     provider = work.provider
     semaphore = asyncio.Semaphore(parallelism)
     not_created: set[ResourceKey] = set()
+    not_freed: dict[str, ResourceKey] = {}  # unique key -> the holder whose deletion failed
 
     def skip_reason(change: ResourceChange) -> str:
         if should_stop():
@@ -73,6 +76,9 @@ async def _execute_provider(
         parent = provider.depends_on(change.key)
         if parent is not None and parent in not_created and change.action != "delete":
             return f"not started: {parent} was not created"
+        for unique in change.claims:
+            if unique in not_freed:
+                return f"not started: {not_freed[unique]} (holding {unique}) was not deleted"
         return ""
 
     async def run(group: list[ResourceChange]) -> None:
@@ -86,10 +92,18 @@ async def _execute_provider(
             for change, result in zip(group, results, strict=True):
                 if result.outcome == "failed" and change.action in ("create", "replace"):
                     not_created.add(change.key)
+                if result.outcome != "done":
+                    not_freed.update(dict.fromkeys(change.releases, change.key))
         finished(len(group))
 
     upserts = [c for c in changes if c.action != "delete"]
-    deletes = [c for c in changes if c.action == "delete"]
+    claimed = {unique for c in upserts for unique in c.claims}
+    freeing = [c for c in changes if c.action == "delete" and claimed.intersection(c.releases)]
+    first = {id(c) for c in freeing}
+    deletes = [c for c in changes if c.action == "delete" and id(c) not in first]
+    for kind in reversed(provider.kind_order):
+        of_kind = [c for c in freeing if c.key.kind == kind]
+        await asyncio.gather(*(run(g) for g in provider.groups(kind, True, of_kind)))
     for kind in provider.kind_order:
         of_kind = [c for c in upserts if c.key.kind == kind]
         await asyncio.gather(*(run(g) for g in provider.groups(kind, False, of_kind)))

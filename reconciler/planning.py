@@ -5,6 +5,12 @@ versions and the provider's diff; a live resource the manifests declare that doe
 this stack's marker is adopted; with prune, owned resources the manifests no longer declare are
 deleted (kinds in reverse). Safety: replacements need `allow_replace`, and updating or deleting
 more than a fraction of a kind's owned resources needs `force`.
+
+Unique keys (values only one resource may hold at a time, such as a device's EUI pair): a change
+that claims one held by another live resource is ordered after the deletion that frees it (the
+deletion lists it in `releases`, and the executor runs such deletions first); when no planned
+deletion frees it (prune is off, `--target` leaves the holder out, the holder is not managed, or
+its deletion keeps the value reserved), the plan is blocked with what would free it.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 
 from reconciler.plan.model import Plan, ResourceChange
 from reconciler.provider import Differ, PlanOptions
-from reconciler.resources import DesiredResource, DesiredState, LiveState, Secret
+from reconciler.resources import DesiredResource, DesiredState, LiveState, ResourceKey, Secret
 
 
 def desired_digest(resource: DesiredResource, key: bytes) -> str:
@@ -65,8 +71,10 @@ def plan_target(
         for resource in desired.of_kind(kind):
             result.resources.append(_plan_resource(differ, desired, live, resource, options))
     undeclared = _plan_prune(differ, desired, live, prune=options.prune)
+    untargeted: set[ResourceKey] = set()
     if options.targets:
         result.matched = {p for r in [*result.resources, *undeclared] for p in _matches(r, options)}
+        untargeted = {r.key for r in [*result.resources, *undeclared] if not _matches(r, options)}
         result.resources = [r for r in result.resources if _matches(r, options)]
         undeclared = [r for r in undeclared if _matches(r, options)]
     if options.prune:
@@ -75,6 +83,8 @@ def plan_target(
         # Shown (and counted as drift), never deleted without prune.
         result.orphans.extend(undeclared)
     result.blocked = _safety(differ, live, result.resources, options)
+    result.blocked += _order_unique_keys(result, live, untargeted)
+    result.blocked += _unrestorable(result, live)
     for change in result.resources:
         result.warnings.extend(f"{change.key}: {w}" for w in change.warnings)
     return result
@@ -163,6 +173,63 @@ def _plan_prune(
                 )
             )
     return deletes
+
+
+def _order_unique_keys(
+    result: ProviderPlan, live: LiveState, untargeted: set[ResourceKey]
+) -> list[str]:
+    """Mark the deletions that free a unique key a change claims (the executor runs them
+    first); say what would free the others (those block the plan)."""
+    planned = {c.key: c for c in result.resources}
+    orphans = {c.key for c in result.orphans}
+    blocked: list[str] = []
+    for change in result.resources:
+        if change.action == "delete":
+            continue
+        for unique in change.claims:
+            holder = live.unique_keys.get(unique)
+            if holder is None or holder.key == change.key:
+                continue
+            releaser = planned.get(holder.key)
+            if releaser is not None and releaser.action == "delete" and holder.freed_by_delete:
+                if unique not in releaser.releases:
+                    releaser.releases.append(unique)
+                change.reason += f"; {unique} is freed first by deleting {holder.key}"
+                continue
+            if not holder.freed_by_delete:
+                problem = holder.note
+            elif holder.key in orphans:
+                problem = (
+                    "which this stack owns and the manifests no longer declare: apply with "
+                    "--prune to delete it first (in the same apply)"
+                )
+            elif holder.key in untargeted:
+                name = "/".join((holder.key.kind, *holder.key.ids))
+                problem = f"which --target leaves out: add --target {name} to delete it first"
+            elif releaser is not None:
+                problem = (
+                    f"which is also changed ({releaser.action}) in this plan: apply that change "
+                    "first, on its own (--target), then this one"
+                )
+            elif holder.key in live.owned or holder.key in planned:
+                problem = "which the manifests keep: free it there first, or change the manifests"
+            else:
+                problem = (
+                    "which this stack does not manage: free it there first, or change the manifests"
+                )
+            blocked.append(f"{change.key} needs {unique}, held by {holder.key}, {problem}")
+    return blocked
+
+
+def _unrestorable(result: ProviderPlan, live: LiveState) -> list[str]:
+    """Creations of IDs that a soft-deleted resource still reserves and that cannot be
+    restored (the reason says what would free the ID)."""
+    blocked = []
+    for change in result.resources:
+        found = live.get(change.key)
+        if change.action == "create" and found is not None and found.unrestorable:
+            blocked.append(f"{change.key} cannot be created: {found.unrestorable}")
+    return blocked
 
 
 def _safety(

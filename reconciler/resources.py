@@ -148,9 +148,26 @@ class LiveResource:
     # Why the provider counts it as owned when it carries no marker of its own (e.g. records
     # left on some endpoints, under a parent the stack owns): the plan's reason for it.
     owned_because: str = ""
+    # A soft-deleted resource (no live records): endpoint -> its record as deleted. Its ID stays
+    # reserved, so it can be restored but not created again; `unrestorable` says why it cannot
+    # be restored either (and what would free the ID), when that is known at read time.
+    deleted: dict[str, LiveRecord] = field(default_factory=dict)
+    unrestorable: str = ""
 
     def versions(self) -> dict[str, str | None]:
         return {endpoint: record.version for endpoint, record in self.records.items()}
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """The live resource that holds a unique key (a value only one resource of the target may
+    hold at a time, such as a device's EUI pair)."""
+
+    key: ResourceKey
+    # Deleting the holder frees the value (False: a soft delete keeps it reserved).
+    freed_by_delete: bool = True
+    # Why the value stays reserved and what frees it, when deleting the holder does not.
+    note: str = ""
 
 
 @dataclass
@@ -160,6 +177,9 @@ class LiveState:
     # the manifests no longer declare).
     owned: set[ResourceKey] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
+    # Unique keys seen while reading (managed or not) -> who holds them; a creation that needs
+    # one must wait for (or is blocked by) its holder.
+    unique_keys: dict[str, KeyHolder] = field(default_factory=dict)
 
     def get(self, key: ResourceKey) -> LiveResource | None:
         return self.resources.get(key)

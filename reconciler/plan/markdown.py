@@ -45,6 +45,8 @@ def summary_text(plan: Plan) -> str:
     )
     if counts["adopt"]:
         text += f"; {counts['adopt']} adopted"
+    if counts["restore"]:
+        text += f"; {counts['restore']} restored"
     if plan.orphans:
         text += f"; {len(plan.orphans)} owned but not in the manifests (kept; deleted with --prune)"
     text += "."
@@ -74,7 +76,11 @@ def resource_details(plan: Plan, change: ResourceChange) -> str:
 
 
 def table_row(change: ResourceChange) -> str:
-    action = ACTION_TITLE[change.action] + (" (adopt)" if change.adopt else "")
+    action = (
+        ACTION_TITLE[change.action]
+        + (" (adopt)" if change.adopt else "")
+        + (" (restore)" if change.restore else "")
+    )
     reason = code(change.reason) if change.reason else ""
     symbol = SYMBOL[change.action].strip()
     return f"| {symbol} {action} | {code(str(change.key))} | {reason} |\n"

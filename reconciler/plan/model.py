@@ -112,6 +112,12 @@ class ResourceChange:
     desired_digest: str = ""
     # Versions seen per endpoint when planning (for stale-plan checks), also for no-ops.
     live_versions: dict[str, str | None] = field(default_factory=dict)
+    # A soft-deleted resource brought back (its ID is reserved, so it cannot be created anew).
+    restore: bool = False
+    # Unique keys (e.g. a device's EUI pair) this change takes, and those it frees: a deletion
+    # that frees a key another change takes is applied before that change.
+    claims: list[str] = field(default_factory=list)
+    releases: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -126,10 +132,13 @@ class ResourceChange:
             "action": self.action,
             "reason": self.reason,
             "adopt": self.adopt,
+            "restore": self.restore,
             "location": self.location,
             "warnings": self.warnings,
             "desired_digest": self.desired_digest,
             "live_versions": self.live_versions,
+            "claims": self.claims,
+            "releases": self.releases,
             "steps": [s.to_json() for s in self.steps],
         }
 
@@ -146,6 +155,9 @@ class ResourceChange:
             warnings=list(data.get("warnings", [])),
             desired_digest=data.get("desired_digest", ""),
             live_versions=dict(data.get("live_versions", {})),
+            restore=bool(data.get("restore", False)),
+            claims=list(data.get("claims", [])),
+            releases=list(data.get("releases", [])),
             steps=[Step.from_json(s) for s in data.get("steps", [])],
         )
 
@@ -235,6 +247,7 @@ class Plan:
         for resource in self.resources:
             counts[resource.action] += 1
         counts["adopt"] = sum(1 for r in self.resources if r.adopt)
+        counts["restore"] = sum(1 for r in self.resources if r.restore)
         return counts
 
     def to_json(self) -> dict[str, Any]:

@@ -73,6 +73,8 @@ def render_resource(
     head.append(str(change.key), style="bold")
     if change.adopt:
         head.append("  (adopt)", style="cyan")
+    if change.restore:
+        head.append("  (restore)", style="cyan")
     if change.reason:
         head.append(f"  # {change.reason}", style="dim")
     if not show_fields:
@@ -103,6 +105,8 @@ def summary_line(plan: Plan) -> Text:
     text.append(f"; {counts['no-op']} unchanged")
     if counts["adopt"]:
         text.append(f"; {counts['adopt']} adopted", style="cyan")
+    if counts["restore"]:
+        text.append(f"; {counts['restore']} restored", style="cyan")
     if plan.orphans:
         text.append(f"; {len(plan.orphans)} not in the manifests (kept)", style="red")
     text.append(".")

@@ -60,3 +60,24 @@ class Owner:
 
     kind: Literal["user", "organization"]
     id: str
+
+
+# Unique keys (reconciler.resources.KeyHolder): values the servers let only one entity hold.
+ZERO_EUI = "0000000000000000"
+
+
+def eui_pair(ids: dict[str, object]) -> str | None:
+    """A device's (JoinEUI, DevEUI) pair, unique across the deployment on every registry; None
+    without a DevEUI (such devices claim no pair). `ids` as the servers send them, or the
+    desired `ids.*` fields under their bare names."""
+    dev_eui = str(ids.get("dev_eui") or "").upper()
+    if not dev_eui or dev_eui == ZERO_EUI:
+        return None
+    join_eui = str(ids.get("join_eui") or "").upper() or ZERO_EUI
+    return f"EUI pair {join_eui}/{dev_eui}"
+
+
+def gateway_eui(eui: object) -> str | None:
+    """A gateway's EUI, unique among gateways (soft-deleted ones included)."""
+    text = str(eui or "").upper()
+    return f"gateway EUI {text}" if text and text != ZERO_EUI else None

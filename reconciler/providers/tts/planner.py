@@ -22,7 +22,7 @@ from typing import Any
 from reconciler.plan.model import FieldChange, ResourceChange, Step
 from reconciler.provider import PlanOptions
 from reconciler.providers.tts import devices, schema
-from reconciler.providers.tts.kinds import KIND_ORDER, PROVIDER, ResourceKind
+from reconciler.providers.tts.kinds import KIND_ORDER, PROVIDER, ResourceKind, eui_pair, gateway_eui
 from reconciler.providers.tts.servers import Server
 from reconciler.resources import (
     DesiredResource,
@@ -217,7 +217,8 @@ class TTSDiffer:
     replace_consequence = "devices lose their session"
 
     def marker(self, live: LiveResource, ownership_key: str) -> str | None:
-        record = live.records.get("is")
+        # A soft-deleted resource keeps its attributes, so its marker too.
+        record = live.records.get("is") or live.deleted.get("is")
         if live.key.kind not in MARKED_KINDS or record is None:
             return None
         value = (record.data.get("attributes") or {}).get(ownership_key)
@@ -234,6 +235,24 @@ class TTSDiffer:
             self._plan_device(resource, live, change, options)
         else:
             self._plan_single(resource, live, change)
+        change.claims = self._claims(resource, change)
+
+    @staticmethod
+    def _claims(resource: DesiredResource, change: ResourceChange) -> list[str]:
+        """The unique keys a registration on the Identity Server takes: a device's EUI pair, a
+        gateway's EUI (a restored gateway has its EUI already)."""
+        if not any(s.endpoint == "is" and s.operation == "create" for s in change.steps):
+            return []
+        fields = resource.fields
+        if resource.key.kind == "device":
+            unique = eui_pair(
+                {"dev_eui": fields.get("ids.dev_eui"), "join_eui": fields.get("ids.join_eui")}
+            )
+        elif resource.key.kind == "gateway":
+            unique = gateway_eui(fields.get("ids.eui"))
+        else:
+            unique = None
+        return [unique] if unique else []
 
     def _plan_single(
         self, resource: DesiredResource, live: LiveResource | None, change: ResourceChange
@@ -242,9 +261,25 @@ class TTSDiffer:
         server = SERVER_OF_KIND[kind]
         message = MESSAGE_OF_KIND[kind]
         record = live.records.get(server) if live else None
-        if record is None:
+        deleted = live.deleted.get(server) if live else None
+        if record is None and deleted is not None and not (live and live.unrestorable):
+            # The ID stays reserved after a soft delete: a create would fail (`id_taken`).
             change.action = "create"
-            change.reason = "not found"
+            change.restore = True
+            when = deleted.data.get("deleted_at") or "an unknown time"
+            change.reason = (
+                f"soft-deleted at {when}, which keeps its ID reserved: restored, then "
+                "updated where the manifests differ"
+            )
+            change.steps.append(_step(server, "restore", live_version=deleted.version))
+            record = deleted
+        elif record is None:
+            change.action = "create"
+            change.reason = (
+                "not found"
+                if deleted is None
+                else "soft-deleted, which keeps its ID reserved, and not restorable"
+            )
             change.steps.append(
                 _step(
                     server,
@@ -264,8 +299,9 @@ class TTSDiffer:
             if (c := compare_field(message, path, value, record.data)) is not None
         ]
         if field_changes:
-            change.action = "update"
-            change.reason = "fields differ"
+            if not change.restore:
+                change.action = "update"
+                change.reason = "fields differ"
             change.steps.append(
                 _step(
                     server,

@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from reconciler.diagnostics import ReconcilerError
@@ -36,6 +36,8 @@ from reconciler.providers.tts.kinds import (
     application_key,
     application_of,
     device_key,
+    eui_pair,
+    gateway_eui,
     gateway_key,
     link_key,
     pubsub_key,
@@ -67,6 +69,7 @@ from reconciler.redact import Redactor
 from reconciler.resources import (
     DesiredResource,
     DesiredState,
+    KeyHolder,
     LiveResource,
     LiveState,
     ResourceKey,
@@ -85,6 +88,10 @@ ENTITY_WRAPPER: dict[str, str] = {
     "device": "end_device",
     "gateway": "gateway",
 }
+
+# How long after a soft delete its owner may restore an application or gateway (the Identity
+# Server's default `is.delete.restore`; admins may restore later, and only admins may purge).
+RESTORE_WINDOW_HOURS = 24
 
 ROLE_OF_SERVER: dict[Server, str] = {
     "is": "identity",
@@ -256,6 +263,11 @@ class TTSProvider(TTSDiffer):
             *(bounded(self._read_application(desired, live, app_id)) for app_id in app_ids),
             *(bounded(self._read_gateway(r, live)) for r in desired.of_kind("gateway")),
         )
+        for kind in ("application", "gateway"):
+            of_kind = desired.of_kind(kind)
+            if any(r.key not in live.resources for r in of_kind):
+                # A missing ID may be soft-deleted (reserved) rather than free.
+                await self._read_deleted(of_kind, live, kind)
         existing_apps = [
             a
             for a in app_ids
@@ -369,6 +381,45 @@ class TTSProvider(TTSDiffer):
             entry.owned_because = orphan_reason(app_id, found)
             live.owned.add(key)
 
+    async def _read_deleted(
+        self,
+        declared: list[DesiredResource],
+        live: LiveState,
+        kind: Literal["application", "gateway"],
+    ) -> None:
+        """The soft-deleted applications or gateways the key can see: a declared one among them
+        is restored rather than created (its ID is reserved); a deleted gateway's EUI stays
+        reserved too. One list request per 1,000, only when a declared one is missing."""
+        plural = f"{kind}s"
+        id_field = f"{kind}_id"
+        wanted = {r.key.id: r for r in declared if r.key not in live.resources}
+        mask = {"attributes", "deleted_at"} | {p for r in wanted.values() for p in r.fields}
+        mask = {p for p in mask if not p.startswith("ids.")}
+        async for item in self._list_pages(
+            "is", f"/{plural}", plural, mask, extra={"deleted": "true"}
+        ):
+            entity_id = _entity_id(item, id_field)
+            if entity_id is None:
+                raise self._malformed("is", f"/{plural}", f"an item without ids.{id_field}")
+            key = gateway_key(entity_id) if kind == "gateway" else application_key(entity_id)
+            if kind == "gateway":
+                eui = gateway_eui((item.get("ids") or {}).get("eui"))
+                if eui:
+                    live.unique_keys[eui] = KeyHolder(
+                        key,
+                        freed_by_delete=False,
+                        note=(
+                            "soft-deleted, which keeps its EUI reserved: an admin can purge it "
+                            f"(DELETE /api/v3/gateways/{entity_id}/purge), or declare it again "
+                            "under its own ID (it is then restored)"
+                        ),
+                    )
+            if entity_id not in wanted:
+                continue
+            entry = live.resources.setdefault(key, LiveResource(key))
+            entry.deleted["is"] = record(item)
+            entry.unrestorable = _unrestorable(kind, entity_id, item.get("deleted_at"))
+
     def server_warnings(self) -> list[str]:
         """The servers' X-Warning answers so far, one line each with the request that first
         drew it (and how many did)."""
@@ -393,13 +444,21 @@ class TTSProvider(TTSDiffer):
                 resource = live.resources.setdefault(key, LiveResource(key))
                 resource.records["is"] = record(item)
                 owned.add(entity_id)
+                if kind == "gateway":
+                    _hold_gateway_eui(live, key, item)
         return owned
 
     async def _list_pages(
-        self, server: Server, path: str, list_field: str, mask: Iterable[str]
+        self,
+        server: Server,
+        path: str,
+        list_field: str,
+        mask: Iterable[str],
+        extra: dict[str, str] | None = None,
     ) -> Any:
         """The listing's items, page by page: never more pages than X-Total-Count needs, nor
-        than the client's page ceiling (a server that answers full pages forever)."""
+        than the client's page ceiling (a server that answers full pages forever). `extra`:
+        more query parameters (`deleted`)."""
         page = 1
         ceiling = self.client.limits.max_list_pages
         while True:
@@ -411,6 +470,7 @@ class TTSProvider(TTSDiffer):
                     "field_mask": _field_mask(mask),
                     "limit": LIST_PAGE_SIZE,
                     "page": page,
+                    **(extra or {}),
                 },
             )
             items = response.data.get(list_field) or []
@@ -515,6 +575,7 @@ class TTSProvider(TTSDiffer):
             return
         entry = live.resources.setdefault(resource.key, LiveResource(resource.key))
         entry.records["is"] = record(data)
+        _hold_gateway_eui(live, resource.key, data)
 
     async def _list_devices(
         self,
@@ -547,6 +608,9 @@ class TTSProvider(TTSDiffer):
                 )
             seen.add(device_id)
             key = device_key(app_id, device_id)
+            pair = eui_pair(item.get("ids") or {})
+            if pair:  # also of the devices not managed here: they hold their pair too
+                live.unique_keys[pair] = KeyHolder(key)
             owned = _attribute(item, desired.ownership_key) == desired.stack
             if key.id not in declared and not (prune and owned):
                 continue
@@ -667,6 +731,9 @@ class TTSProvider(TTSDiffer):
         if step.operation == "delete":
             await self._delete(server, key, live)
             return
+        if step.operation == "restore":  # a soft-deleted application or gateway
+            await self.client.request("is", "POST", f"/{key.kind}s/{key.id}/restore")
+            return
         assert resource is not None, f"no desired resource for {key}"
         match key.kind:
             case "device":
@@ -709,7 +776,8 @@ class TTSProvider(TTSDiffer):
         """The request body holding the desired values at `paths` (secrets revealed here only)."""
         message = MESSAGE_OF_KIND[resource.key.kind]
         body: dict[str, Any] = {}
-        record = live.records.get(server) if live else None
+        # A restored resource is as it was deleted: merge into that.
+        record = (live.records.get(server) or live.deleted.get(server)) if live else None
         for path in paths:
             if path not in resource.fields:
                 continue
@@ -884,6 +952,38 @@ def _entity_id(item: Any, id_field: str) -> str | None:
     ids = item.get("ids") if isinstance(item, dict) else None
     value = ids.get(id_field) if isinstance(ids, dict) else None
     return value if isinstance(value, str) and value else None
+
+
+def _hold_gateway_eui(live: LiveState, key: ResourceKey, item: dict[str, Any]) -> None:
+    eui = gateway_eui((item.get("ids") or {}).get("eui"))
+    if eui:
+        live.unique_keys[eui] = KeyHolder(
+            key,
+            freed_by_delete=False,
+            note=(
+                "whose deletion keeps the EUI reserved (a deleted gateway keeps it until an admin "
+                f"purges it: DELETE /api/v3/gateways/{key.id}/purge): change that gateway's EUI "
+                "first, or keep the gateway's ID"
+            ),
+        )
+
+
+def _unrestorable(kind: str, entity_id: str, deleted_at: Any) -> str:
+    """Why a soft-deleted application or gateway cannot be restored by its owner ("" when it
+    can): deleted more than the default restore window ago."""
+    try:
+        when = datetime.fromisoformat(str(deleted_at).replace("Z", "+00:00"))
+    except ValueError:
+        return ""  # unknown: the restore is tried, and the server says
+    if datetime.now(UTC) - when <= timedelta(hours=RESTORE_WINDOW_HOURS):
+        return ""
+    plural = f"{kind}s"
+    return (
+        f"{kind} {entity_id} was deleted at {deleted_at}, more than {RESTORE_WINDOW_HOURS} hours "
+        "ago (the servers' default restore window), and its ID stays reserved: an admin can "
+        f"restore it (POST /api/v3/{plural}/{entity_id}/restore) or purge it (DELETE "
+        f"/api/v3/{plural}/{entity_id}/purge), or declare it under another ID"
+    )
 
 
 def _attribute(item: dict[str, Any], key: str) -> Any:
