@@ -194,6 +194,21 @@ async def test_every_request_matches_the_real_routes_masks_and_non_zero_rules(
     run, report = await eng.apply_leased(paths, prune=True)
     assert not report.failed
     assert "orphan" in run.plan.changes[0].reason
+    # A gateway deleted outside the manifests (not recorded) is restored: the soft-deleted
+    # listing and the restore route.
+    gateway = (
+        "kind: Gateway\nid: gw-audit\neui: B827EBFFFE00A0D1\nfrequency_plan_ids: [EU_863_870]\n"
+    )
+    (tmp_path / "gateway.yaml").write_text(gateway, encoding="utf-8")
+    _run, report = await eng.apply(paths, prune=True, force=True)
+    assert not report.failed
+    async with httpx.AsyncClient(
+        transport=emulator_transport, headers={"Authorization": f"Bearer {admin_api_key}"}
+    ) as client:
+        response = await client.delete("http://emulator.test/api/v3/gateways/gw-audit")
+        assert response.status_code == 200
+    run, report = await eng.apply(paths, prune=True, force=True)
+    assert not report.failed and [c.restore for c in run.plan.changes] == [True]
 
     routes = route_table()
     masks = json.loads((REFERENCE / "rpc-field-mask-paths.server.json").read_text())
@@ -266,4 +281,7 @@ async def test_every_request_matches_the_real_routes_masks_and_non_zero_rules(
         "ApplicationPubSubRegistry/List",
         "EndDeviceRegistry/List",
         "Events/Stream",
+        "GatewayRegistry/Create",
+        "GatewayRegistry/List",
+        "GatewayRegistry/Restore",
     } <= seen_rpcs, seen_rpcs
