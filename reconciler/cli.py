@@ -717,10 +717,20 @@ def apply(
             help="Wait up to this long for another apply's lease instead of refusing at once.",
         ),
     ] = 0.0,
+    output_format: Annotated[
+        OutputFormat,
+        typer.Option(
+            "--format",
+            help="Output format: text, or json (one document at the end: the plan that was "
+            "applied and the report, with the servers' warnings; the prompt goes to stderr).",
+        ),
+    ] = OutputFormat.text,
 ) -> None:
     """Apply the manifests to The Things Stack (shows the plan and asks first on a TTY)."""
     from reconciler import engine
     from reconciler.plan.model import ApplyReport
+
+    as_json = output_format == "json"
 
     saved = _read_plan(plan_file) if plan_file is not None else None
     options = _plan_options(paths or [], flags)
@@ -750,7 +760,8 @@ def apply(
         run = await engine.make_plan(loaded, session, options)
         progress.close()
         stale = engine.review_saved_plan(run, saved) if saved is not None else []
-        _print_lines(render_plan(run.plan, title="apply", full=flags.full, stale=len(stale)))
+        if not as_json:
+            _print_lines(render_plan(run.plan, title="apply", full=flags.full, stale=len(stale)))
         if not run.plan.has_changes():
             return run, stale, None
         ask = engine.needs_confirmation(
@@ -759,7 +770,10 @@ def apply(
             auto_approve=auto_approve,
             interactive=sys.stdin.isatty(),
         )
-        if ask and not typer.confirm("Apply these changes?", default=False):
+        if ask and as_json:  # the plan the person is asked about, where the prompt goes
+            for line in render_plan(run.plan, title="apply", full=flags.full):
+                stderr.print(line)
+        if ask and not typer.confirm("Apply these changes?", default=False, err=as_json):
             raise typer.Abort()
         if lease is not None:
             # The prompt blocked the renewals: extend the lease now, and write nothing if
@@ -778,20 +792,24 @@ def apply(
         return run, stale, report
 
     try:
-        _run, stale, report = _run_async(run())
+        applied, stale, report = _run_async(run())
     except asyncio.CancelledError:
         stderr.print(
             "aborted: requests in flight were cancelled; `reconciler plan` shows what is left",
             markup=False,
         )
         raise typer.Exit(130) from None
-    if report is None and not stale:
+    if report is None and not stale and not as_json:
         stdout.print("Nothing to apply.")
         return
     # One report, on one stream: what was done, failed, skipped, and stale.
     report = report or ApplyReport()
     report.results[:0] = stale
-    _print_lines(render_report(report))
+    if as_json:
+        document = {"plan": applied.plan.to_json(), "report": report.to_json()}
+        stdout.print(json.dumps(document, indent=2), markup=False, highlight=False)
+    else:
+        _print_lines(render_report(report))
     if lease_lost:
         fail(f"stopped: {lease_lost[0]}; the changes not yet started were skipped")
     if report.interrupted:
@@ -851,6 +869,14 @@ def drift(
     timeout: TimeoutOpt = 30.0,
     deadline: DeadlineOpt = None,
     verbose: VerboseOpt = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Show long values whole (by default values over 80 characters are cut, with "
+            "their length; the JSON always holds them whole).",
+        ),
+    ] = False,
     junit: Annotated[
         Path | None,
         typer.Option(
@@ -862,7 +888,9 @@ def drift(
         ),
     ] = None,
 ) -> None:
-    """Report live changes made outside the manifests (exit 0 in sync, 2 drift, 1 error)."""
+    """Report live changes made outside the manifests (exit 0 in sync, 2 drift, 1 error).
+
+    Every managed field is compared on every server that holds it (the reads of a plan)."""
     options = _run_options(
         _paths(paths),
         url,
@@ -876,7 +904,7 @@ def drift(
     if output_format == "json":
         stdout.print(run.plan.dumps(), markup=False, highlight=False, end="")
     else:
-        _print_lines(render_drift(run.plan))
+        _print_lines(render_drift(run.plan, full=full))
     if junit is not None:
         from reconciler.ci import drift_junit
 

@@ -234,13 +234,16 @@ async def apply_plan(
         Work(t.provider, t.desired, run.live.get(t.provider.name) or LiveState())
         for t in session.targets
     ]
-    return await execute_plan(
+    report = await execute_plan(
         run.plan,
         work,
         parallelism=options.parallelism,
         progress=options.progress,
         should_stop=should_stop,
     )
+    # Reads left theirs in the plan (`read` takes them), so these were drawn while applying.
+    report.warnings = [w for t in session.targets for w in t.provider.take_warnings()]
+    return report
 
 
 @asynccontextmanager

@@ -176,6 +176,12 @@ class Provider(Differ, Protocol):
     def requests(self) -> int:
         """Requests sent so far (for statistics)."""
 
+    def take_warnings(self) -> list[str]:
+        """The servers' warnings about requests sent since the last call (a deprecated field,
+        what will become an error), one line each with the request that first drew it and how
+        many did; then forgets them. `read` puts those of the reads into the live state; the
+        engine collects those of the writes after apply."""
+
     async def aclose(self) -> None:
         """Close connections."""
 

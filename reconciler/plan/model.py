@@ -320,6 +320,8 @@ class ResourceResult:
 class ApplyReport:
     results: list[ResourceResult] = field(default_factory=list)
     interrupted: bool = False
+    # The servers' warnings drawn while applying (e.g. X-Warning on a write), each once.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[ResourceResult]:
@@ -338,3 +340,25 @@ class ApplyReport:
         for result in self.results:
             counts[result.outcome] += 1
         return counts
+
+    def to_json(self) -> dict[str, Any]:
+        """`apply --format json`'s report: counts, every result (errors name the endpoint and
+        its error, never a secret) and the servers' warnings drawn while applying."""
+        return {
+            "summary": self.counts(),
+            "interrupted": self.interrupted,
+            "warnings": self.warnings,
+            "results": [
+                {
+                    "provider": r.key.provider,
+                    "kind": r.key.kind,
+                    "ids": list(r.key.ids),
+                    "label": str(r.key),
+                    "action": r.action,
+                    "outcome": r.outcome,
+                    "error": r.error,
+                    "endpoint": r.endpoint,
+                }
+                for r in self.results
+            ],
+        }

@@ -191,14 +191,15 @@ def render_orphans(plan: Plan) -> list[Text]:
     return lines
 
 
-def render_drift(plan: Plan) -> list[Text]:
+def render_drift(plan: Plan, *, full: bool = False) -> list[Text]:
+    """`full`: long values whole (else cut, with their length)."""
     lines = [Text(f"reconciler drift for stack {plan.stack!r}", style="bold")]
     changes = plan.changes
     if not changes and not plan.orphans:
         lines.append(Text("In sync: the live state matches the manifests.", style="green"))
         return lines
     for change in changes:
-        lines.extend(render_resource(plan, change))
+        lines.extend(render_resource(plan, change, full=full))
     lines.append(Text(""))
     lines.extend(render_orphans(plan))
     text = Text(f"Drift: {len(changes)} resource(s) differ from the manifests", style="bold yellow")
@@ -226,6 +227,7 @@ def render_report(report: ApplyReport) -> list[Text]:
             lines.extend(Text(f"  {label} {key}: {reason}", style="yellow") for key in keys)
         else:
             lines.append(Text(f"  {label} {len(keys)} resources: {reason}", style="yellow"))
+    lines.extend(Text(f"Warning: {warning}", style="yellow") for warning in report.warnings)
     counts = report.counts()
     style = "bold red" if counts["failed"] or counts["stale"] else "bold green"
     text = Text(

@@ -202,6 +202,9 @@ class HubProvider:
     def requests(self) -> int:
         return len(self.cloud.requests)
 
+    def take_warnings(self) -> list[str]:
+        return []  # this cloud sends no warnings
+
     async def aclose(self) -> None:
         pass
 

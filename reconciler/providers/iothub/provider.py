@@ -140,6 +140,11 @@ class IotHubProvider(IotHubDiffer):
     def requests(self) -> int:
         return self.client.stats.requests
 
+    def take_warnings(self) -> list[str]:
+        # The IoT Hub REST API sends no warning header; a bulk write's per-device warnings are
+        # reported as that device's result.
+        return []
+
     async def aclose(self) -> None:
         await self.client.aclose()
 

@@ -334,7 +334,7 @@ class TTSProvider(TTSDiffer):
         finally:
             for task in [*reads, *histories.values()]:  # on an error, leave nothing running
                 task.cancel()
-        live.warnings.extend(self.server_warnings())
+        live.warnings.extend(self.take_warnings())
         return live
 
     async def _read_history(self, app_id: str, live: LiveState) -> dict[str, dict[Server, str]]:
@@ -420,13 +420,15 @@ class TTSProvider(TTSDiffer):
             entry.deleted["is"] = record(item)
             entry.unrestorable = _unrestorable(kind, entity_id, item.get("deleted_at"))
 
-    def server_warnings(self) -> list[str]:
-        """The servers' X-Warning answers so far, one line each with the request that first
-        drew it (and how many did)."""
-        return [
+    def take_warnings(self) -> list[str]:
+        """The servers' X-Warning answers since the last call, one line each with the request
+        that first drew it (and how many did)."""
+        lines = [
             f"{first}: server warning: {text}" + (f" ({count} requests)" if count > 1 else "")
             for text, (first, count) in self.client.warnings.items()
         ]
+        self.client.warnings.clear()
+        return lines
 
     async def _read_owned(
         self, desired: DesiredState, live: LiveState, kind: Literal["application", "gateway"]
