@@ -212,8 +212,7 @@ async def test_application_deleted_beyond_the_restore_window_is_blocked_with_the
     assert run.plan.blocked == [
         "application app-a cannot be created: application app-a was deleted at "
         "2020-01-01T00:00:00Z, more than 24 hours ago (the servers' default restore window), "
-        "and its ID stays reserved: an admin can restore it (POST "
-        "/api/v3/applications/app-a/restore) or purge it (DELETE "
-        "/api/v3/applications/app-a/purge), or declare it under another ID"
+        "and its ID stays reserved: an admin can purge it (DELETE "
+        "/api/v3/applications/app-a/purge) to free the ID, or declare it under another ID"
     ]
     assert not run.plan.changes[0].restore

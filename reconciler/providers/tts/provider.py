@@ -89,8 +89,8 @@ ENTITY_WRAPPER: dict[str, str] = {
     "gateway": "gateway",
 }
 
-# How long after a soft delete its owner may restore an application or gateway (the Identity
-# Server's default `is.delete.restore`; admins may restore later, and only admins may purge).
+# How long after a soft delete an application or gateway may be restored (the Identity Server's
+# default `is.delete.restore`; only admins may purge).
 RESTORE_WINDOW_HOURS = 24
 
 ROLE_OF_SERVER: dict[Server, str] = {
@@ -983,8 +983,8 @@ def _unrestorable(kind: str, entity_id: str, deleted_at: Any) -> str:
     return (
         f"{kind} {entity_id} was deleted at {deleted_at}, more than {RESTORE_WINDOW_HOURS} hours "
         "ago (the servers' default restore window), and its ID stays reserved: an admin can "
-        f"restore it (POST /api/v3/{plural}/{entity_id}/restore) or purge it (DELETE "
-        f"/api/v3/{plural}/{entity_id}/purge), or declare it under another ID"
+        f"purge it (DELETE /api/v3/{plural}/{entity_id}/purge) to free the ID, or declare it "
+        "under another ID"
     )
 
 
