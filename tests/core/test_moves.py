@@ -145,12 +145,14 @@ async def test_soft_deleted_application_and_gateway_are_restored(
     for change in (app, gateway):
         assert change.action == "create"
         assert change.restore
-        assert "soft-deleted" in change.reason and "restored" in change.reason
+        assert "soft-deleted at 20" in change.reason and "keeps its ID reserved" in change.reason
         assert change.steps[0].operation == "restore"
         assert change.to_json()["restore"] is True
     # Restored as it was, then the fields that differ are updated.
     assert [(s.operation, s.paths) for s in app.steps] == [("restore", []), ("update", ["name"])]
+    assert app.reason.endswith(": restored, then updated where the manifests differ")
     assert [s.operation for s in gateway.steps] == ["restore"]
+    assert gateway.reason.endswith(": restored")
     assert run.plan.summary()["restore"] == 2
     _run, report = await eng.apply(paths)
     assert not report.failed, [r.error for r in report.failed]

@@ -267,10 +267,7 @@ class TTSDiffer:
             change.action = "create"
             change.restore = True
             when = deleted.data.get("deleted_at") or "an unknown time"
-            change.reason = (
-                f"soft-deleted at {when}, which keeps its ID reserved: restored, then "
-                "updated where the manifests differ"
-            )
+            change.reason = f"soft-deleted at {when}, which keeps its ID reserved: restored"
             change.steps.append(_step(server, "restore", live_version=deleted.version))
             record = deleted
         elif record is None:
@@ -299,7 +296,9 @@ class TTSDiffer:
             if (c := compare_field(message, path, value, record.data)) is not None
         ]
         if field_changes:
-            if not change.restore:
+            if change.restore:
+                change.reason += ", then updated where the manifests differ"
+            else:
                 change.action = "update"
                 change.reason = "fields differ"
             change.steps.append(
