@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from reconciler import engine
+from reconciler.plan.markdown import render_markdown
+from reconciler.plan.render import render_plan
 from tests.core.support import STACK, Engine, write_manifests
 
 pytestmark = pytest.mark.asyncio
@@ -154,6 +156,14 @@ async def test_soft_deleted_application_and_gateway_are_restored(
     assert [s.operation for s in gateway.steps] == ["restore"]
     assert gateway.reason.endswith(": restored")
     assert run.plan.summary()["restore"] == 2
+    # Visible as a restore in every rendering.
+    text = [line.plain for line in render_plan(run.plan)]
+    assert any(line.startswith("  + application app-a  (restore)  # soft-deleted") for line in text)
+    assert "      IS restore" in text
+    assert "; 2 restored." in text[-1]
+    markdown = render_markdown(run.plan)
+    assert "| + create (restore) | <code>gateway gw-1</code> |" in markdown
+    assert "2 restored." in markdown
     _run, report = await eng.apply(paths)
     assert not report.failed, [r.error for r in report.failed]
     app_now = await client.get("/applications/app-a", params={"field_mask": "name"})
