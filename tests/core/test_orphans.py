@@ -86,6 +86,7 @@ async def interleave(served: ServedEmulator, small: Path, large: Path) -> None:
     assert not report.failed and not pruned.failed
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_orphans_of_an_interleaved_prune_are_found_reported_and_pruned(
     served_emulator: ServedEmulator, tmp_path: Path
@@ -114,7 +115,7 @@ async def test_orphans_of_an_interleaved_prune_are_found_reported_and_pruned(
     shown = cli("plan", str(small))
     for device in ADDED:
         assert f"device {device}" in shown
-    assert "an orphan: registered on the Network Server" in shown
+    assert "an orphan: on the Network, Application and Join Servers, with no Identity" in shown
     assert "deleted with --prune" in shown
     cli("drift", str(small), expect=2)
     # With prune they are deleted where they are (no Identity Server request for them).
@@ -215,6 +216,9 @@ def test_history_names_devices_and_the_registries_that_may_hold_them() -> None:
     assert orphans.registries_to_probe(states["a"]) == ["as", "js"]
     assert orphans.registries_to_probe(states["b"]) == ["as", "js"]
     assert orphans.registries_to_probe(states["c"]) == ["ns", "as", "js"]
+    assert orphans.orphan_reason("app-1", ["js", "ns"]).startswith(
+        "an orphan: on the Network and Join Servers, with no Identity Server record"
+    )
 
 
 class RefuseEvents(httpx.AsyncBaseTransport):

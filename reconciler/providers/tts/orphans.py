@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from reconciler.providers.tts.servers import SERVER_NAMES, Server
+from reconciler.providers.tts.servers import Server
 
 # The event history asked for: the last events of the application's stream (the real server
 # keeps about 100 per entity), of the registry events that name devices. One pattern, so a
@@ -125,9 +125,15 @@ def registries_to_probe(states: dict[Server, str]) -> list[Server]:
     return [server for server in REGISTRIES if states.get(server) != GONE]
 
 
+_SHORT_NAMES: dict[Server, str] = {"ns": "Network", "as": "Application", "js": "Join"}
+
+
 def orphan_reason(app_id: str, servers: Iterable[Server]) -> str:
-    names = ", ".join(SERVER_NAMES[s] for s in servers)
+    """`an orphan: on the Network and Join Servers, with no Identity Server record (...)`."""
+    names = [_SHORT_NAMES[s] for s in REGISTRIES if s in set(servers)]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    plural = "Servers" if len(names) > 1 else "Server"
     return (
-        f"an orphan: registered on the {names} without an Identity Server record, in "
-        f"application {app_id}, which this stack owns"
+        f"an orphan: on the {listed} {plural}, with no Identity Server record (in application "
+        f"{app_id}, which this stack owns)"
     )
