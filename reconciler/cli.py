@@ -3,13 +3,11 @@ codes (0 ok, 1 error, 2 changes/drift where asked)."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import gc
 import inspect
 import json
 import os
-import platform
 import signal
 import sys
 import time
@@ -23,23 +21,21 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from reconciler import __version__
 from reconciler.diagnostics import Diagnostic, ManifestError, ReconcilerError
 from reconciler.plan.markdown import COMMENT_LIMIT
-from reconciler.plan.render import render_drift, render_plan, render_report
 from reconciler.providers.tts.servers import URL_ENV, URL_HELP
 from reconciler.redact import printable
 
+# Only what every command needs is imported here: a command imports what it uses (asyncio, the
+# engine, the providers, the plan renderers, rich's progress bars), so `version`, `--help`
+# and `validate` do not pay for a plan's imports (see bench/bench_cli.py).
 if TYPE_CHECKING:
+    import asyncio
+
+    from rich.progress import Progress, TaskID
+
     from reconciler.engine import Loaded, PlanRun, RunOptions, Session
     from reconciler.lease import LeaseKeeper
     from reconciler.plan.model import ApplyReport, Plan, ResourceResult
@@ -112,6 +108,8 @@ def _root(
 @app.command()
 def version() -> None:
     """Show the version of reconciler (and of Python)."""
+    import platform
+
     stdout.print(
         f"reconciler {__version__} (Python {platform.python_version()})",
         markup=False,
@@ -446,6 +444,8 @@ class Interrupts:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __enter__(self) -> Interrupts:
+        import asyncio
+
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -486,6 +486,14 @@ class ProgressReporter:
         label = {"read": "reading live state", "apply": "applying"}.get(phase, phase)
         if self.console.is_terminal:
             if self._bars is None:
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeElapsedColumn,
+                )
+
                 self._bars = Progress(
                     TextColumn("{task.description}"),
                     BarColumn(),
@@ -523,6 +531,8 @@ def _run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """asyncio.run, keeping the result out of the task: when the loop closes, asyncio builds
     the repr of a finished task's result, a string of megabytes for a large plan (measured
     ≈0.1 s per 1,000 devices, twice per plan)."""
+    import asyncio
+
     box: list[T] = []
 
     async def keep() -> None:
@@ -636,6 +646,7 @@ def _render_plan_as(
     plan_data: Plan, output_format: str, *, full: bool | None, max_chars: int
 ) -> None:
     from reconciler.plan.markdown import render_markdown
+    from reconciler.plan.render import render_plan
 
     if output_format == "json":
         stdout.print(plan_data.dumps(), markup=False, highlight=False, end="")
@@ -727,8 +738,11 @@ def apply(
     ] = OutputFormat.text,
 ) -> None:
     """Apply the manifests to The Things Stack (shows the plan and asks first on a TTY)."""
+    import asyncio
+
     from reconciler import engine
     from reconciler.plan.model import ApplyReport
+    from reconciler.plan.render import render_plan, render_report
 
     as_json = output_format == "json"
 
@@ -834,6 +848,8 @@ def credentials(
 ) -> None:
     """Write the connection strings of the declared IoT Hub SAS devices (keys the hub
     generated included) to a file only its owner can read. Nothing is printed but a count."""
+    import asyncio
+
     from reconciler.providers.iothub.credentials import write_credentials
 
     options = _run_options(_paths(paths), None)
@@ -891,6 +907,8 @@ def drift(
     """Report live changes made outside the manifests (exit 0 in sync, 2 drift, 1 error).
 
     Every managed field is compared on every server that holds it (the reads of a plan)."""
+    from reconciler.plan.render import render_drift
+
     options = _run_options(
         _paths(paths),
         url,
@@ -1000,6 +1018,8 @@ def import_command(
 ) -> None:
     """Write manifests for existing resources (read-only on the server): a Stack, applications
     with formatters, webhooks and device fleets, gateways. Secrets go to git-ignored files."""
+    import asyncio
+
     from reconciler.providers.tts.importing.live import Selection
     from reconciler.providers.tts.importing.run import ImportOptions, run_import
 

@@ -13,11 +13,25 @@ from typing import Any
 from pydantic import BaseModel
 
 from reconciler.manifest.extensions import ManifestKinds
-from reconciler.provider import ProviderFactory
+from reconciler.provider import Provider, ProviderContext, ProviderFactory
 from reconciler.providers.iothub.manifest import IotHubKinds
-from reconciler.providers.iothub.provider import create as create_iothub
 from reconciler.providers.tts.manifest.kinds import TtsKinds
-from reconciler.providers.tts.provider import create as create_tts
+
+# The factories import their provider (HTTP client, planner, differ) when a run has a target of
+# theirs: commands that only load manifests, and runs with one provider, do not pay for the rest.
+
+
+def create_tts(target: Any, context: ProviderContext) -> Provider:
+    from reconciler.providers.tts.provider import create
+
+    return create(target, context)
+
+
+def create_iothub(target: Any, context: ProviderContext) -> Provider:
+    from reconciler.providers.iothub.provider import create
+
+    return create(target, context)
+
 
 REGISTRY: dict[str, ProviderFactory] = {
     "tts": create_tts,
