@@ -467,6 +467,15 @@ _ALLOWED_PREFIXES = tuple(
 )
 
 
+def _is_package_metadata(real: str) -> bool:
+    """The metadata of an installed distribution (`*.dist-info`, `*.egg-info` in a directory
+    on sys.path): pydantic reads it to look for plugins when it builds its first validator,
+    which happens while the first case is loaded (validators are built on first use)."""
+    folder = os.path.dirname(real)
+    on_path = {os.path.realpath(entry or ".") for entry in sys.path}
+    return folder.endswith((".dist-info", ".egg-info")) and os.path.dirname(folder) in on_path
+
+
 # Never readable, whatever the Stack allows.
 _SYSTEM = ("/", "/proc", "/sys", "/dev")
 
@@ -482,8 +491,8 @@ def outside_reads(opened: list[str], root: Path, allowed: list[Path]) -> list[st
     bad = []
     for name in opened:
         real = os.path.realpath(os.path.join(root, name))
-        if not (real + os.sep).startswith(tuple(permitted)) and not real.startswith(
-            _ALLOWED_PREFIXES
+        if not (real + os.sep).startswith(tuple(permitted)) and not (
+            real.startswith(_ALLOWED_PREFIXES) or _is_package_metadata(real)
         ):
             bad.append(name)
     return bad
