@@ -1,7 +1,7 @@
 """CLI overhead: process start to exit of short commands, as JSON.
 
     .venv/bin/python bench/bench_cli.py [--runs 7] [--commands version,help,validate,plan]
-        [--root DIR]
+        [--root DIR] [--before DIR]
 
 Runs the installed `reconciler` entry point (a fresh interpreter each time, as a user or a CI
 job does) several times per command and reports the wall time and the CPU time (user +
@@ -19,7 +19,9 @@ the load (each process waits for a core), so the CPU time and the load average
 (`os.getloadavg`, before and after) are reported with it. Commands are interleaved in each
 round so that all see the same load. `--root` runs the `reconciler` package of another
 checkout (e.g. a `git archive` of an earlier commit, through PYTHONPATH) with this one's
-interpreter and packages, to compare two versions; the emulator always runs from this one.
+interpreter and packages; `--before DIR` also runs that checkout's commands in the same rounds
+(interleaved) and reports them under `before`, with the ratios of the medians (this run over
+`before`). The emulator always runs from this checkout.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ def main() -> int:
     parser.add_argument(
         "--root", type=Path, default=None, help="Checkout whose `reconciler` package runs."
     )
+    parser.add_argument(
+        "--before", type=Path, default=None, help="Another checkout, measured in the same rounds."
+    )
     args = parser.parse_args()
     wanted = args.commands.split(",")
     entry = shutil.which("reconciler", path=str(Path(sys.executable).parent))
@@ -107,8 +112,11 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tree:
             Path(tree, "stack.yaml").write_text(STACK)
             env = {**os.environ, "TTS_API_KEY": key, "NO_COLOR": "1"}
+            envs = {"": env}
             if args.root is not None:
                 env["PYTHONPATH"] = str(args.root.resolve())
+            if args.before is not None:
+                envs["before "] = {**env, "PYTHONPATH": str(args.before.resolve())}
             commands = {
                 "floor": [sys.executable, "-c", "pass"],
                 "version": [entry, "version"],
@@ -116,15 +124,17 @@ def main() -> int:
                 "validate": [entry, "validate", tree],
                 "plan": [entry, "plan", "--url", f"http://127.0.0.1:{port}", tree],
             }
-            names = ["floor", *wanted]
+            names = ["floor", *(prefix + name for name in wanted for prefix in envs)]
             for name in names:  # once each, unmeasured: the file system cache is warm after
-                _timed(commands[name], env)
+                prefix, _, command = name.rpartition(" ")
+                _timed(commands[command], envs[prefix and prefix + " "])
             load_before = os.getloadavg()[0]
             walls: dict[str, list[float]] = {name: [] for name in names}
             cpus: dict[str, list[float]] = {name: [] for name in names}
             for _ in range(args.runs):
                 for name in names:
-                    wall, cpu = _timed(commands[name], env)
+                    prefix, _, command = name.rpartition(" ")
+                    wall, cpu = _timed(commands[command], envs[prefix and prefix + " "])
                     walls[name].append(wall)
                     cpus[name].append(cpu)
             load_after = os.getloadavg()[0]
@@ -135,11 +145,21 @@ def main() -> int:
         name: {"wall_s": _summary(walls[name]), "cpu_s": _summary(cpus[name])} for name in names
     }
     plan_median = statistics.median(walls["plan"]) if "plan" in walls else None
+    ratios = {
+        name: {
+            "wall": round(statistics.median(walls[name]) / statistics.median(walls[old]), 2),
+            "cpu": round(statistics.median(cpus[name]) / statistics.median(cpus[old]), 2),
+        }
+        for name in wanted
+        if (old := "before " + name) in walls
+    }
     print(
         json.dumps(
             {
                 "runs": args.runs,
                 "root": str(args.root or ROOT),
+                "before": str(args.before) if args.before else None,
+                "median_ratio_to_before": ratios or None,
                 "cpus": os.cpu_count(),
                 "load_average": [round(load_before, 2), round(load_after, 2)],
                 "commands": results,
