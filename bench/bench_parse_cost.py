@@ -10,7 +10,8 @@ does not count); the target is at most 20 bytes of memory per input byte. Shapes
 
 * `flow-ints`: `[1, 1, 1, ...]` (the issue's 8 MB flow list), `flow-maps`: `[{}, {}, ...]`,
   `flow-lists`: `[[], [], ...]`, `block-list`: `- a` lines, `mapping`: `kNNN: v` lines,
-  `devices`: valid `kind: Device` documents (the realistic case, for comparison).
+  `devices`: a Stack, an application and valid `kind: Device` documents (the realistic case,
+  for comparison: no diagnostics).
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ from pathlib import Path
 TARGET_BYTES_PER_BYTE = 20.0
 SHAPES = ("flow-ints", "flow-maps", "flow-lists", "block-list", "mapping", "devices")
 
+# The devices shape is a valid tree (no diagnostics): its figure is the cost of valid input.
+STACK = """\
+kind: Stack
+name: bench
+url: https://tts.example.com
+api_key: {env: KEY}
+owner: {user: admin-user}
+"""
 DEVICE = """\
 kind: Device
 application: bench-app
@@ -65,7 +74,7 @@ print(json.dumps({"seconds": seconds, "extra_kib": peak - base,
 def write_shape(shape: str, size: int, path: Path) -> None:
     with path.open("w") as out:
         if shape == "devices":
-            out.write("kind: Application\nid: bench-app\n---\n")
+            out.write(STACK + "---\nkind: Application\nid: bench-app\n---\n")
             n = 0
             while out.tell() < size:
                 out.write(DEVICE.format(n=n, eui=f"{n:016X}"))

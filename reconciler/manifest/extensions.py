@@ -82,4 +82,6 @@ class ManifestKinds(Protocol):
 
     def resolve(self, items: Mapping[str, list[Validated]], run: ResolveContext) -> None:
         """Turn the validated documents of these kinds into the provider's target(s) and data
-        on `run.project` (`add_target`, `extensions[provider]`), reporting every problem."""
+        on `run.project` (`add_target`, `extensions[provider]`), reporting every problem.
+        The lists in `items` are this provider's own: it may empty them as it goes, to free
+        each model once it is resolved."""

@@ -120,6 +120,8 @@ class _Run:
         self.rejected: dict[str, list[Mapping[str, Any]]] = {kind: [] for kind in self.kinds}
         # file -> [count, first document, first path]: one warning per file, not per secret.
         self.inline_secrets: dict[str, list[Any]] = {}
+        # One set object per distinct set of keys written (see `_share_fields_sets`).
+        self.fields_sets: dict[frozenset[str], set[str]] = {}
         # What file references may read: set from the command line paths by `load`.
         self.tree = files.ManifestTree(())
 
@@ -239,6 +241,7 @@ class _Run:
             self.diagnostics.extend(validation_diagnostics(error, model, document.locate))
             self.rejected[kind].append(data)
             return
+        _share_fields_sets(validated, self.fields_sets)
         inline = inline_secret_paths(validated)
         if inline:
             found = self.inline_secrets.setdefault(document.file, [0, document, inline[0]])
@@ -249,6 +252,28 @@ class _Run:
         for extension in self.extensions:
             items = {kind: self.by_kind[kind] for kind in extension.models}
             extension.resolve(items, self)
+
+
+def _share_fields_sets(model: BaseModel, shared: dict[frozenset[str], set[str]]) -> None:
+    """Let models that set the same keys share one `model_fields_set` object. Pydantic gives
+    every instance its own set of the keys it was given (~700 bytes for a device's ten keys,
+    as much as the rest of the model); the documents of a large tree set the same few key
+    sets again and again. Sharing is safe: validated models are frozen, and pydantic copies
+    the set when it copies a model."""
+    pending: list[BaseModel] = [model]
+    while pending:
+        current = pending.pop()
+        own = current.__pydantic_fields_set__
+        common = shared.setdefault(frozenset(own), own)
+        if common is not own:
+            object.__setattr__(current, "__pydantic_fields_set__", common)
+        for value in current.__dict__.values():
+            if isinstance(value, BaseModel):
+                pending.append(value)
+            elif isinstance(value, list):
+                pending.extend(item for item in value if isinstance(item, BaseModel))
+            elif isinstance(value, dict):
+                pending.extend(item for item in value.values() if isinstance(item, BaseModel))
 
 
 def _allowed_directory(entry: str, base_dir: Path) -> Path | str:

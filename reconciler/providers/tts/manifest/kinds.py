@@ -115,8 +115,13 @@ class _Resolution:
         self.resolve_stack()
         applications = self.resolve_applications()
         devices = _DeviceRegistry(self)
-        for item in self.validated["Device"]:
-            self.resolve_device(item, applications, devices)
+        # Each device's model is dropped once it became a resource, so that the models and
+        # the resources of a large tree are not all in memory at once (nothing after this
+        # reads the validated devices).
+        pending = self.validated["Device"]
+        pending.reverse()
+        while pending:
+            self.resolve_device(pending.pop(), applications, devices)
         for item in self.validated["Fleet"]:
             self.resolve_fleet(item, applications, devices)
         self.project.devices = devices.devices
