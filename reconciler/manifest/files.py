@@ -55,6 +55,13 @@ CSV_FILE = FileKind("CSV file", 64 * MIB)
 MANIFEST_FILE = FileKind("manifest file", 16 * MIB)
 # All manifest and CSV files of one run together.
 MAX_TREE_BYTES = 256 * MIB
+# CSV density: within the byte cap, a file of `;;;;` or of one-character lines would still
+# give tens of millions of cells or rows, each costing far more memory than its bytes. A fleet
+# of 100,000 devices has 100,000 rows of about 10 cells (and as many rows in its secrets CSV).
+MAX_CSV_ROWS = 200_000  # per file (blank lines count: the parser reads them too)
+MAX_CSV_CELLS = 4_000_000  # per file (empty cells count)
+MAX_TREE_CSV_ROWS = 1_000_000  # all CSV files of one run together
+MAX_TREE_CSV_CELLS = 10_000_000
 # Longer names are refused before the file system sees them (Linux allows 4,096 bytes).
 MAX_NAME_CHARS = 1024
 PSEUDO_FILESYSTEMS = ("/proc", "/sys", "/dev")
@@ -90,7 +97,11 @@ class ManifestTree:
 
     roots: tuple[str, ...]  # real paths
     max_tree_bytes: int = MAX_TREE_BYTES
+    max_csv_rows: int = MAX_TREE_CSV_ROWS
+    max_csv_cells: int = MAX_TREE_CSV_CELLS
     bytes_read: int = field(default=0, init=False)
+    csv_rows: int = field(default=0, init=False)
+    csv_cells: int = field(default=0, init=False)
 
     @classmethod
     def of(cls, paths: Iterable[Path]) -> ManifestTree:
@@ -165,6 +176,19 @@ class ManifestTree:
             raise FileRefError(f"{what} cannot be read: {os_error_reason(error)}") from None
         _check_stat(info, kind, what)
         return real
+
+    def count_csv(self, rows: int, cells: int) -> None:
+        """Add a parsed CSV file's rows and cells to the run's; `FileRefError` past the caps."""
+        self.csv_rows += rows
+        self.csv_cells += cells
+        if self.csv_rows > self.max_csv_rows:
+            raise FileRefError(
+                f"the CSV files of this run have more than {self.max_csv_rows:,} rows in total"
+            )
+        if self.csv_cells > self.max_csv_cells:
+            raise FileRefError(
+                f"the CSV files of this run have more than {self.max_csv_cells:,} cells in total"
+            )
 
     # --- manifest and CSV files (found by discovery or named by a Fleet) --------------------
 

@@ -9,6 +9,10 @@ Hostile-input policy (limits are the module constants below):
 * Size: a YAML file larger than `files.MANIFEST_FILE` (16 MiB), a CSV file larger than
   `files.CSV_FILE` (64 MiB), or past `files.MAX_TREE_BYTES` (256 MiB) for all files, is rejected
   without reading further.
+* CSV density: a CSV file may have at most `files.MAX_CSV_ROWS` rows and `files.MAX_CSV_CELLS`
+  cells (a file with more separators than that is refused before parsing: one line of
+  millions of `;` would be one row of millions of cells), and all CSV files of a run at most
+  `files.MAX_TREE_CSV_ROWS` and `files.MAX_TREE_CSV_CELLS`.
 * Encoding: files must be UTF-8 (a leading BOM is fine). A NUL byte means a binary file; an
   invalid UTF-8 sequence is reported with its line, column and byte offset.
 * YAML scalars longer than `YAML_LIMITS.max_scalar_chars` (1 MiB; TTS formatter scripts are at
@@ -243,7 +247,17 @@ def load_csv(
     assert source is not None
     text = source.decode("utf-8-sig")
     separator = _detect_separator(text)
+    if text.count(separator) >= files.MAX_CSV_CELLS:
+        return None, [
+            _file_problem(
+                file,
+                f"more than {files.MAX_CSV_CELLS:,} separators: a CSV file may have at most "
+                f"{files.MAX_CSV_CELLS:,} cells",
+                "too-large",
+            )
+        ]
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, strict=True)
+    row_count = cell_count = 0
     header: list[str] | None = None
     header_line = 0
     rows: list[CsvRow] = []
@@ -262,6 +276,16 @@ def load_csv(
                 message, line = f"unclosed quote in the row starting at line {start}", start
             return None, [*diagnostics, _file_problem(file, message, "csv-syntax", line)]
         previous_end = reader.line_num
+        row_count += 1
+        cell_count += len(cells)
+        if row_count > files.MAX_CSV_ROWS or cell_count > files.MAX_CSV_CELLS:
+            what, cap = (
+                ("rows", files.MAX_CSV_ROWS)
+                if row_count > files.MAX_CSV_ROWS
+                else ("cells", files.MAX_CSV_CELLS)
+            )
+            message = f"more than {cap:,} {what}: a CSV file may have at most {cap:,} {what}"
+            return None, [*diagnostics, _file_problem(file, message, "too-large", start)]
         if header is None:
             if not any(cell.strip() for cell in cells):
                 continue
@@ -292,6 +316,11 @@ def load_csv(
                 short_rows.append(start)
     if header is None:
         return None, [_file_problem(file, "empty CSV file: no header line", "csv-header")]
+    if tree is not None:
+        try:
+            tree.count_csv(row_count, cell_count)
+        except files.FileRefError as error:
+            return None, [*diagnostics, _file_problem(file, str(error), "too-large")]
     if short_rows:
         # Spreadsheets drop trailing empty cells, so a short row is read with those cells
         # empty; said once per file, since a shifted row would put values under wrong columns.

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from reconciler.diagnostics import Diagnostic, ManifestError
 from reconciler.manifest import files
 from reconciler.manifest.load import LoadResult, load_manifests
-from reconciler.manifest.loader import STATS
+from reconciler.manifest.loader import STATS, load_csv
 from reconciler.manifest.yaml_build import YamlLimits, build_documents
 from reconciler.providers.registry import MANIFEST_KINDS
 from reconciler.providers.tts.manifest.project import tts_project
@@ -442,3 +443,65 @@ def test_finding2_a_problem_with_a_whole_document_needs_no_position_index(tree: 
     assert (error.location.line, error.location.column) == (3, 3)
     assert error.message == "a manifest document must be a mapping with a `kind`"
     assert STATS.position_indexes_built == before
+
+
+# --- parsing cost: CSV density -------------------------------------------------------------------
+
+
+def test_a_fleet_csv_has_at_most_max_csv_rows_rows(tree: Path) -> None:
+    """Rows of a byte or two cost far more than their bytes to parse and hold: the file is
+    refused at the first row past the cap, located, and not read on (blank lines count)."""
+    fleet_csv = tree / "fleets/soil-fleet.csv"
+    header = fleet_csv.read_text().splitlines()[0]
+    fleet_csv.write_text(header + "\n" + "\n" * files.MAX_CSV_ROWS)
+    (error,) = [d for d in errors(load(tree)) if d.code == "too-large"]
+    assert error.location.file == str(fleet_csv)
+    assert error.location.line == files.MAX_CSV_ROWS + 1
+    assert error.message == (
+        f"more than {files.MAX_CSV_ROWS:,} rows: a CSV file may have at most "
+        f"{files.MAX_CSV_ROWS:,} rows"
+    )
+
+
+def test_a_csv_file_has_at_most_max_csv_cells_cells() -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        # One line of millions of separators would be one row of millions of cells: refused
+        # before the CSV parser builds that row.
+        one_line = Path(directory, "one-line.csv")
+        one_line.write_text("id;" + ";" * files.MAX_CSV_CELLS + "\n")
+        table, (problem,) = load_csv(one_line)
+        assert table is None and problem.code == "too-large" and problem.location.line is None
+        assert problem.message == (
+            f"more than {files.MAX_CSV_CELLS:,} separators: a CSV file may have at most "
+            f"{files.MAX_CSV_CELLS:,} cells"
+        )
+        # Quoted separators are not separators of cells: counted cells, located at their row.
+        columns = 1000
+        rows = files.MAX_CSV_CELLS // columns  # the header is one of them
+        wide = Path(directory, "wide.csv")
+        header = ",".join(f"c{n}" for n in range(columns))
+        wide.write_text(header + "\n" + ("," * (columns - 1) + '"x;y"\n') * rows)
+        table, (problem,) = load_csv(wide)
+        assert table is None and problem.location.line == rows + 1
+        assert problem.message.startswith(f"more than {files.MAX_CSV_CELLS:,} cells")
+
+
+def test_the_csv_files_of_a_run_have_capped_rows_and_cells_in_total(tree: Path) -> None:
+    fleet_csv = tree / "fleets/soil-fleet.csv"
+    rows = len(fleet_csv.read_text().splitlines())
+    cells = sum(len(line.split(";")) for line in fleet_csv.read_text().splitlines())
+    tree_files = files.ManifestTree.of([tree])
+    tree_files.max_csv_rows = rows + 1
+    table, problems = load_csv(fleet_csv, tree_files)
+    assert table is not None and not problems
+    table, (problem,) = load_csv(fleet_csv, tree_files)
+    assert table is None and problem.code == "too-large"
+    assert problem.message == (
+        f"the CSV files of this run have more than {rows + 1:,} rows in total"
+    )
+    tree_files = files.ManifestTree.of([tree])
+    tree_files.max_csv_cells = cells
+    assert load_csv(fleet_csv, tree_files)[0] is not None
+    table, (problem,) = load_csv(fleet_csv, tree_files)
+    assert table is None
+    assert problem.message == f"the CSV files of this run have more than {cells:,} cells in total"
