@@ -15,6 +15,11 @@ webhook, or block it on a FIFO. So every such path:
   end;
 * names a regular file (not a FIFO, socket, device or directory); files are opened without
   blocking and read up to the cap of their kind (`FileKind`), never further;
+* is opened as the file that was checked, not whatever its name points to a moment later: the
+  real path is walked from the tree's directory that holds it, one component at a time,
+  without following symlinks (a directory or the file swapped for a symlink after the check is
+  refused), a file that is not regular is refused before it is opened, and the opened
+  descriptor must be that same regular file (`fstat`: device and inode);
 * fails as a `FileRefError` whose message names the reference and what is wrong with it, never
   any of the file's content. Symlink loops and over-long names are such errors too.
 
@@ -193,16 +198,27 @@ class ManifestTree:
     # --- manifest and CSV files (found by discovery or named by a Fleet) --------------------
 
     def read_counted(self, path: Path, kind: FileKind) -> bytes:
-        """A manifest or CSV file (found by discovery or already resolved)."""
-        return self._read_within_budget(str(path), kind, "file")
+        """A manifest or CSV file (found by discovery or already resolved). Resolved again
+        here: it may have changed since it was found."""
+        real = _real_path(str(path), "file")
+        if not self.contains(real):
+            raise FileRefError("links to a file outside the manifest tree")
+        return self._read_within_budget(real, kind, "file")
 
-    def _read_within_budget(self, path: str, kind: FileKind, what: str) -> bytes:
+    def _root_of(self, real_path: str) -> str:
+        """The innermost root that holds `real_path` (`contains` was checked)."""
+        holding = [root for root in self.roots if _within(real_path, root)]
+        if not holding or is_pseudo_filesystem(real_path):
+            raise FileRefError("a file outside the manifest tree cannot be read")
+        return max(holding, key=len)
+
+    def _read_within_budget(self, real: str, kind: FileKind, what: str) -> bytes:
         """Every file read for a run counts against the per-tree cap (so do 10,000 references
         to a large secret file)."""
         remaining = self.max_tree_bytes - self.bytes_read
         capped = FileKind(kind.label, min(kind.max_bytes, max(remaining, 0)))
         try:
-            data = read_regular(path, capped, what)
+            data = read_resolved(real, self._root_of(real), capped, what)
         except FileTooLarge as error:
             if capped.max_bytes < kind.max_bytes and error.size <= kind.max_bytes:
                 raise FileRefError(
@@ -225,11 +241,87 @@ class FileTooLarge(FileRefError):
 
 
 def read_regular(path: str, kind: FileKind, what: str) -> bytes:
-    """Up to `kind.max_bytes` of a regular file, without blocking on anything else."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    """Up to `kind.max_bytes` of a regular file (symlinks in `path` followed), without blocking
+    on anything else."""
+    real = _real_path(path, what)
+    return read_resolved(real, os.path.dirname(real), kind, what)
+
+
+def _real_path(path: str, what: str) -> str:
     try:
-        _check_stat(os.stat(path), kind, what)  # before opening: a FIFO or device is not opened
-        descriptor = os.open(path, flags)
+        return os.path.realpath(path, strict=True)
+    except FileNotFoundError:
+        raise FileMissing(f"{what} does not exist") from None
+    except (OSError, ValueError, RuntimeError) as error:
+        raise FileRefError(f"{what} cannot be read: {os_error_reason(error)}") from None
+
+
+# The directories of a path are opened only to look up the next name (O_PATH needs no read
+# permission on them, where Linux has it); nothing is ever opened through a symlink.
+_DIRECTORY_FLAGS = (
+    getattr(os, "O_PATH", os.O_RDONLY)
+    | os.O_DIRECTORY
+    | os.O_NOFOLLOW
+    | getattr(os, "O_CLOEXEC", 0)
+)
+_FILE_FLAGS = (
+    os.O_RDONLY
+    | os.O_NONBLOCK  # a FIFO swapped in after the check opens without waiting for a writer
+    | os.O_NOFOLLOW
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+def _open_resolved(real: str, base: str, kind: FileKind, what: str) -> int:
+    """A descriptor of the regular file at `real`, a path already resolved (absolute, without
+    symlinks) below the directory `base` (a root of the tree), opened without following any
+    symlink below `base`. Between the resolution and this call the tree may have changed (a
+    pull request's CI job can run code that swaps files): a directory or the file replaced by
+    a symlink, or the file by a FIFO or device, is refused here."""
+    parts = os.path.relpath(real, base).split(os.sep)
+    if not os.path.isabs(real) or any(part in ("", ".", "..") for part in parts):
+        raise FileRefError(f"{what} cannot be read: not a resolved path inside its tree")
+    changed = f"{what} changed while it was being read (a symlink or another kind of file "
+    changed += "took its place): not read"
+    directory = os.open(base, _DIRECTORY_FLAGS)
+    try:
+        for part in parts[:-1]:
+            try:
+                inner = os.open(part, _DIRECTORY_FLAGS, dir_fd=directory)
+            except OSError as error:
+                if error.errno in (errno.ENOTDIR, errno.ELOOP):
+                    raise FileRefError(changed) from None
+                raise
+            os.close(directory)
+            directory = inner
+        # Checked before opening: a FIFO or a device is not opened at all.
+        checked = os.stat(parts[-1], dir_fd=directory, follow_symlinks=False)
+        if stat.S_ISLNK(checked.st_mode):
+            raise FileRefError(changed)
+        _check_stat(checked, kind, what)
+        try:
+            descriptor = os.open(parts[-1], _FILE_FLAGS, dir_fd=directory)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise FileRefError(changed) from None
+            raise
+    finally:
+        os.close(directory)
+    opened = os.fstat(descriptor)
+    if (opened.st_dev, opened.st_ino) != (checked.st_dev, checked.st_ino) or not stat.S_ISREG(
+        opened.st_mode
+    ):
+        os.close(descriptor)
+        raise FileRefError(changed)
+    return descriptor
+
+
+def read_resolved(real: str, base: str, kind: FileKind, what: str) -> bytes:
+    """Up to `kind.max_bytes` of the regular file at the resolved path `real` below the
+    directory `base` (see `_open_resolved`), without blocking on anything else."""
+    try:
+        descriptor = _open_resolved(real, base, kind, what)
     except FileRefError:
         raise
     except FileNotFoundError:
@@ -237,7 +329,7 @@ def read_regular(path: str, kind: FileKind, what: str) -> bytes:
     except (OSError, ValueError) as error:
         raise FileRefError(f"{what} cannot be read: {os_error_reason(error)}") from None
     try:
-        _check_stat(os.fstat(descriptor), kind, what)  # it may have been swapped meanwhile
+        _check_stat(os.fstat(descriptor), kind, what)  # the size, again: it may have grown
         chunks: list[bytes] = []
         size = 0
         # One byte past the cap: a size that lied (a growing file) is caught too.

@@ -10,12 +10,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reconciler.diagnostics import Diagnostic, ManifestError
-from reconciler.manifest import files
+from reconciler.manifest import files, loader
 from reconciler.manifest.load import LoadResult, load_manifests
 from reconciler.manifest.loader import STATS, load_csv
 from reconciler.manifest.yaml_build import YamlLimits, build_documents
@@ -505,3 +507,98 @@ def test_the_csv_files_of_a_run_have_capped_rows_and_cells_in_total(tree: Path) 
     table, (problem,) = load_csv(fleet_csv, tree_files)
     assert table is None
     assert problem.message == f"the CSV files of this run have more than {cells:,} cells in total"
+
+
+# --- a file swapped between its check and its read (time of check to time of use) ------------
+
+
+def swap_after_check(monkeypatch: pytest.MonkeyPatch, name: str, swap: Callable[[], None]) -> None:
+    """Run `swap` right after the reference `name` was resolved and checked to be inside the
+    tree, before it is opened: the moment code racing the CI job would aim for."""
+    resolve = files.ManifestTree.resolve
+
+    def resolve_then_swap(
+        self: files.ManifestTree, reference: str, base_dir: Path, kind: files.FileKind
+    ) -> str:
+        real = resolve(self, reference, base_dir, kind)
+        if reference == name:
+            swap()
+        return real
+
+    monkeypatch.setattr(files.ManifestTree, "resolve", resolve_then_swap)
+
+
+CHANGED = "changed while it was being read (a symlink or another kind of file took its place)"
+
+
+def test_a_secret_file_swapped_for_a_symlink_after_its_check_is_not_read(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tree / "token.txt"
+    token.write_text("inside-token\n")
+    edit(tree, APPLICATION, HEADER, "Authorization: {file: ../token.txt}")
+
+    def to_symlink() -> None:
+        token.unlink()
+        token.symlink_to(tree.parent / "outside/secret.txt")
+
+    swap_after_check(monkeypatch, "../token.txt", to_symlink)
+    result = load(tree)
+    error = only_error(result)
+    assert error.location.file == str(tree / APPLICATION) and error.location.line is not None
+    assert error.message == f"secret file `../token.txt` {CHANGED}: not read"
+    assert OUTSIDE_TEXT not in text_of(result)
+
+
+def test_a_directory_swapped_for_a_symlink_after_the_check_is_not_followed(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = tree / "keys"
+    keys.mkdir()
+    (keys / "secret.txt").write_text("inside-token\n")
+    edit(tree, APPLICATION, HEADER, "Authorization: {file: ../keys/secret.txt}")
+
+    def to_symlink() -> None:
+        keys.rename(tree / "keys-before")
+        keys.symlink_to(tree.parent / "outside", target_is_directory=True)
+
+    swap_after_check(monkeypatch, "../keys/secret.txt", to_symlink)
+    error = only_error(result := load(tree))
+    assert error.message == f"secret file `../keys/secret.txt` {CHANGED}: not read"
+    assert OUTSIDE_TEXT not in text_of(result)
+
+
+def test_a_file_swapped_for_a_fifo_after_its_check_is_refused_without_blocking(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tree / "formatters/soil-sensor.js"
+
+    def to_fifo() -> None:
+        script.unlink()
+        os.mkfifo(script)
+
+    swap_after_check(monkeypatch, "../formatters/soil-sensor.js", to_fifo)
+    error = only_error(load(tree))  # no writer ever opens the FIFO: a blocking open would hang
+    assert error.message == (
+        "script file `../formatters/soil-sensor.js` is not a regular file (a FIFO)"
+    )
+
+
+def test_a_manifest_swapped_for_a_symlink_after_discovery_is_not_read(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tree.parent / "outside/evil.yaml").write_text(f"kind: {OUTSIDE_TEXT}\n")
+    manifest = tree / "devices/sensors.yaml"
+    discover = loader.discover
+
+    def discover_then_swap(*args: Any, **kwargs: Any) -> Any:
+        found = discover(*args, **kwargs)
+        manifest.unlink()
+        manifest.symlink_to(tree.parent / "outside/evil.yaml")
+        return found
+
+    monkeypatch.setattr(loader, "discover", discover_then_swap)
+    result = load(tree)
+    (error,) = [d for d in errors(result) if d.location.file == str(manifest)]
+    assert error.message == "links to a file outside the manifest tree"
+    assert OUTSIDE_TEXT not in text_of(result)
