@@ -184,6 +184,23 @@ async def test_downlink_push_needs_a_session(
     assert [(d["f_port"], d["frm_payload"]) for d in queue] == [(42, "vu8=")]
 
 
+async def test_application_server_registered_after_the_join_restores_the_session(
+    emulator_app: Any, tts: TtsApi, client: httpx.AsyncClient
+) -> None:
+    await tts.create_application("app1")
+    ids = await tts.register_otaa_device("app1", "dev1")
+    expect_ok(await client.delete("/as/applications/app1/devices/dev1"))
+    await enable(client, 2)
+    traffic(emulator_app).advance(2)  # the join; no AS record to take the session
+    device_ids = {k: ids[k] for k in ("device_id", "dev_eui", "join_eui")}
+    await tts.set_device("as", "app1", "dev1", {"ids": device_ids}, ["ids.device_id"])
+    assert (await push(client, "dev1")).status_code == 400
+    traffic(emulator_app).advance(3)
+    session = (await as_record(client, "dev1"))["session"]
+    assert session["dev_addr"] == (await ns_record(client, "dev1"))["session"]["dev_addr"]
+    assert expect_ok(await push(client, "dev1")) == {}
+
+
 async def test_traffic_events_on_the_stream(
     emulator_app: Any, tts: TtsApi, client: httpx.AsyncClient
 ) -> None:

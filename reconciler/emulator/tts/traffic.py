@@ -303,12 +303,7 @@ class Traffic:
 
         application = store.as_devices.get(key)
         if application is not None:
-            as_pending = application.get("pending_session")
-            if as_pending is not None and as_pending.get("dev_addr") == session.get("dev_addr"):
-                application["session"] = application.pop("pending_session")
-                application["ids"] = {**application["ids"], "dev_addr": session["dev_addr"]}
-                application["updated_at"] = now
-                store.as_devices.put(key, application)
+            self._application_session(key, application, ns, now)
             self._publish("as.up.data.receive", ns["ids"])
             self._publish(
                 "as.up.data.forward",
@@ -326,6 +321,32 @@ class Traffic:
             identity["last_seen_at"] = now
             identity.setdefault("activated_at", now)
             store.is_devices.put(key, identity)
+
+    def _application_session(
+        self, key: str, application: dict[str, Any], ns: dict[str, Any], now: str
+    ) -> None:
+        """The Application Server on an uplink: it stores the device only when the session
+        changes (the pending one confirmed, or one restored)."""
+        session = ns["session"]
+        pending = application.get("pending_session")
+        if pending is not None and pending.get("dev_addr") == session.get("dev_addr"):
+            application["session"] = application.pop("pending_session")
+        elif not application.get("session") and ns.get("supports_join"):
+            # Registered on the AS after the join: it restores the session with the AppSKey it
+            # gets from the Join Server.
+            application["session"] = {
+                "dev_addr": session.get("dev_addr", ""),
+                "keys": {
+                    "session_key_id": session.get("keys", {}).get("session_key_id", ""),
+                    "app_s_key": {"key": self._key()},
+                },
+                "started_at": now,
+            }
+        else:
+            return
+        application["ids"] = {**application["ids"], "dev_addr": session.get("dev_addr", "")}
+        application["updated_at"] = now
+        self.emu.store.as_devices.put(key, application)
 
     def snapshot(self) -> dict[str, Any]:
         return {
