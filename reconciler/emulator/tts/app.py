@@ -361,7 +361,10 @@ def served(options: APIOptions) -> ServedAPI:
     """The `tts` entry of `reconciler.emulator.apis.APIS`."""
     settings = dict(options.settings)
     user_id = settings.pop("user_id", None) or TTSConfig.user_id
-    traffic_interval = parse_interval(settings.pop("traffic_interval", None))
+    try:
+        traffic_interval = parse_interval(settings.pop("traffic_interval", None))
+    except ValueError:
+        raise ValueError("--traffic-interval must be a finite number of seconds") from None
     if settings:
         flags = ", ".join("--" + name.replace("_", "-") for name in sorted(settings))
         raise ValueError(f"the TTS emulator has no option {flags}")
