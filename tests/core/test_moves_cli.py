@@ -1,5 +1,5 @@
 """A device moved to another application, through the CLI against the served emulator: the plan
-says what frees its EUIs (or blocks with the remedy), and one apply moves it
+says what frees its EUIs (or blocks with the remedy), and one apply of the saved plan moves it
 (`apply --format json` reports it as one document)."""
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def test_device_move_through_the_cli(served_emulator: ServedEmulator, tmp_path: 
     assert "apply with --prune to delete it first" in blocked
     plan = cli("plan", "manifests", "--prune")
     assert "EUI pair 70B3D57ED0000000/70B3D57ED00000A1 is freed first by deleting device " in plan
-    cli("apply", "manifests", "--auto-approve", "--prune", "--format", "json")
+    # Reviewed as a saved plan, then applied from it.
+    cli("plan", "manifests", "--prune", "--out", "move.json")
+    cli("apply", "--plan", "move.json", "--format", "json")
     document = json.loads(cli.stdout)
     report = document["report"]
     assert report["summary"] == {"done": 2, "failed": 0, "skipped": 0, "stale": 0}
