@@ -24,7 +24,8 @@ from reconciler.lease import Lease, LeaseHeld, LeaseHolder, LeaseKeeper, utc_now
 from reconciler.providers.tts.importing.live import Selection
 from reconciler.providers.tts.importing.run import ImportOptions, run_import
 from reconciler.providers.tts.kinds import LEASE_DEVICE_ID
-from tests.core.support import DEVICES, ROOT_URL, Engine, site
+from tests.conftest import build_emulator_app
+from tests.core.support import DEVICES, ROOT_URL, Engine, fleet_site, site
 
 pytestmark = pytest.mark.asyncio
 
@@ -209,6 +210,50 @@ async def test_renewal_notices_a_lease_taken_over(
         record = await lease_device(client)
         # The slow run's release left the other run's lease alone.
         assert record is not None and quick.holder.lease_id in record["description"]
+
+
+async def test_a_lease_lost_during_apply_stops_new_changes(
+    admin_api_key: str, tmp_path: Path
+) -> None:
+    """Someone force-unlocks (or takes over) a running apply's lease: its next renewal notices,
+    and no further change starts (as the CLI wires `should_stop`)."""
+    app = build_emulator_app(admin_api_key, latency_ms=5)  # an apply that lasts a while
+    async with app.router.lifespan_context(app):
+        await apply_and_lose_the_lease(
+            Engine(httpx.ASGITransport(app=app), admin_api_key), tmp_path
+        )
+
+
+async def apply_and_lose_the_lease(eng: Engine, tmp_path: Path) -> None:
+    tree = fleet_site(tmp_path, 1)
+    await eng.apply([tree])
+    fleet_site(tmp_path, 100)
+    options = eng.options([tree], lease_ttl=0.3, parallelism=1)  # renewed every 0.1 s
+    loaded = engine.load(options)
+    session = engine.connect(loaded, options)
+    try:
+        async with engine.hold_lease(session, options) as keeper:
+            assert keeper is not None
+            run = await engine.make_plan(loaded, session, options)
+
+            async def unlock_soon() -> None:
+                await asyncio.sleep(0.05)
+                other = engine.connect(loaded, options)
+                try:
+                    await engine.force_unlock(other, keeper.holder.lease_id)
+                finally:
+                    await other.aclose()
+
+            unlocking = asyncio.ensure_future(unlock_soon())
+            report = await engine.apply_plan(
+                run, session, options, should_stop=lambda: keeper.lost is not None
+            )
+            await unlocking
+    finally:
+        await session.aclose()
+    assert keeper.lost is not None and "it was removed" in keeper.lost
+    assert report.interrupted and report.skipped and not report.failed
+    assert len(report.results) == 99
 
 
 async def holding_lease_forever(eng: Engine, paths: list[Path], started: asyncio.Event) -> None:

@@ -64,7 +64,7 @@ def test_refusal_lock_timeout_and_force_unlock(
     lease_id = other.holder.lease_id
 
     cli("apply", "manifests", "--auto-approve", expect=1)
-    assert cli.stdout == ""  # refused before reading or planning anything
+    assert cli.stdout == ""  # refused before planning
     assert re.search(
         r"^error: stack 'site-a' is locked by another apply: \S+@\S+ \(pid \d+\) since "
         r"\S+Z, lease until \S+Z \(lease id " + lease_id + r"\) on device reconciler-lease in "
@@ -77,6 +77,11 @@ def test_refusal_lock_timeout_and_force_unlock(
     assert "after waiting 1 s" in cli.stderr
     cli("plan", "manifests", "--detailed-exitcode")  # plan reads only: it takes no lease
     assert "Nothing to apply." in cli("apply", "manifests", "--auto-approve", "--no-lock")
+    devices = tree / "devices.yaml"
+    devices.write_text(devices.read_text().replace("name: OTAA 1.0.3", "name: Renamed"))
+    cli("plan", "manifests", "--out", "plan.json")
+    cli("apply", "--plan", "plan.json", expect=1)  # a saved plan takes the lease too
+    assert f"(lease id {lease_id})" in cli.stderr and cli.stdout == ""
 
     cli("force-unlock", "0123456789ab", "manifests", expect=1)
     assert "no lease with id 0123456789ab on the targets (found: " in cli.stderr
@@ -85,9 +90,8 @@ def test_refusal_lock_timeout_and_force_unlock(
     assert (
         out.startswith("Removed ") and f"(lease id {lease_id}) on device {LEASE_DEVICE_ID}" in out
     )
-    devices = tree / "devices.yaml"
-    devices.write_text(devices.read_text().replace("name: OTAA 1.0.3", "name: Renamed"))
-    assert "Apply: 1 done, 0 failed" in cli("apply", "manifests", "--auto-approve")
+    # Taking the lease changes nothing the saved plan was made from: it applies, none stale.
+    assert "Apply: 1 done, 0 failed, 0 skipped" in cli("apply", "--plan", "plan.json")
     with served_emulator.client() as client:
         lease = client.get(f"/applications/field-sensors/devices/{LEASE_DEVICE_ID}")
         assert lease.status_code == 404  # released
