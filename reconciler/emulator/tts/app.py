@@ -31,7 +31,7 @@ from reconciler.emulator.tts import errors
 from reconciler.emulator.tts.auth import Authenticator, Caller, hash_secret, token_id
 from reconciler.emulator.tts.codec import now_timestamp
 from reconciler.emulator.tts.config import API_KEY_PATTERN, TTSConfig, generate_api_key
-from reconciler.emulator.tts.events import EventBus
+from reconciler.emulator.tts.events import EventBus, Origin, current_origin
 from reconciler.emulator.tts.state import TTSStore
 from reconciler.emulator.tts.traffic import Traffic, parse_interval
 
@@ -144,6 +144,7 @@ class Emulator:
         return [
             Route("/_emulator/devices", self._inventory, methods=["GET"]),
             Route("/_emulator/traffic", self._traffic, methods=["GET"]),
+            Route("/_emulator/events", self._events, methods=["GET", "PUT"]),
         ]
 
     async def _traffic(self, request: Request) -> Response:
@@ -152,6 +153,22 @@ class Emulator:
         if denied is not None:
             return denied
         return json_response(self.traffic.snapshot())
+
+    async def _events(self, request: Request) -> Response:
+        """The event history limits (`history_ttl_s`, `history_per_entity`) and, with
+        `{"drop_streams": true}`, the loss of every open event stream (fault injection)."""
+        denied = self.admin_denied(request)
+        if denied is not None:
+            return denied
+        if request.method == "PUT":
+            try:
+                settings = json.loads(await request.body() or b"{}")
+                if not isinstance(settings, dict):
+                    raise ValueError("want a JSON object")
+                return json_response(self.events.configure(settings))
+            except ValueError as error:  # json.JSONDecodeError included
+                return self.bad_request(str(error))
+        return json_response(self.events.snapshot())
 
     async def _inventory(self, request: Request) -> Response:
         """Device IDs per registry (`app/device`), which the real API cannot list for NS/AS/JS:
@@ -288,6 +305,13 @@ class Endpoint:
         op = self.op
         call = Call(emu, request, op.rpc, op.write)
         headers = call.response_headers
+        current_origin.set(
+            Origin(
+                user_agent=request.headers.get("user-agent", "")[:256],
+                remote_ip=request.client.host if request.client else "",
+                token_id=token_id(request.headers.get("authorization")),
+            )
+        )
         status = 500
         try:
             await emu.faults.delay()

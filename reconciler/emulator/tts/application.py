@@ -108,7 +108,6 @@ def set_link(call: Call) -> dict[str, Any]:
     link = dict(call.store.links.get(app_id) or {})
     merge(link, request["link"], effective)
     call.store.links.put(app_id, link)
-    call.emu.events.publish("as.link.set", [{"application_ids": {"application_id": app_id}}])
     return encode_message(message("ApplicationLink"), project(link, effective))
 
 
@@ -116,8 +115,7 @@ def delete_link(call: Call) -> dict[str, Any]:
     app_id = call.params["app"]
     require_app(call, app_id, SETTINGS_BASIC)
     call.before_write()
-    if call.store.links.delete(app_id) is not None:
-        call.emu.events.publish("as.link.delete", [{"application_ids": {"application_id": app_id}}])
+    call.store.links.delete(app_id)
     return {}
 
 
@@ -186,8 +184,6 @@ def set_webhook(call: Call) -> dict[str, Any]:
     stored.setdefault("created_at", now)
     stored["updated_at"] = now
     call.store.webhooks.put(key, stored)
-    verb = "update" if existing else "create"
-    call.emu.events.publish(f"as.webhook.{verb}", [{"application_ids": {"application_id": app_id}}])
     return output("ApplicationWebhook", stored, paths)
 
 
@@ -195,10 +191,7 @@ def delete_webhook(call: Call) -> dict[str, Any]:
     app_id, webhook_id = call.params["app"], call.params["webhook"]
     require_app(call, app_id, *WEBHOOK_WRITE)
     call.before_write()
-    if call.store.webhooks.delete(f"{app_id}/{webhook_id}") is not None:
-        call.emu.events.publish(
-            "as.webhook.delete", [{"application_ids": {"application_id": app_id}}]
-        )
+    call.store.webhooks.delete(f"{app_id}/{webhook_id}")
     return {}
 
 

@@ -184,9 +184,20 @@ def list_filtered(call: Call) -> Any:
     body = call.body
     paths = mask_from_body(body)
     since = None
-    for filter_ in body.get("filters") or []:
+    filters = body.get("filters") or []
+    if not isinstance(filters, list):
+        raise errors.DecodeError("invalid value for repeated field filters")
+    for filter_ in filters:
         if isinstance(filter_, dict) and filter_.get("updated_since"):
             since = decode_timestamp(filter_["updated_since"], "updated_since")
+            # The filter's rule: a moment in the past.
+            validate_request(
+                "ListEndDevicesRequest",
+                {
+                    "application_ids": {"application_id": call.params["app"]},
+                    "filters": [{"updated_since": since}],
+                },
+            )
     overrides = {k: str(body[k]) for k in ("order", "limit", "page") if body.get(k) is not None}
     return _list(call, paths, since, overrides)
 

@@ -1,13 +1,24 @@
-"""The event stream `POST /events` and the registry events behind it (FACTS §a Events)."""
+"""The event stream `POST /events` and the registry events behind it.
+
+As on the real server: registry events (`end_device.update`, `ns.end_device.update`,
+`application.update`, ...) name the identifiers and, for updates, the changed field paths; each
+event carries who caused it (the request's user agent, remote IP and API key ID); the history
+that `tail` and `after` replay is short (payloads kept `history_ttl_s`, 10 minutes by default,
+and at most `history_per_entity`, 100, per entity). The Application Server's webhook and link
+registries publish no events (the real ones define none), so a watcher must sweep them.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import re
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import StreamingResponse
@@ -42,13 +53,8 @@ KNOWN_EVENTS = frozenset(
             for entity in ("application", "gateway")
             for verb in ("update", "delete")
         ),
-        "as.webhook.create",
-        "as.webhook.update",
-        "as.webhook.delete",
         "as.pubsub.set",
         "as.pubsub.delete",
-        "as.link.set",
-        "as.link.delete",
         "as.down.data.receive",
         "as.down.data.forward",
         "as.up.data.forward",
@@ -70,6 +76,23 @@ KNOWN_EVENTS = frozenset(
     ]
 )
 _START = "events.stream.start"
+HISTORY_TTL_S = 600.0  # the real server keeps event payloads 10 minutes by default
+HISTORY_PER_ENTITY = 100  # and at most about 100 events per entity
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who caused the events of one request (every event of the request carries it)."""
+
+    user_agent: str = ""
+    remote_ip: str = ""
+    token_id: str = ""
+
+
+# Set by the request pipeline for the request being handled.
+current_origin: contextvars.ContextVar[Origin | None] = contextvars.ContextVar(
+    "current_origin", default=None
+)
 
 
 def _ids_match(wanted: dict[str, Any], event_ids: dict[str, Any]) -> bool:
@@ -121,12 +144,57 @@ class Subscription:
         )
 
 
-class EventBus:
-    """Recent events (for `tail`/`after`) and live subscribers."""
+def _entity_key(identifiers: dict[str, Any]) -> str:
+    return json.dumps(identifiers, sort_keys=True, separators=(",", ":"))
 
-    def __init__(self, history: int = 10_000) -> None:
-        self.history: deque[dict[str, Any]] = deque(maxlen=history)
+
+class EventBus:
+    """Recent events per entity (for `tail`/`after`) and live subscribers."""
+
+    def __init__(self) -> None:
+        # entity identifiers -> (monotonic time, event), oldest first, per entity
+        self.entities: dict[str, deque[tuple[float, dict[str, Any]]]] = {}
         self.subscribers: set[Subscription] = set()
+        self.history_ttl_s = HISTORY_TTL_S
+        self.history_per_entity = HISTORY_PER_ENTITY
+
+    def configure(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """Apply the `events` part of `PUT /_emulator/config`; ValueError when invalid.
+        `drop_streams: true` ends every open stream now (a lost connection)."""
+        unknown = set(settings) - {"history_ttl_s", "history_per_entity", "drop_streams"}
+        if unknown:
+            raise ValueError(f"unknown event settings: {', '.join(sorted(unknown))}")
+        try:
+            ttl = float(settings.get("history_ttl_s", self.history_ttl_s))
+            per_entity = int(settings.get("history_per_entity", self.history_per_entity))
+        except (TypeError, ValueError):
+            raise ValueError("event history settings must be numbers") from None
+        if ttl < 0 or per_entity < 0:
+            raise ValueError("event history settings must not be negative")
+        self.history_ttl_s, self.history_per_entity = ttl, per_entity
+        for entity, events in list(self.entities.items()):
+            self.entities[entity] = deque(events, maxlen=per_entity)
+        if settings.get("drop_streams"):
+            self.close()
+        return self.snapshot()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "history_ttl_s": self.history_ttl_s,
+            "history_per_entity": self.history_per_entity,
+            "open_streams": len(self.subscribers),
+        }
+
+    def recent(self, subscription: Subscription) -> list[dict[str, Any]]:
+        """The kept events the subscription matches, oldest first."""
+        oldest = time.monotonic() - self.history_ttl_s
+        found = [
+            (kept, event)
+            for events in self.entities.values()
+            for kept, event in events
+            if kept >= oldest and subscription.matches(event)
+        ]
+        return [event for _, event in sorted(found, key=lambda item: item[0])]
 
     def publish(
         self, name: str, identifiers: list[dict[str, Any]], data: dict[str, Any] | None = None
@@ -142,14 +210,37 @@ class EventBus:
         }
         if data is not None:
             event["data"] = data
-        self.history.append(event)
+        origin = current_origin.get()
+        if origin is not None:
+            if origin.token_id:
+                event["authentication"] = {
+                    "type": "Bearer",
+                    "token_type": "APIKey",
+                    "token_id": origin.token_id,
+                }
+            if origin.remote_ip:
+                event["remote_ip"] = origin.remote_ip
+            if origin.user_agent:
+                event["user_agent"] = origin.user_agent
+        if self.history_per_entity:
+            now = time.monotonic()
+            for ids in identifiers:
+                key = _entity_key(ids)
+                kept = self.entities.get(key)
+                if kept is None:
+                    kept = self.entities[key] = deque(maxlen=self.history_per_entity)
+                while kept and kept[0][0] < now - self.history_ttl_s:
+                    kept.popleft()
+                kept.append((now, event))
         for subscription in self.subscribers:
             if subscription.matches(event):
                 subscription.queue.put_nowait(event)
 
     def close(self) -> None:
+        """End every open stream."""
         for subscription in self.subscribers:
             subscription.queue.put_nowait(None)
+        self.subscribers.clear()
 
 
 def paths_data(paths: list[str]) -> dict[str, Any]:
@@ -252,9 +343,8 @@ async def stream(call: Call) -> StreamingResponse:
         after_key = timestamp_key(after) if after else None
         backlog = [
             e
-            for e in bus.history
-            if subscription.matches(e)
-            and (after_key is None or timestamp_key(e["time"]) > after_key)
+            for e in bus.recent(subscription)
+            if after_key is None or timestamp_key(e["time"]) > after_key
         ]
         if tail:
             backlog = backlog[-tail:]

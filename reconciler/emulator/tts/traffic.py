@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.emulator.faults import Setting
 from reconciler.emulator.tts.codec import now_timestamp
-from reconciler.emulator.tts.events import device_identifiers
+from reconciler.emulator.tts.events import current_origin, device_identifiers
 
 if TYPE_CHECKING:
     from reconciler.emulator.tts.app import Emulator
@@ -180,6 +180,9 @@ class Traffic:
             self._task = None
 
     async def _run(self) -> None:
+        # Traffic comes from the radio side, not from the API request that started it: its
+        # events name no caller (this task's own copy of the context).
+        current_origin.set(None)
         wake = self._wake
         assert wake is not None
         while True:
