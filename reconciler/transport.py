@@ -22,7 +22,7 @@ import socket
 import ssl
 import urllib.request
 import zlib
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -119,7 +119,32 @@ class Transport(Protocol):
         seconds, and what came so far is the answer."""
         ...
 
+    def stream_lines(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        idle_timeout: float,
+    ) -> AsyncGenerator[HttpResponse, None]: ...
+
     async def aclose(self) -> None: ...
+
+
+def _split_lines(buffer: bytearray, chunk: bytes, cap: int, host: str) -> list[bytes]:
+    """Complete lines from `buffer` + `chunk` (the rest stays in `buffer`); a line longer than
+    `cap` is an error (a server must not make us hold an endless line)."""
+    buffer.extend(chunk)
+    lines: list[bytes] = []
+    while True:
+        end = buffer.find(b"\n")
+        if end < 0:
+            break
+        lines.append(bytes(buffer[:end]))
+        del buffer[: end + 1]
+    if len(buffer) > cap:
+        raise _too_large(host, cap, "one line of a stream")
+    return lines
 
 
 def host_of(url: str) -> str:
@@ -338,6 +363,62 @@ class AiohttpTransport:
         except OSError as error:
             raise _os_failure(error, host_of(url)) from None
 
+    async def stream_lines(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        idle_timeout: float,
+    ) -> AsyncGenerator[HttpResponse, None]:
+        """A streamed answer line by line: first the status and headers (empty content), then
+        one item per non-empty line (content: the line); a non-200 status gives its whole
+        (capped) body as the only item after the first. Ends when the server ends the
+        stream; TransportFailure when it is lost or stays silent `idle_timeout` seconds."""
+        import aiohttp
+        from yarl import URL
+
+        session = self._client_session()
+        proxy, proxy_auth = self._proxy(url)
+        tls = self._tls() if url.startswith("https:") else True
+        host = host_of(url)
+        cap = self.limits.max_body_bytes
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.limits.connect_timeout, sock_read=idle_timeout
+        )
+        try:
+            async with session.request(
+                method,
+                URL(url, encoded=True),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                timeout=timeout,
+                ssl=tls,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
+            ) as response:
+                yield HttpResponse(response.status, response.headers, b"")
+                if response.status != 200:
+                    raw = await response.content.read(cap)
+                    yield HttpResponse(response.status, response.headers, raw)
+                    return
+                buffer = bytearray()
+                async for chunk in response.content.iter_any():
+                    for line in _split_lines(buffer, chunk, cap, host):
+                        if line.strip():
+                            yield HttpResponse(response.status, response.headers, line)
+                if buffer.strip():
+                    yield HttpResponse(response.status, response.headers, bytes(buffer))
+        except TransportFailure:
+            raise
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise TransportFailure("timeout", host, f"silent for {idle_timeout:g} s") from None
+        except aiohttp.ClientError as error:
+            raise _aiohttp_failure(error, host) from None
+        except OSError as error:
+            raise _os_failure(error, host) from None
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -443,6 +524,58 @@ class HttpxTransport:
             b"".join(chunks), response.headers.get("Content-Encoding"), self.limits, host
         )
         return HttpResponse(response.status_code, response.headers, content)
+
+    async def stream_lines(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        idle_timeout: float,
+    ) -> AsyncGenerator[HttpResponse, None]:
+        """As `AiohttpTransport.stream_lines` (note: httpx.ASGITransport answers only when the
+        app's response is complete, so an endless stream needs a served app)."""
+        import asyncio
+
+        import httpx
+
+        host = host_of(url)
+        cap = self.limits.max_body_bytes
+        request = httpx.Request(method, url, headers=headers, content=body)
+        try:
+            async with asyncio.timeout(self.limits.connect_timeout + idle_timeout):
+                response = await self.inner.handle_async_request(request)
+            try:
+                yield HttpResponse(response.status_code, response.headers, b"")
+                chunks = response.aiter_raw()
+                buffer = bytearray()
+                while True:
+                    try:
+                        async with asyncio.timeout(idle_timeout):
+                            chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
+                    if response.status_code != 200:
+                        buffer.extend(chunk)
+                        if len(buffer) > cap:
+                            raise _too_large(host, cap)
+                        continue
+                    for line in _split_lines(buffer, chunk, cap, host):
+                        if line.strip():
+                            yield HttpResponse(response.status_code, response.headers, line)
+                if buffer.strip() or response.status_code != 200:
+                    yield HttpResponse(response.status_code, response.headers, bytes(buffer))
+            finally:
+                await response.aclose()
+        except TimeoutError:
+            raise TransportFailure("timeout", host, f"silent for {idle_timeout:g} s") from None
+        except httpx.ConnectError as error:
+            cause = error.__cause__ or error.__context__
+            if isinstance(cause, OSError):
+                raise _os_failure(cause, host) from None
+            raise TransportFailure("refused", host, str(error)[:100]) from None
+        except httpx.TransportError as error:
+            raise TransportFailure("connection closed", host, type(error).__name__) from None
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -17,7 +17,7 @@ import asyncio
 import json as jsonlib
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -320,6 +320,60 @@ class TTSClient:
                 await self._sleep(self._backoff(attempt), server, method, path)
                 continue
             raise self._error(server, method, path, response)
+
+    async def stream(
+        self, server: Server, path: str, *, json: Any, idle_timeout: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        """POST a server-stream RPC (the event stream) and yield each message's object (one
+        JSON object per line). Not retried: the caller reconnects. TTSAPIError when refused,
+        on a `{"error": ...}` message or a line that is not a JSON object; TTSTransportError
+        when the connection fails or is lost."""
+        method = "POST"
+        url = self.url(server, path)
+        body = jsonlib.dumps(json, separators=(",", ":")).encode()
+        # An uncompressed stream: each message must arrive as it is sent.
+        headers = {**self._write_headers, "Accept-Encoding": "identity"}
+        self.stats.requests += 1
+        if self.observer is not None:
+            self.observer(method, url, body)
+        started = time.perf_counter()
+        lines = self.transport.stream_lines(method, url, headers, body, idle_timeout)
+        try:
+            head = await anext(lines)
+            elapsed = time.perf_counter() - started
+            self.stats.record(head.status_code, elapsed)
+            if self.on_response is not None:
+                self.on_response(server, method, path, head.status_code, elapsed)
+            async for line in lines:
+                if head.status_code != 200:
+                    raise self._error(server, method, path, line)
+                try:
+                    message = jsonlib.loads(line.content)
+                except ValueError:
+                    message = None
+                if not isinstance(message, dict):
+                    raise self._malformed(server, method, path, line, "a message is not an object")
+                error = message.get("error")
+                if isinstance(error, dict):
+                    raise self._error(
+                        server,
+                        method,
+                        path,
+                        HttpResponse(200, line.headers, jsonlib.dumps(error).encode()),
+                    )
+                yield message
+            if head.status_code != 200:
+                raise self._error(server, method, path, head)
+        except TransportFailure as failure:
+            raise TTSTransportError(
+                server=server, method=method, path=path, reason=str(failure)
+            ) from None
+        except StopAsyncIteration:
+            raise TTSTransportError(
+                server=server, method=method, path=path, reason="no answer"
+            ) from None
+        finally:
+            await lines.aclose()
 
     def _note_warning(self, server: Server, method: str, path: str, text: str) -> None:
         text = self.redactor.excerpt(text, EXCERPT_CHARS)
