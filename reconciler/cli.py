@@ -969,6 +969,150 @@ def force_unlock(
         stdout.print(f"Removed {lease.describe()}", markup=False, highlight=False)
 
 
+def _duration(value: str | None) -> float | None:
+    """`90`, `90s`, `5m`, `1h` -> seconds (a usage error otherwise)."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    factor = units.get(text[-1:], 0)
+    number = text[:-1] if factor else text
+    try:
+        seconds = float(number) * (factor or 1)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):  # also refuses nan
+        raise typer.BadParameter(f"{value!r} is not a duration such as 30s, 5m or 1h")
+    return seconds
+
+
+@app.command()
+def watch(
+    paths: PathsArg = None,
+    url: UrlOpt = None,
+    interval: Annotated[
+        str,
+        typer.Option(
+            "--interval",
+            callback=_duration,
+            metavar="DURATION",
+            help="Time between cheap sweeps (TTS: devices changed on the Identity Server since "
+            "the last sweep, applications, webhooks, links, gateways; a target without a "
+            "change stream is read in full), e.g. 30s, 5m.",
+        ),
+    ] = "60s",
+    full_interval: Annotated[
+        str,
+        typer.Option(
+            "--full-interval",
+            callback=_duration,
+            metavar="DURATION",
+            help="Time between full sweeps (everything read, as plan does).",
+        ),
+    ] = "1h",
+    heal: Annotated[
+        bool,
+        typer.Option(
+            "--heal",
+            help="Repair drift as it is found, through the same planner, safety rules and "
+            "executor as apply (replacements are never made; prune as the target's "
+            "safety.prune says).",
+        ),
+    ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve the counters in the Prometheus text format at "
+            "http://ADDRESS:PORT/metrics (0: a free port, printed at start).",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_address: Annotated[
+        str, typer.Option("--metrics-address", help="Address the metrics server listens on.")
+    ] = "127.0.0.1",
+    parallelism: ParallelismOpt = 16,
+    retries: RetriesOpt = 8,
+    timeout: TimeoutOpt = 30.0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Keep watching: report drift as it happens (and with --heal repair it) until
+    interrupted (SIGINT/SIGTERM: exit 0 after a summary)."""
+    from reconciler.watch import Watch, WatchOptions
+
+    options = _run_options(
+        _paths(paths),
+        url,
+        parallelism=parallelism,
+        retries=retries,
+        request_log=_log_request if verbose else None,
+        limits=_limits(timeout, None),
+    )
+    settings = WatchOptions(
+        interval=float(interval),  # the callback made it seconds
+        full_interval=float(full_interval),
+        heal=heal,
+    )
+    loaded, session, progress = _prepare(options)
+
+    def report(what: str, line: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        console = stderr if what in ("info", "error") else stdout
+        console.print(printable(f"{stamp} {line}"), markup=False, highlight=False)
+
+    async def run() -> str:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        watcher = Watch(loaded, session, options, settings, report)
+        server = None
+        try:
+            if metrics_port is not None:
+                server = await _serve_metrics(watcher, metrics_address, metrics_port, report)
+            progress.close()
+            metrics = await watcher.run(stop)
+            return metrics.summary()
+        finally:
+            if server is not None:
+                await server.cleanup()
+            await session.aclose()
+
+    summary = _run_async(run())
+    stderr.print(f"watch stopped: {summary}", markup=False, highlight=False)
+
+
+async def _serve_metrics(watcher: Any, address: str, port: int, report: Any) -> Any:
+    """`GET /metrics` in the Prometheus text format, on the running loop."""
+    from aiohttp import web
+
+    from reconciler.watch import metrics_text
+
+    async def metrics(_request: web.Request) -> web.Response:
+        watcher.metrics.requests = watcher.session.requests
+        return web.Response(
+            text=metrics_text(watcher.metrics), content_type="text/plain", charset="utf-8"
+        )
+
+    application = web.Application()
+    application.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(application, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, address, port)
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        raise ReconcilerError(
+            f"--metrics-port {port}: cannot listen on {address}: {error.strerror}"
+        ) from None
+    bound = runner.addresses[0][1] if runner.addresses else port
+    report("info", f"metrics at http://{address}:{bound}/metrics")
+    return runner
+
+
 @app.command("import")
 def import_command(
     out: Annotated[

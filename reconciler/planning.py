@@ -19,7 +19,7 @@ import fnmatch
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,14 +64,23 @@ class ProviderPlan:
 
 
 def plan_target(
-    differ: Differ, desired: DesiredState, live: LiveState, options: PlanOptions
+    differ: Differ,
+    desired: DesiredState,
+    live: LiveState,
+    options: PlanOptions,
+    only: Collection[ResourceKey] | None = None,
 ) -> ProviderPlan:
+    """`only`: plan just these resources (declared, or owned and undeclared), with the safety
+    thresholds still counted over every owned resource (`reconciler watch` after a change)."""
     result = ProviderPlan(warnings=list(live.warnings))
     for kind in differ.kind_order:
         for resource in desired.of_kind(kind):
-            result.resources.append(_plan_resource(differ, desired, live, resource, options))
+            if only is None or resource.key in only:
+                result.resources.append(_plan_resource(differ, desired, live, resource, options))
     undeclared = _plan_prune(differ, desired, live, prune=options.prune)
     untargeted: set[ResourceKey] = set()
+    if only is not None:
+        undeclared = [r for r in undeclared if r.key in only]
     if options.targets:
         result.matched = {p for r in [*result.resources, *undeclared] for p in _matches(r, options)}
         untargeted = {r.key for r in [*result.resources, *undeclared] if not _matches(r, options)}

@@ -38,6 +38,10 @@ Per hop, a provider contributes:
    text and the keeper that drives these). The provider chooses where it lives and writes it as
    atomically as its API allows; the lease never shows up as a resource (plan, drift, prune,
    import).
+8. **Continuous reconciliation** (`watcher`, optional): what `reconciler watch`
+   (`reconciler.watch`) needs between full reads: a stream of changes as the target publishes
+   them, a cheap sweep of what changed since a moment, and re-reads of single resources. A
+   provider whose target publishes no changes returns None and is swept in full.
 
 Errors: a provider raises `ReconcilerError` (with a message fit to print: no secret values)
 for what stops a run, and reports per-resource failures as `ResourceResult`s; any other
@@ -46,11 +50,12 @@ exception is a bug, reported without its text.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from reconciler.diagnostics import ReconcilerError
 from reconciler.lease import Acquired, Lease, LeaseHolder
 from reconciler.plan.model import ResourceChange, ResourceResult, Step, TargetInfo
 from reconciler.resources import (
@@ -119,6 +124,43 @@ class Differ(Protocol):
         """The steps that delete an owned resource the manifests no longer declare."""
 
 
+@dataclass(frozen=True)
+class LiveChange:
+    """A change of a live resource a provider noticed: from its event stream, or a sweep."""
+
+    key: ResourceKey
+    source: str  # the event's name (`ns.end_device.update`) or the sweep (`sweep`)
+    # The endpoints whose records changed (to re-read); empty: all of them.
+    endpoints: frozenset[str] = frozenset()
+    time: str = ""  # the server's time of the change, when it says
+    paths: tuple[str, ...] = ()  # the changed field paths, when the server says
+    actor: str = ""  # who made it, as the server says (user agent, remote IP)
+    # The sweep that found it has refreshed the live record already.
+    read: bool = False
+
+
+class StreamLost(ReconcilerError):
+    """The change stream ended or failed; the watcher reconnects (and sweeps the gap)."""
+
+
+class Watcher(Protocol):
+    """A provider's part of continuous reconciliation (`reconciler.watch`)."""
+
+    def changes(self, desired: DesiredState, after: str | None) -> AsyncIterator[LiveChange]:
+        """The target's changes of the declared resources as it publishes them, from `after`
+        (the `time` of the last change seen: the target replays what it still keeps) or from
+        now; raises StreamLost when the stream ends or fails."""
+
+    async def sweep(self, desired: DesiredState, live: LiveState, since: float) -> list[LiveChange]:
+        """The cheap sweep: refresh in `live` what changed since `since` (Unix time) where the
+        target can say so, and what publishes no changes; return what differs from before."""
+
+    async def reread(
+        self, desired: DesiredState, live: LiveState, changes: list[LiveChange]
+    ) -> None:
+        """Refresh in `live` the records these changes name (and only those)."""
+
+
 class Provider(Differ, Protocol):
     """A provider bound to one target, with its connections (see the module docstring)."""
 
@@ -181,6 +223,10 @@ class Provider(Differ, Protocol):
         what will become an error), one line each with the request that first drew it and how
         many did; then forgets them. `read` puts those of the reads into the live state; the
         engine collects those of the writes after apply."""
+
+    def watcher(self) -> Watcher | None:
+        """Its part of continuous reconciliation, or None when the target publishes no
+        changes (then `watch` sweeps it in full)."""
 
     async def aclose(self) -> None:
         """Close connections."""

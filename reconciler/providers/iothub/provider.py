@@ -145,6 +145,12 @@ class IotHubProvider(IotHubDiffer):
         # reported as that device's result.
         return []
 
+    def watcher(self) -> None:
+        """An IoT Hub publishes no change stream its REST API can subscribe to (device
+        lifecycle and twin change events go to Event Grid or a routed endpoint, which this tool
+        does not own), so `reconciler watch` sweeps it in full on its full-sweep interval."""
+        return None
+
     async def aclose(self) -> None:
         await self.client.aclose()
 

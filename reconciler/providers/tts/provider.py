@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from reconciler.diagnostics import ReconcilerError
 from reconciler.lease import Acquired, Lease, LeaseHolder
@@ -75,6 +75,9 @@ from reconciler.resources import (
     ResourceKey,
     reveal,
 )
+
+if TYPE_CHECKING:
+    from reconciler.providers.tts.watch import TTSWatcher
 
 LIST_PAGE_SIZE = 1000
 READ_KEYS_RIGHTS = frozenset(
@@ -197,6 +200,11 @@ class TTSProvider(TTSDiffer):
     @property
     def requests(self) -> int:
         return self.client.stats.requests
+
+    def watcher(self) -> TTSWatcher:
+        from reconciler.providers.tts.watch import TTSWatcher
+
+        return TTSWatcher(self)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -457,24 +465,39 @@ class TTSProvider(TTSDiffer):
         list_field: str,
         mask: Iterable[str],
         extra: dict[str, str] | None = None,
+        filters: list[dict[str, Any]] | None = None,
     ) -> Any:
         """The listing's items, page by page: never more pages than X-Total-Count needs, nor
         than the client's page ceiling (a server that answers full pages forever). `extra`:
-        more query parameters (`deleted`)."""
+        more query parameters (`deleted`). With `filters`, the list RPC's POST form (`path`
+        ends in `/filter`) carries them."""
         page = 1
         ceiling = self.client.limits.max_list_pages
         while True:
-            response = await self.client.request(
-                server,
-                "GET",
-                path,
-                params={
-                    "field_mask": _field_mask(mask),
-                    "limit": LIST_PAGE_SIZE,
-                    "page": page,
-                    **(extra or {}),
-                },
-            )
+            if filters is None:
+                response = await self.client.request(
+                    server,
+                    "GET",
+                    path,
+                    params={
+                        "field_mask": _field_mask(mask),
+                        "limit": LIST_PAGE_SIZE,
+                        "page": page,
+                        **(extra or {}),
+                    },
+                )
+            else:
+                response = await self.client.request(
+                    server,
+                    "POST",
+                    path,
+                    json={
+                        "field_mask": {"paths": sorted(set(mask)) or ["ids"]},
+                        "filters": filters,
+                        "limit": LIST_PAGE_SIZE,
+                        "page": page,
+                    },
+                )
             items = response.data.get(list_field) or []
             if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
                 raise self._malformed(server, path, f"`{list_field}` is not a list of objects")
@@ -592,10 +615,7 @@ class TTSProvider(TTSDiffer):
         declared = {
             r.key.id: r for r in desired.of_kind("device") if application_of(r.key) == app_id
         }
-        is_mask = {"attributes"} | {
-            p for r in declared.values() for p in r.fields if "is" in devices.get_servers(p)
-        }
-        is_mask = {p for p in is_mask if not devices.is_implicit(p)}
+        is_mask = self.device_is_mask(declared.values())
         keys_readable = True
         if declared:
             keys_readable = await self._application_keys_readable(app_id)
@@ -625,12 +645,27 @@ class TTSProvider(TTSDiffer):
                 start(self._read_device_registries(resource, entry))
         return seen
 
-    async def _read_device_registries(self, resource: DesiredResource, entry: LiveResource) -> None:
+    @staticmethod
+    def device_is_mask(declared: Iterable[DesiredResource]) -> set[str]:
+        """The Identity Server paths read for an application's devices (one mask for all)."""
+        mask = {"attributes"} | {
+            p for r in declared for p in r.fields if "is" in devices.get_servers(p)
+        }
+        return {p for p in mask if not devices.is_implicit(p)}
+
+    async def _read_device_registries(
+        self,
+        resource: DesiredResource,
+        entry: LiveResource,
+        servers: Iterable[Server] = ("ns", "as", "js"),
+    ) -> None:
+        """The device's records on the registries among `servers` that hold it (a record
+        they do not have is removed from `entry`)."""
         otaa = bool(resource.extra.get("otaa", resource.fields.get("supports_join", False)))
         app_id, device_id = resource.key.ids
         signature = tuple(resource.fields)
         for server in devices.registries(otaa=otaa):
-            if server == "is":
+            if server == "is" or server not in servers:
                 continue
             cache_key = (server, signature, entry.secrets_readable)
             mask = self._registry_masks.get(cache_key)
@@ -647,6 +682,8 @@ class TTSProvider(TTSDiffer):
             )
             if data is not None:
                 entry.records[server] = managed_record(data, self._version_key)
+            else:
+                entry.records.pop(server, None)
 
     # -- writing ----------------------------------------------------------------------------
 
