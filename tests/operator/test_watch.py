@@ -294,3 +294,24 @@ def test_a_dropped_stream_is_recovered_without_missing_a_change(
         assert "found by the sweep" in drift
     assert _metrics(watch)["stream_reconnects"] >= 2
     watch.stop()
+
+
+def test_a_batch_delete_on_a_registry_is_healed(
+    served_emulator: ServedEmulator, applied: Path, watching: list[WatchProcess]
+) -> None:
+    """A batch delete publishes one event on the application naming the devices in its data."""
+    watch = WatchProcess(served_emulator, applied, "manifests", "--heal", "--interval", "10m")
+    watching.append(watch)
+    watch.wait_for("full sweep", 30)
+    with served_emulator.client() as client:
+
+        def delete() -> None:
+            answer = client.delete(
+                f"/ns/applications/{APP}/devices/batch", params={"device_ids": "abp-102"}
+            )
+            assert answer.status_code == 200, answer.text
+
+        drift, _ = _heal(watch, delete, "device field-sensors/abp-102")
+        assert "ns.end_device.batch.delete" in drift, drift
+        assert client.get(f"/ns/applications/{APP}/devices/abp-102").status_code == 200
+    watch.stop()

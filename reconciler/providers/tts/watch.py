@@ -40,7 +40,7 @@ REGISTRY_EVENTS: tuple[str, ...] = (
     *(
         f"{prefix}end_device.{verb}"
         for prefix in ("", "ns.", "as.", "js.")
-        for verb in ("create", "update", "delete")
+        for verb in ("create", "update", "delete", "batch.delete")
     ),
     *(
         f"{entity}.{verb}"
@@ -90,6 +90,14 @@ def change_of(event: dict[str, Any]) -> list[LiveChange]:
         paths = tuple(str(p) for p in data["paths"] if isinstance(p, str))
     found: list[LiveChange] = []
     identifiers = event.get("identifiers")
+    if name.endswith("end_device.batch.delete") and isinstance(data, dict):
+        # Published on the application; the deleted devices are in its data.
+        deleted = data.get("end_device_ids")
+        identifiers = (
+            [{"device_ids": ids} for ids in deleted if isinstance(ids, dict)]
+            if isinstance(deleted, list)
+            else []
+        )
     for ids in identifiers if isinstance(identifiers, list) else []:
         if not isinstance(ids, dict):
             continue
