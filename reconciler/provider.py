@@ -146,10 +146,13 @@ class StreamLost(ReconcilerError):
 class Watcher(Protocol):
     """A provider's part of continuous reconciliation (`reconciler.watch`)."""
 
-    def changes(self, desired: DesiredState, after: str | None) -> AsyncIterator[LiveChange]:
+    def changes(
+        self, desired: DesiredState, after: str | None, connected: Callable[[], None]
+    ) -> AsyncIterator[LiveChange]:
         """The target's changes of the declared resources as it publishes them, from `after`
         (the `time` of the last change seen: the target replays what it still keeps) or from
-        now; raises StreamLost when the stream ends or fails."""
+        now; `connected()` once the target has accepted the subscription. Raises StreamLost
+        when the stream ends or fails."""
 
     async def sweep(self, desired: DesiredState, live: LiveState, since: float) -> list[LiveChange]:
         """The cheap sweep: refresh in `live` what changed since `since` (Unix time) where the

@@ -230,34 +230,40 @@ class Watch:
         """Follow the target's change stream for ever: reconnect when lost, then sweep."""
         assert state.watcher is not None
         delay = self.options.reconnect_min
-        lost_at: float | None = None
-        connected_at = time.time()
+        lost_at: float | None = None  # when the stream was lost (None: connected)
+
+        def connected() -> None:
+            nonlocal delay, lost_at
+            if lost_at is not None:
+                self.report("info", f"{state.target.provider.name}: change stream reconnected")
+            delay, lost_at = self.options.reconnect_min, None
+
         while True:
             try:
-                after = state.after or _timestamp(connected_at - REPLAY_OVERLAP)
-                async for change in state.watcher.changes(state.target.desired, after):
-                    delay = self.options.reconnect_min
+                changes = state.watcher.changes(state.target.desired, state.after, connected)
+                async for change in changes:
                     if change.time:
                         state.after = change.time
                     self.work.put_nowait(("changes", state, [change]))
+                reason = "the stream ended"
             except StreamLost as error:
-                self.metrics.stream_reconnects += 1
-                outage_start = lost_at or time.time()
-                self.report(
-                    "info",
-                    f"{state.target.provider.name}: change stream lost ({error}); "
-                    f"reconnecting in {delay:.0f} s",
-                )
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(self.options.reconnect_max, delay * 2)
-                lost_at = outage_start
-                # What the gap hid: replayed from `after` where the server still keeps it; the
-                # sweep covers what it cannot replay.
-                kind = "full" if time.time() - outage_start > self.options.history else "sweep"
-                self.work.put_nowait((kind, state, []))
-                continue
-            lost_at = None
-            connected_at = time.time()
+                reason = str(error)
+            self.metrics.stream_reconnects += 1
+            if lost_at is None:
+                lost_at = time.time()
+                # Whatever came last is what the server replays from.
+                state.after = state.after or _timestamp(lost_at - REPLAY_OVERLAP)
+            self.report(
+                "info",
+                f"{state.target.provider.name}: change stream lost ({reason}); "
+                f"reconnecting in {delay:.0f} s",
+            )
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(self.options.reconnect_max, delay * 2)
+            # What the gap hid: replayed from `after` where the server still keeps it; the
+            # sweep covers what it cannot replay.
+            kind = "full" if time.time() - lost_at > self.options.history else "sweep"
+            self.work.put_nowait((kind, state, []))
 
     # -- sweeps and changes -------------------------------------------------------------------
 

@@ -157,6 +157,7 @@ class EventBus:
         self.subscribers: set[Subscription] = set()
         self.history_ttl_s = HISTORY_TTL_S
         self.history_per_entity = HISTORY_PER_ENTITY
+        self._published = 0
 
     def configure(self, settings: dict[str, Any]) -> dict[str, Any]:
         """Apply the `events` part of `PUT /_emulator/config`; ValueError when invalid.
@@ -232,6 +233,14 @@ class EventBus:
                 while kept and kept[0][0] < now - self.history_ttl_s:
                     kept.popleft()
                 kept.append((now, event))
+            self._published += 1
+            if self._published % 10_000 == 0:
+                # Entities that went quiet (deleted devices) keep nothing past the TTL either.
+                oldest = now - self.history_ttl_s
+                for key in [
+                    k for k, kept in self.entities.items() if not kept or kept[-1][0] < oldest
+                ]:
+                    del self.entities[key]
         for subscription in self.subscribers:
             if subscription.matches(event):
                 subscription.queue.put_nowait(event)

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -146,7 +146,9 @@ class TTSWatcher:
 
     # -- the event stream -------------------------------------------------------------------
 
-    async def changes(self, desired: DesiredState, after: str | None) -> AsyncIterator[LiveChange]:
+    async def changes(
+        self, desired: DesiredState, after: str | None, connected: Callable[[], None]
+    ) -> AsyncIterator[LiveChange]:
         identifiers: list[dict[str, Any]] = [
             {"application_ids": {"application_id": key.id}}
             for key in sorted(desired.resources)
@@ -167,6 +169,8 @@ class TTSWatcher:
             ):
                 event = message.get("result")
                 if isinstance(event, dict):
+                    if event.get("name") == STREAM_START:
+                        connected()
                     for change in change_of(event):
                         yield change
         except (TTSAPIError, TTSTransportError) as error:
