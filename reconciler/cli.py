@@ -1007,9 +1007,10 @@ def watch(
             "--full-interval",
             callback=_duration,
             metavar="DURATION",
-            help="Time between full sweeps (everything read, as plan does).",
+            help="Time between full sweeps (everything read, as plan does): the safety net for "
+            "changes the event stream lost beyond what the server replays.",
         ),
-    ] = "1h",
+    ] = "6h",
     heal: Annotated[
         bool,
         typer.Option(

@@ -55,7 +55,7 @@ Report = Callable[[str, str], None]  # (what: drift|healed|failed|blocked|info|e
 @dataclass(frozen=True)
 class WatchOptions:
     interval: float = 60.0  # seconds between cheap sweeps
-    full_interval: float = 3600.0  # seconds between full sweeps
+    full_interval: float = 6 * 3600.0  # seconds between full sweeps
     heal: bool = False
     debounce: float = 0.2  # gather the changes of one burst (a Console save writes 2-4 records)
     reconnect_min: float = 1.0
