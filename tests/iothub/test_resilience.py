@@ -4,9 +4,12 @@ plan empty."""
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,12 +81,39 @@ async def test_throttled_requests_are_retried_with_backoff(
     assert len(await hub_ids(owner)) == 405
 
 
+class HoldLaterBulks:
+    """ASGI wrapper around the served hub: the first bulk registry request is answered, the
+    later ones wait until the test releases them. So the interrupt lands while the apply still
+    has work in flight, however loaded the machine (polling a counter and signalling raced with
+    an apply that had already finished)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.first_answered = threading.Event()
+        self.release = threading.Event()
+        self._bulks = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/devices":
+            self._bulks += 1
+            if self._bulks > 1:
+                while not self.release.is_set():
+                    await asyncio.sleep(0.01)
+            await self.app(scope, receive, send)
+            self.first_answered.set()
+            return
+        await self.app(scope, receive, send)
+
+
 @pytest.fixture
-def slow_hub() -> Iterator[tuple[str, str, Any]]:
+def held_hub() -> Iterator[tuple[str, str, HoldLaterBulks]]:
     key = new_key()
-    app = build_app(key, latency_ms=30)
-    with serve_in_thread(app) as root_url:
-        yield root_url, key, app
+    gate = HoldLaterBulks(build_app(key, latency_ms=30))
+    with serve_in_thread(gate) as root_url:
+        try:
+            yield root_url, key, gate
+        finally:
+            gate.release.set()
 
 
 DEVICE_KEYS = {"SENSOR_2_PRIMARY": new_key(), "SENSOR_2_SECONDARY": new_key()}
@@ -105,13 +135,6 @@ def _cli(tree: Path, root_url: str, key: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def _bulk_requests(root_url: str, key: str) -> int:
-    """Bulk registry requests answered so far (the apply phase has begun after the first)."""
-    headers = {"Authorization": sas_token(HOST, key, "iothubowner")}
-    stats = httpx.get(f"{root_url}/_emulator/stats", headers=headers, timeout=10).json()
-    return sum(stats["rpcs"].get("BulkRegistry", {}).values())
-
-
 def _device_ids(root_url: str, key: str) -> list[str]:
     headers = {"Authorization": sas_token(HOST, key, "iothubowner")}
     response = httpx.post(
@@ -124,19 +147,47 @@ def _device_ids(root_url: str, key: str) -> list[str]:
     return [item["deviceId"] for item in response.json()]
 
 
+def _stderr_until(process: subprocess.Popen[str], prefix: str, timeout: float) -> str:
+    """The process's stderr up to and including the first line starting with `prefix`."""
+    lines: queue.Queue[str] = queue.Queue()
+    stream = process.stderr
+    assert stream is not None
+
+    def read() -> None:
+        for line in stream:
+            lines.put(line)
+            if line.startswith(prefix):
+                return
+        lines.put("")  # end of the stream
+
+    threading.Thread(target=read, daemon=True).start()
+    seen = []
+    deadline = time.monotonic() + timeout
+    while True:
+        line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        seen.append(line)
+        if not line or line.startswith(prefix):
+            assert line, f"stderr ended without a line starting with {prefix!r}: {seen}"
+            return "".join(seen)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
 def test_an_interrupted_apply_converges_on_the_next_run(
-    tmp_path: Path, slow_hub: tuple[str, str, Any], how: signal.Signals
+    tmp_path: Path, held_hub: tuple[str, str, HoldLaterBulks], how: signal.Signals
 ) -> None:
-    root_url, key, _app = slow_hub
-    tree = fleet_tree(tmp_path, 120)
+    root_url, key, gate = held_hub
+    tree = fleet_tree(tmp_path, 120)  # two bulk requests: one answered, one held
     process = _cli(tree, root_url, key)
-    deadline = time.monotonic() + 60
-    while _bulk_requests(root_url, key) < 1 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    assert gate.first_answered.wait(60), "the apply never reached its first bulk request"
     process.send_signal(how)
+    early = ""
+    if how == signal.SIGINT:
+        # Let the held request go only once the CLI has taken the interrupt.
+        early = _stderr_until(process, "Interrupted", timeout=60)
+    gate.release.set()
     _out, err = process.communicate(timeout=60)
+    err = early + err
     assert "Traceback" not in err
     if how == signal.SIGINT:
         assert process.returncode == 130, err
