@@ -1041,6 +1041,8 @@ def watch(
 ) -> None:
     """Keep watching: report drift as it happens (and with --heal repair it) until
     interrupted (SIGINT/SIGTERM: exit 0 after a summary)."""
+    import asyncio
+
     from reconciler.watch import Watch, WatchOptions
 
     options = _run_options(
