@@ -250,6 +250,16 @@ class LeaseKeeper:
                     waiting_for = held.lease.lease_id
                     self.note(f"waiting up to {self.timeout:.0f} s for the lease: {held}")
                 await asyncio.sleep(min(self.poll, self.timeout - waited))
+            except ReconcilerError as error:
+                # The record could not be written (rights, network): take none of the leases.
+                await self.release()
+                raise ReconcilerError(
+                    f"cannot take the apply lease: {error} (`apply --no-lock` applies without "
+                    "it, unguarded)"
+                ) from None
+            except BaseException:
+                await self.release()
+                raise
         if self.ttl > 0:  # (tests write leases that are born expired)
             self._renewer = asyncio.ensure_future(self._renew_loop())
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,14 @@ import httpx
 import pytest
 
 from reconciler import engine
-from reconciler.diagnostics import ManifestError
-from reconciler.lease import Lease, LeaseHeld, LeaseHolder, LeaseKeeper, utc_now
+from reconciler.diagnostics import ManifestError, ReconcilerError
+from reconciler.lease import Acquired, Lease, LeaseHeld, LeaseHolder, LeaseKeeper, utc_now
 from reconciler.providers.tts.importing.live import Selection
 from reconciler.providers.tts.importing.run import ImportOptions, run_import
 from reconciler.providers.tts.kinds import LEASE_DEVICE_ID
 from tests.conftest import build_emulator_app
 from tests.core.support import DEVICES, ROOT_URL, Engine, fleet_site, site
+from tests.core.test_two_providers import Cloud, HubProvider, HubTarget
 
 pytestmark = pytest.mark.asyncio
 
@@ -260,6 +261,33 @@ async def holding_lease_forever(eng: Engine, paths: list[Path], started: asyncio
     async with holding(eng, paths):
         started.set()
         await asyncio.sleep(3600)
+
+
+class UnwritableHub(HubProvider):
+    """A second target whose lease record cannot be written (say, the key lacks the right)."""
+
+    async def acquire_lease(self, holder: LeaseHolder, until: datetime) -> Acquired:
+        raise ReconcilerError("hub 'hub-a': PUT /lease: HTTP 401 Unauthorized")
+
+
+async def test_a_lease_that_cannot_be_written_fails_the_apply_and_takes_none(
+    eng: Engine, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    paths = [site(tmp_path)]
+    await eng.apply(paths)
+    options = eng.options(paths)
+    session = engine.connect(engine.load(options), options)
+    providers = [session.targets[0].provider, UnwritableHub(HubTarget("hub-a", {}), Cloud())]
+    try:
+        with pytest.raises(ReconcilerError) as error:
+            await LeaseKeeper(providers).acquire()
+    finally:
+        await session.aclose()
+    assert str(error.value) == (
+        "cannot take the apply lease: hub 'hub-a': PUT /lease: HTTP 401 Unauthorized "
+        "(`apply --no-lock` applies without it, unguarded)"
+    )
+    assert await lease_device(client) is None  # the TTS lease taken first was given back
 
 
 async def test_failure_and_cancellation_release_the_lease(
