@@ -10,42 +10,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from reconciler.emulator.tts import errors
 from reconciler.emulator.tts.codec import parse_timestamp
-from reconciler.providers.tts import reference
+from reconciler.providers.tts.rights import all_rights, expand
 
 if TYPE_CHECKING:
     from reconciler.emulator.tts.state import TTSStore
 
 KNOWN_TOKEN_TYPES = frozenset({"MFRWG", "OJSWM", "MF2XI", "ONZW4"})
-BUNDLES = {
-    "RIGHT_USER_ALL": "RIGHT_USER_",
-    "RIGHT_APPLICATION_ALL": "RIGHT_APPLICATION_",
-    "RIGHT_GATEWAY_ALL": "RIGHT_GATEWAY_",
-    "RIGHT_ORGANIZATION_ALL": "RIGHT_ORGANIZATION_",
-    "RIGHT_CLIENT_ALL": "RIGHT_CLIENT_",
-}
-
-
-@cache
-def all_rights() -> frozenset[str]:
-    return frozenset(
-        name for name in reference.enum("Right").canonical.values() if name.startswith("RIGHT_")
-    )
-
-
-def expand(rights: list[str] | set[str] | frozenset[str]) -> frozenset[str]:
-    """Rights with the `*_ALL` bundles expanded (RIGHT_ALL implies every right)."""
-    out: set[str] = set(rights)
-    if "RIGHT_ALL" in out:
-        return all_rights()
-    for bundle, prefix in BUNDLES.items():
-        if bundle in out:
-            out.update(r for r in all_rights() if r.startswith(prefix))
-    return frozenset(out)
+__all__ = ["all_rights", "expand"]
 
 
 def entity_rights(kind: str) -> frozenset[str]:

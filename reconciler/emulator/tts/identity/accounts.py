@@ -5,17 +5,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from reconciler.emulator.tts import errors
-from reconciler.emulator.tts.codec import encode_message, message, now_timestamp
+from reconciler.emulator.tts.codec import encode_message, message, now_timestamp, timestamp_key
 from reconciler.emulator.tts.common import (
     check_blocklist,
     decode_request,
+    deleted_param,
+    list_params,
     mask_from_query,
     not_found,
     output,
+    paginate,
     require_organization,
     require_user,
+    sort_entities,
+    validate_masked,
 )
-from reconciler.emulator.tts.fieldmask import check_allowed
+from reconciler.emulator.tts.fieldmask import check_allowed, merge
 from reconciler.emulator.tts.identity.shared import IS_STORE, admin_only
 from reconciler.emulator.tts.validate import validate_request
 
@@ -80,36 +85,104 @@ def create_organization(call: Call) -> dict[str, Any]:
     return encode_message(message("Organization"), org)
 
 
+def organization_not_found(org_id: str) -> errors.TTSError:
+    return not_found(
+        IS_STORE,
+        "organization_not_found",
+        "organization `{organization_id}` not found",
+        organization_id=org_id,
+    )
+
+
+def live_organization(call: Call, org_id: str) -> dict[str, Any]:
+    record = call.store.organizations.get(org_id)
+    if record is None or record["organization"].get("deleted_at"):
+        raise organization_not_found(org_id)
+    return dict(record)
+
+
 def get_organization(call: Call) -> dict[str, Any]:
     org_id = call.params["org"]
     paths = mask_from_query(call)
     check_allowed("OrganizationRegistry/Get", paths)
     require_organization(call, org_id, "RIGHT_ORGANIZATION_INFO")
-    record = call.store.organizations.get(org_id)
-    if record is None or record["organization"].get("deleted_at"):
-        raise not_found(
-            IS_STORE,
-            "organization_not_found",
-            "organization `{organization_id}` not found",
-            organization_id=org_id,
-        )
-    return output("Organization", record["organization"], paths)
+    return output("Organization", live_organization(call, org_id)["organization"], paths)
+
+
+def list_organizations(call: Call) -> Any:
+    """`GET /organizations` (the caller's, or every one for an admin) and
+    `GET /users/{usr}/organizations` (those the user is a member of)."""
+    from reconciler.emulator.tts.app import JSONResponse
+
+    paths = mask_from_query(call)
+    check_allowed("OrganizationRegistry/List", paths)
+    order, limit, page = list_params(call, "ListOrganizationsRequest")
+    deleted = deleted_param(call)
+    caller = call.caller()
+    member: str | None = None
+    if "usr" in call.params:
+        member = call.params["usr"]
+        require_user(call, member, "RIGHT_USER_ORGANIZATIONS_LIST")
+    elif caller.entity_kind == "user" and not caller.is_admin:
+        member = caller.entity_id
+    items = []
+    for org_id, record in call.store.organizations.items():
+        org = record["organization"]
+        if bool(org.get("deleted_at")) != deleted:
+            continue
+        if caller.entity_kind == "organization" and member is None:
+            if org_id != caller.entity_id:
+                continue
+        elif member is not None and member not in record.get("members", {}):
+            continue
+        items.append(org)
+    keys: dict[str, Any] = {
+        "organization_id": lambda o: o["ids"]["organization_id"],
+        "name": lambda o: (o.get("name", ""), o["ids"]["organization_id"]),
+        "created_at": lambda o: timestamp_key(o["created_at"]),
+    }
+    items = sort_entities(items, order, "organization_id", keys)
+    selected = paginate(items, limit, page)
+    body = {"organizations": [output("Organization", o, paths) for o in selected]}
+    return JSONResponse(body if selected else {}, 200, {"X-Total-Count": str(len(items))})
+
+
+def update_organization(call: Call) -> dict[str, Any]:
+    org_id = call.params["org"]
+    request = decode_request("UpdateOrganizationRequest", dict(call.body))
+    org = request.setdefault("organization", {})
+    org.setdefault("ids", {})["organization_id"] = org_id
+    paths = list(request.get("field_mask", {}).get("paths", []))
+    check_allowed("OrganizationRegistry/Update", paths)
+    validate_masked("UpdateOrganizationRequest", request, "organization", paths, ["ids"])
+    require_organization(call, org_id, "RIGHT_ORGANIZATION_SETTINGS_BASIC")
+    record = live_organization(call, org_id)
+    call.before_write()
+    stored = dict(record["organization"])
+    # Identifiers and timestamps are accepted in the mask and dropped, as for applications.
+    effective = [
+        p for p in paths if p.split(".")[0] not in ("ids", "created_at", "updated_at", "deleted_at")
+    ]
+    merge(stored, org, effective)
+    stored["updated_at"] = now_timestamp()
+    call.store.organizations.put(org_id, {**record, "organization": stored})
+    call.emu.events.publish(
+        "organization.update",
+        [{"organization_ids": stored["ids"]}],
+        {"@type": "type.googleapis.com/google.protobuf.FieldMask", "paths": paths},
+    )
+    return output("Organization", stored, paths)
 
 
 def delete_organization(call: Call) -> dict[str, Any]:
     org_id = call.params["org"]
     require_organization(call, org_id, "RIGHT_ORGANIZATION_DELETE")
-    record = call.store.organizations.get(org_id)
-    if record is None or record["organization"].get("deleted_at"):
-        raise not_found(
-            IS_STORE,
-            "organization_not_found",
-            "organization `{organization_id}` not found",
-            organization_id=org_id,
-        )
+    record = live_organization(call, org_id)
     call.before_write()
-    org = {**record["organization"], "deleted_at": now_timestamp()}
+    now = now_timestamp()
+    org = {**record["organization"], "deleted_at": now, "updated_at": now}
     call.store.organizations.put(org_id, {**record, "organization": org})
+    call.emu.events.publish("organization.delete", [{"organization_ids": org["ids"]}])
     return {}
 
 
@@ -127,7 +200,19 @@ def operations() -> list[Operation]:
             write=True,
             body=True,
         ),
+        Operation("GET", "/organizations", "OrganizationRegistry/List", list_organizations),
+        Operation(
+            "GET", "/users/{usr}/organizations", "OrganizationRegistry/List", list_organizations
+        ),
         Operation("GET", "/organizations/{org}", "OrganizationRegistry/Get", get_organization),
+        Operation(
+            "PUT",
+            "/organizations/{org}",
+            "OrganizationRegistry/Update",
+            update_organization,
+            write=True,
+            body=True,
+        ),
         Operation(
             "DELETE",
             "/organizations/{org}",

@@ -103,6 +103,13 @@ def _owned_key(call: Call, owner: KeyOwner, entity_id: str, key_id: str) -> dict
     return dict(record)
 
 
+def _publish(call: Call, owner: KeyOwner, entity_id: str, verb: str) -> None:
+    """`<entity>.api-key.<verb>` on the key's entity, as the IS publishes it."""
+    call.emu.events.publish(
+        f"{owner.kind}.api-key.{verb}", [{f"{owner.kind}_ids": {f"{owner.kind}_id": entity_id}}]
+    )
+
+
 def make_key_create(owner: KeyOwner) -> Any:
     def create(call: Call) -> dict[str, Any]:
         entity_id = call.params[owner.param]
@@ -138,9 +145,7 @@ def make_key_create(owner: KeyOwner) -> Any:
                 "api_key": api_key,
             },
         )
-        call.emu.events.publish(
-            f"{owner.kind}.api-key.create", [{f"{owner.kind}_ids": {f"{owner.kind}_id": entity_id}}]
-        )
+        _publish(call, owner, entity_id, "create")
         return encode_message(message("APIKey"), {**api_key, "key": token})
 
     return create
@@ -215,9 +220,12 @@ def make_key_update(owner: KeyOwner) -> Any:
         merge(stored, api_key, effective)
         stored["updated_at"] = now_timestamp()
         call.store.api_keys.put(key_id, {**record, "api_key": stored})
+        verb = "update"
         if not stored.get("rights"):
             call.store.api_keys.delete(key_id)  # a key without rights is deleted, as in TTS
             call.emu.auth.forget(key_id)
+            verb = "delete"
+        _publish(call, owner, entity_id, verb)
         return encode_message(message("APIKey"), stored)
 
     return update
@@ -232,6 +240,7 @@ def make_key_delete(owner: KeyOwner) -> Any:
         call.before_write()
         call.store.api_keys.delete(key_id)
         call.emu.auth.forget(key_id)
+        _publish(call, owner, entity_id, "delete")
         return {}
 
     return delete

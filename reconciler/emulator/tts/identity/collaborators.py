@@ -1,4 +1,7 @@
-"""Collaborators of applications and gateways: who holds which rights on them."""
+"""Collaborators of applications, gateways and organizations: who holds which rights on them.
+
+An organization's collaborators are its members (users only); they are kept in the organization
+record's `members`, which the rights checks read."""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from reconciler.emulator.tts.common import (
     list_params,
     not_found,
     paginate,
+    require_organization,
     sort_entities,
 )
+from reconciler.emulator.tts.identity.accounts import live_organization
 from reconciler.emulator.tts.identity.entities import APPLICATION, GATEWAY, EntityKind
 from reconciler.emulator.tts.identity.shared import IS_STORE, collaborator_key
 from reconciler.emulator.tts.validate import validate_request
@@ -75,7 +80,9 @@ def make_collaborator_set(kind: EntityKind) -> Any:
         else:
             collaborators.pop(key, None)
         kind.table(call).put(entity_id, {**record, "collaborators": collaborators})
-        kind.publish(call, "collaborator.update", record[kind.kind]["ids"])
+        # Setting no rights removes the collaborator, and the IS says so.
+        verb = "collaborator.update" if rights else "collaborator.delete"
+        kind.publish(call, verb, record[kind.kind]["ids"])
         return {}
 
     return set_
@@ -155,6 +162,110 @@ def make_collaborator_delete(kind: EntityKind) -> Any:
     return delete
 
 
+# --- organization members -------------------------------------------------------------------
+
+MEMBERS_RIGHT = "RIGHT_ORGANIZATION_SETTINGS_MEMBERS"
+
+
+def _publish_member(call: Call, org_id: str, verb: str) -> None:
+    call.emu.events.publish(
+        f"organization.collaborator.{verb}", [{"organization_ids": {"organization_id": org_id}}]
+    )
+
+
+def set_member(call: Call) -> dict[str, Any]:
+    org_id = call.params["org"]
+    request = decode_request("SetOrganizationCollaboratorRequest", call.body)
+    request["organization_ids"] = {"organization_id": org_id}
+    validate_request("SetOrganizationCollaboratorRequest", request)
+    caller = require_organization(call, org_id, MEMBERS_RIGHT)
+    record = live_organization(call, org_id)
+    collaborator = request["collaborator"]
+    key = collaborator_key(collaborator["ids"])
+    if not key.startswith("user:"):
+        # An organization cannot be a member of an organization.
+        raise errors.TTSError(
+            IS_STORE,
+            "collaborator_not_user",
+            "organization collaborators must be users",
+            errors.INVALID_ARGUMENT,
+        )
+    user_id = key.partition(":")[2]
+    if user_id not in call.store.users:
+        raise not_found(
+            IS_STORE, "account_not_found", "account `{account_id}` not found", account_id=user_id
+        )
+    members = dict(record.get("members", {}))
+    rights = list(collaborator.get("rights", []))
+    held = call.emu.auth.organization_rights(caller, org_id)
+    lacking = sorted((expand(rights) ^ expand(members.get(user_id, []))) - held)
+    if lacking:
+        raise errors.insufficient_organization_rights(uid=org_id, missing=lacking)
+    call.before_write()
+    if rights:
+        members[user_id] = rights
+    else:
+        members.pop(user_id, None)
+    call.store.organizations.put(org_id, {**record, "members": members})
+    _publish_member(call, org_id, "update" if rights else "delete")
+    return {}
+
+
+def get_member(call: Call) -> dict[str, Any]:
+    org_id = call.params["org"]
+    require_organization(call, org_id, MEMBERS_RIGHT)
+    record = live_organization(call, org_id)
+    user_id = call.params["usr"]
+    rights = record.get("members", {}).get(user_id)
+    if not rights:
+        raise _collaborator_not_found(f"user:{user_id}")
+    return {"ids": {"user_ids": {"user_id": user_id}}, "rights": rights}
+
+
+def list_members(call: Call) -> Any:
+    from reconciler.emulator.tts.app import JSONResponse
+
+    org_id = call.params["org"]
+    order, limit, page = list_params(call, "ListOrganizationCollaboratorsRequest")
+    require_organization(call, org_id, MEMBERS_RIGHT)
+    record = live_organization(call, org_id)
+    items = [
+        {"key": f"user:{user}", "rights": rights}
+        for user, rights in record.get("members", {}).items()
+        if rights
+    ]
+    sorters: dict[str, Any] = {
+        "id": lambda c: c["key"].partition(":")[2],
+        "rights": lambda c: (len(expand(c["rights"])), c["key"]),
+    }
+    items = sort_entities(items, order, "id", sorters)
+    selected = paginate(items, limit, page)
+    body = {
+        "collaborators": [
+            {"ids": _collaborator_ids(c["key"]), "rights": c["rights"]} for c in selected
+        ]
+    }
+    return JSONResponse(body if selected else {}, 200, {"X-Total-Count": str(len(items))})
+
+
+def delete_member(call: Call) -> dict[str, Any]:
+    org_id = call.params["org"]
+    caller = require_organization(call, org_id, MEMBERS_RIGHT)
+    record = live_organization(call, org_id)
+    user_id = call.params["usr"]
+    members = dict(record.get("members", {}))
+    if user_id not in members:
+        raise _collaborator_not_found(f"user:{user_id}")
+    lacking = sorted(expand(members[user_id]) - call.emu.auth.organization_rights(caller, org_id))
+    if lacking:
+        raise errors.insufficient_organization_rights(uid=org_id, missing=lacking)
+    call.before_write()
+    del members[user_id]
+    call.store.organizations.put(org_id, {**record, "members": members})
+    _publish_member(call, org_id, "delete")
+    return {}
+
+
 def operations() -> list[Operation]:
     from reconciler.emulator.tts.app import Operation
 
@@ -195,4 +306,32 @@ def operations() -> list[Operation]:
                     write=True,
                 ),
             ]
+    base = "/organizations/{org}"
+    ops += [
+        Operation(
+            "GET", f"{base}/collaborators", "OrganizationAccess/ListCollaborators", list_members
+        ),
+        Operation(
+            "PUT",
+            f"{base}/collaborators",
+            "OrganizationAccess/SetCollaborator",
+            set_member,
+            write=True,
+            body=True,
+        ),
+        Operation(
+            "GET",
+            f"{base}/collaborator/user/{{usr}}",
+            "OrganizationAccess/GetCollaborator",
+            get_member,
+        ),
+        # Plural, as the gateway delete route (the real binding).
+        Operation(
+            "DELETE",
+            f"{base}/collaborators/user/{{usr}}",
+            "OrganizationAccess/DeleteCollaborator",
+            delete_member,
+            write=True,
+        ),
+    ]
     return ops
