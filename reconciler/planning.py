@@ -94,6 +94,7 @@ def plan_target(
     result.blocked = _safety(differ, live, result.resources, options)
     result.blocked += _order_unique_keys(result, live, untargeted)
     result.blocked += _unrestorable(result, live)
+    result.blocked.extend(f"{c.key}: {reason}" for c in result.resources for reason in c.refused)
     for change in result.resources:
         result.warnings.extend(f"{change.key}: {w}" for w in change.warnings)
     return result
@@ -179,6 +180,7 @@ def _plan_prune(
                     reason=f"{reason} (--prune)" if prune else f"{reason}: deleted with --prune",
                     live_versions=live.versions() if live else {},
                     steps=differ.delete_steps(key, live),
+                    refused=[live.protected] if live is not None and live.protected else [],
                 )
             )
     return deletes

@@ -68,6 +68,13 @@ class Redactor:
             self._by_length = by_length
         return self._by_length
 
+    def add(self, secret: str) -> None:
+        """A secret learnt during the run (a new API key the server just returned)."""
+        by_length = self._forms_by_length()
+        if secret and len(secret) >= MIN_SECRET_LENGTH:
+            for form in _forms(secret):
+                by_length.setdefault(len(form), set()).add(form.lower())
+
     def scrub(self, text: str) -> str:
         by_length = self._forms_by_length()
         if not by_length or not text:

@@ -153,6 +153,8 @@ class LiveResource:
     # be restored either (and what would free the ID), when that is known at read time.
     deleted: dict[str, LiveRecord] = field(default_factory=dict)
     unrestorable: str = ""
+    # Why the tool must never delete it (e.g. it is the tool's own access), or "".
+    protected: str = ""
 
     def versions(self) -> dict[str, str | None]:
         return {endpoint: record.version for endpoint, record in self.records.items()}

@@ -118,6 +118,9 @@ class ResourceChange:
     # that frees a key another change takes is applied before that change.
     claims: list[str] = field(default_factory=list)
     releases: list[str] = field(default_factory=list)
+    # Why the provider refuses this change (e.g. it would remove the tool's own access): any
+    # reason blocks the whole plan.
+    refused: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -140,7 +143,7 @@ class ResourceChange:
             "claims": self.claims,
             "releases": self.releases,
             "steps": [s.to_json() for s in self.steps],
-        }
+        } | ({"refused": self.refused} if self.refused else {})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ResourceChange:
@@ -159,6 +162,7 @@ class ResourceChange:
             claims=list(data.get("claims", [])),
             releases=list(data.get("releases", [])),
             steps=[Step.from_json(s) for s in data.get("steps", [])],
+            refused=list(data.get("refused", [])),
         )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler.diagnostics import ReconcilerError
+from reconciler.sinks import write_private
 
 
 def connection_string(host_name: str, device_id: str, key: str) -> str:
@@ -35,14 +36,7 @@ def write_credentials(path: Path, lines: Sequence[str], *, overwrite: bool = Fal
             raise ReconcilerError(f"cannot create {path}: {error.strerror}") from None
         _write_all(fd, text, path)
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        _write_all(fd, text, path)
-        os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise ReconcilerError(f"cannot write {path}: {error.strerror}") from None
+    write_private(path, text)
 
 
 def _write_all(fd: int, data: bytes, path: Path) -> None:
