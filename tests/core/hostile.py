@@ -59,9 +59,14 @@ async def respond(
     await writer.drain()
 
 
-# Identity Server listings every plan reads (the stack's owned applications and gateways, also
-# those the manifests no longer declare): an empty answer, as a server without them sends.
-EMPTY_LISTINGS = {"/api/v3/applications": "applications", "/api/v3/gateways": "gateways"}
+# Identity Server listings every plan reads (the stack's owned applications, gateways and
+# organizations, also those the manifests no longer declare): an empty answer, as a server
+# without them sends.
+EMPTY_LISTINGS = {
+    "/api/v3/applications": "applications",
+    "/api/v3/gateways": "gateways",
+    "/api/v3/organizations": "organizations",
+}
 
 
 async def empty_listing(request: Request, writer: asyncio.StreamWriter) -> bool:

@@ -23,7 +23,16 @@ from tests.shared_data import needs_shared
 
 pytestmark = [pytest.mark.asyncio, needs_shared]
 
-WRAPPERS = ("end_device", "application", "gateway", "webhook", "pubsub", "link")
+WRAPPERS = (
+    "end_device",
+    "application",
+    "gateway",
+    "webhook",
+    "pubsub",
+    "link",
+    "organization",
+    "api_key",
+)
 # The message of a wrapper whose body may hold oneof members (their JSON sits in the message,
 # their mask paths name the oneof: `mqtt.password` is `provider.mqtt.password`).
 ONEOF_MESSAGES = {"pubsub": "ttn.lorawan.v3.ApplicationPubSub"}
@@ -49,6 +58,7 @@ CREATE_FIELDS_FROM = {
     "EndDeviceRegistry/Create": "EndDeviceRegistry/Update",
     "ApplicationRegistry/Create": "ApplicationRegistry/Update",
     "GatewayRegistry/Create": "GatewayRegistry/Update",
+    "OrganizationRegistry/Create": "OrganizationRegistry/Update",
 }
 
 
@@ -148,6 +158,64 @@ class Recorder(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
+def audit(
+    requests: list[tuple[str, str, dict[str, str], Any]],
+) -> tuple[list[str], set[str]]:
+    """What the real server would refuse in these requests, and the RPCs they called."""
+    routes = route_table()
+    masks = json.loads((REFERENCE / "rpc-field-mask-paths.server.json").read_text())
+    problems: list[str] = []
+    seen_rpcs: set[str] = set()
+    for method, path, params, body in requests:
+        rpc = next((r for m, p, r in routes if m == method and p.match(path)), None)
+        if rpc is None:
+            problems.append(f"{method} {path}: no such route")
+            continue
+        seen_rpcs.add(rpc)
+        spec = masks["rpcs"].get(f"/ttn.lorawan.v3.{rpc}")
+        mask: list[str] = []
+        if "field_mask" in params:
+            # Split as the real gateway does: `field_mask=` is the (forbidden) path "".
+            mask = params["field_mask"].split(",")
+        if isinstance(body, dict) and "field_mask" in body:
+            mask = list(body["field_mask"]["paths"])
+        if spec is not None:
+            problems += [f"{rpc}: forbidden path {p}" for p in mask if p not in spec["allowed"]]
+        if rpc == "EndDeviceRegistry/Update":
+            problems += [f"{rpc}: ids in mask: {p}" for p in mask if p.startswith("ids")]
+        if not isinstance(body, dict) or method == "GET":
+            continue
+        wrapper = next((w for w in WRAPPERS if w in body), None)
+        if wrapper is None:
+            continue
+        entity = body[wrapper]
+        if rpc.startswith("JsEndDeviceRegistry/Set"):
+            ids = entity.get("ids", {})
+            if not (ids.get("dev_eui") and ids.get("join_eui")):
+                problems.append(f"{rpc}: Join Server set without both EUIs")
+        allowed_spec = spec or masks["rpcs"].get(
+            f"/ttn.lorawan.v3.{CREATE_FIELDS_FROM.get(rpc, '')}"
+        )
+        if allowed_spec is None:
+            continue
+        schema = set(masks["all_paths"][allowed_spec["all_paths_of"]])
+        if wrapper in ONEOF_MESSAGES:
+            entity = in_mask_spelling(entity, ONEOF_MESSAGES[wrapper], schema)
+        allowed = set(allowed_spec["allowed"])
+        for leaf in leaf_paths(entity, schema):
+            if leaf.startswith("ids"):
+                continue
+            if spec is not None and not any(leaf == m or leaf.startswith(m + ".") for m in mask):
+                problems.append(f"{rpc}: {leaf} sent outside the field mask")
+            elif leaf not in allowed and not any(
+                leaf.startswith(a + ".") and a in allowed and a in mask for a in allowed
+            ):
+                problems.append(f"{rpc}: {leaf} is not allowed (non_zero_path)")
+            elif any(leaf.startswith(m + ".") for m in mask) and leaf not in allowed:
+                problems.append(f"{rpc}: non-zero {leaf} under a masked parent")
+    return problems, seen_rpcs
+
+
 async def test_every_request_matches_the_real_routes_masks_and_non_zero_rules(
     emulator_transport: httpx.ASGITransport, admin_api_key: str, tmp_path: Path
 ) -> None:
@@ -210,57 +278,7 @@ async def test_every_request_matches_the_real_routes_masks_and_non_zero_rules(
     run, report = await eng.apply(paths, prune=True, force=True)
     assert not report.failed and [c.restore for c in run.plan.changes] == [True]
 
-    routes = route_table()
-    masks = json.loads((REFERENCE / "rpc-field-mask-paths.server.json").read_text())
-    problems: list[str] = []
-    seen_rpcs: set[str] = set()
-    for method, path, params, body in recorder.requests:
-        rpc = next((r for m, p, r in routes if m == method and p.match(path)), None)
-        if rpc is None:
-            problems.append(f"{method} {path}: no such route")
-            continue
-        seen_rpcs.add(rpc)
-        spec = masks["rpcs"].get(f"/ttn.lorawan.v3.{rpc}")
-        mask: list[str] = []
-        if "field_mask" in params:
-            # Split as the real gateway does: `field_mask=` is the (forbidden) path "".
-            mask = params["field_mask"].split(",")
-        if isinstance(body, dict) and "field_mask" in body:
-            mask = list(body["field_mask"]["paths"])
-        if spec is not None:
-            problems += [f"{rpc}: forbidden path {p}" for p in mask if p not in spec["allowed"]]
-        if rpc == "EndDeviceRegistry/Update":
-            problems += [f"{rpc}: ids in mask: {p}" for p in mask if p.startswith("ids")]
-        if not isinstance(body, dict) or method == "GET":
-            continue
-        wrapper = next((w for w in WRAPPERS if w in body), None)
-        if wrapper is None:
-            continue
-        entity = body[wrapper]
-        if rpc.startswith("JsEndDeviceRegistry/Set"):
-            ids = entity.get("ids", {})
-            if not (ids.get("dev_eui") and ids.get("join_eui")):
-                problems.append(f"{rpc}: Join Server set without both EUIs")
-        allowed_spec = spec or masks["rpcs"].get(
-            f"/ttn.lorawan.v3.{CREATE_FIELDS_FROM.get(rpc, '')}"
-        )
-        if allowed_spec is None:
-            continue
-        schema = set(masks["all_paths"][allowed_spec["all_paths_of"]])
-        if wrapper in ONEOF_MESSAGES:
-            entity = in_mask_spelling(entity, ONEOF_MESSAGES[wrapper], schema)
-        allowed = set(allowed_spec["allowed"])
-        for leaf in leaf_paths(entity, schema):
-            if leaf.startswith("ids"):
-                continue
-            if spec is not None and not any(leaf == m or leaf.startswith(m + ".") for m in mask):
-                problems.append(f"{rpc}: {leaf} sent outside the field mask")
-            elif leaf not in allowed and not any(
-                leaf.startswith(a + ".") and a in allowed and a in mask for a in allowed
-            ):
-                problems.append(f"{rpc}: {leaf} is not allowed (non_zero_path)")
-            elif any(leaf.startswith(m + ".") for m in mask) and leaf not in allowed:
-                problems.append(f"{rpc}: non-zero {leaf} under a masked parent")
+    problems, seen_rpcs = audit(recorder.requests)
     assert not problems, "\n".join(sorted(set(problems)))
     # The runs exercised every kind of write the tool makes.
     assert {

@@ -479,13 +479,18 @@ class TTSClient:
         return host_of(self._bases[server])
 
 
+# Request parts whose ids are not echoed: the field mask, and a collaborator (SetCollaborator
+# answers google.protobuf.Empty).
+ANSWERED_EMPTY = frozenset({"field_mask", "collaborator"})
+
+
 def _ids_echo_problem(sent: Any, answer: dict[str, Any]) -> str:
     """Why the answer to a write is not the entity written ('' when it is): the request's
     `<entity>.ids` identifiers must come back (TTS returns the written entity with its ids)."""
     if not isinstance(sent, dict):
         return ""
     for key, entity in sent.items():
-        if key == "field_mask" or not isinstance(entity, dict):
+        if key in ANSWERED_EMPTY or not isinstance(entity, dict):
             continue
         ids = entity.get("ids")
         if not isinstance(ids, dict):

@@ -14,14 +14,23 @@ from reconciler.diagnostics import Diagnostic, Location, ManifestError
 from reconciler.manifest.project import Project
 from reconciler.providers.tts.kinds import (
     Owner,
+    api_key_key,
     application_key,
+    collaborator_key,
     device_key,
     gateway_key,
     link_key,
+    organization_key,
     pubsub_key,
     webhook_key,
 )
-from reconciler.providers.tts.manifest.project import ServerRole, Target, tts_project
+from reconciler.providers.tts.manifest.project import (
+    ApiKey,
+    Collaborator,
+    ServerRole,
+    Target,
+    tts_project,
+)
 from reconciler.resources import DesiredResource, DesiredState
 
 ADDRESS_ROLES: tuple[tuple[str, ServerRole], ...] = (
@@ -70,13 +79,32 @@ def desired_state(project: Project, target: Target) -> DesiredState:
     )
     problems: list[Diagnostic] = []
     tts = tts_project(project)
+    for org in tts.organizations:
+        state.add(
+            DesiredResource(
+                organization_key(org.organization_id),
+                _owned(dict(org.fields), target, org.location, problems),
+                location=org.location,
+                extra={
+                    "owner": Owner(org.owner.kind, org.owner.id),
+                    "declared_lists": declared_lists(org),
+                },
+            )
+        )
+    for key in tts.api_keys():
+        state.add(api_key_resource(key))
+    for collaborator in tts.collaborators():
+        state.add(collaborator_resource(collaborator))
     for app in tts.applications:
         state.add(
             DesiredResource(
                 application_key(app.application_id),
                 _owned(dict(app.fields), target, app.location, problems),
                 location=app.location,
-                extra={"owner": Owner(app.owner.kind, app.owner.id)},
+                extra={
+                    "owner": Owner(app.owner.kind, app.owner.id),
+                    "declared_lists": declared_lists(app),
+                },
             )
         )
         if app.link:
@@ -129,9 +157,43 @@ def desired_state(project: Project, target: Target) -> DesiredState:
                 gateway_key(gateway.gateway_id),
                 _owned(dict(gateway.fields), target, gateway.location, problems),
                 location=gateway.location,
-                extra={"owner": Owner(gateway.owner.kind, gateway.owner.id)},
+                extra={
+                    "owner": Owner(gateway.owner.kind, gateway.owner.id),
+                    "declared_lists": declared_lists(gateway),
+                },
             )
         )
     if problems:
         raise ManifestError(problems)
     return state
+
+
+def api_key_resource(key: ApiKey) -> DesiredResource:
+    """An API key: its rights and expiry are managed; its secret exists only on creation, and
+    goes to the sink (`extra`)."""
+    return DesiredResource(
+        api_key_key(key.entity_kind, key.entity_id, key.name),
+        {"rights": list(key.rights), "expires_at": key.expires_at},
+        location=key.location,
+        extra={"sink": key.sink, "rotate_after_days": key.rotate_after_days},
+    )
+
+
+def collaborator_resource(collaborator: Collaborator) -> DesiredResource:
+    member = collaborator.member
+    return DesiredResource(
+        collaborator_key(collaborator.entity_kind, collaborator.entity_id, member.kind, member.id),
+        {"rights": list(collaborator.rights)},
+        location=collaborator.location,
+    )
+
+
+def declared_lists(entity: Any) -> tuple[str, ...]:
+    """The access lists an entity's manifest declares (`api_key`, `collaborator`): those are
+    managed whole; an undeclared list is left alone."""
+    found = []
+    if getattr(entity, "api_keys", None) is not None:
+        found.append("api_key")
+    if getattr(entity, "collaborators", None) is not None:
+        found.append("collaborator")
+    return tuple(found)

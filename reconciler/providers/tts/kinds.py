@@ -9,16 +9,30 @@ from reconciler.resources import ResourceKey
 
 PROVIDER = "tts"
 
-ResourceKind = Literal["application", "link", "webhook", "pubsub", "device", "gateway"]
-# Creation order of kinds; deletes run in reverse (the Identity Server refuses to delete an
-# application that still has devices).
-KIND_ORDER: tuple[ResourceKind, ...] = (
+ResourceKind = Literal[
+    "organization",
     "application",
     "link",
     "webhook",
     "pubsub",
     "device",
     "gateway",
+    "api_key",
+    "collaborator",
+]
+# Creation order of kinds; deletes run in reverse (the Identity Server refuses to delete an
+# application that still has devices). Organizations come first: applications and gateways may
+# be created under one; API keys and collaborators need the entity they belong to.
+KIND_ORDER: tuple[ResourceKind, ...] = (
+    "organization",
+    "application",
+    "link",
+    "webhook",
+    "pubsub",
+    "device",
+    "gateway",
+    "api_key",
+    "collaborator",
 )
 # The device in each owned application that records the apply lease (reconciler.lease): never
 # declared, planned, pruned or imported.
@@ -49,9 +63,37 @@ def gateway_key(gateway_id: str) -> ResourceKey:
     return ResourceKey(PROVIDER, "gateway", (gateway_id,))
 
 
+def organization_key(organization_id: str) -> ResourceKey:
+    return ResourceKey(PROVIDER, "organization", (organization_id,))
+
+
+def api_key_key(entity_kind: str, entity_id: str, name: str) -> ResourceKey:
+    """An API key of an application or gateway, by its name (the server picks its ID)."""
+    return ResourceKey(PROVIDER, "api_key", (entity_kind, entity_id, name))
+
+
+def collaborator_key(
+    entity_kind: str, entity_id: str, member_kind: str, member_id: str
+) -> ResourceKey:
+    """`member_kind` (user or organization) `member_id` as a collaborator of an entity."""
+    return ResourceKey(PROVIDER, "collaborator", (entity_kind, entity_id, member_kind, member_id))
+
+
+def entity_key(entity_kind: str, entity_id: str) -> ResourceKey:
+    """The application, gateway or organization an API key or collaborator belongs to."""
+    return ResourceKey(PROVIDER, entity_kind, (entity_id,))
+
+
+def entity_of(key: ResourceKey) -> ResourceKey:
+    """The entity of an API key or collaborator key."""
+    return entity_key(key.ids[0], key.ids[1])
+
+
 def application_of(key: ResourceKey) -> str:
-    """The application a key belongs to ("" for gateways)."""
-    return "" if key.kind == "gateway" else key.ids[0]
+    """The application a key belongs to ("" when none)."""
+    if key.kind in ("api_key", "collaborator"):
+        return key.ids[1] if key.ids[0] == "application" else ""
+    return "" if key.kind in ("gateway", "organization") else key.ids[0]
 
 
 @dataclass(frozen=True, slots=True)

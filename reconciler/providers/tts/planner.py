@@ -21,7 +21,7 @@ from typing import Any
 
 from reconciler.plan.model import FieldChange, ResourceChange, Step
 from reconciler.provider import PlanOptions
-from reconciler.providers.tts import devices, schema
+from reconciler.providers.tts import access, devices, schema
 from reconciler.providers.tts.kinds import KIND_ORDER, PROVIDER, ResourceKind, eui_pair, gateway_eui
 from reconciler.providers.tts.servers import Server
 from reconciler.resources import (
@@ -47,18 +47,24 @@ MESSAGE_OF_KIND: dict[str, str] = {
     "pubsub": schema.PUBSUB,
     "device": schema.END_DEVICE,
     "gateway": schema.GATEWAY,
+    "organization": schema.ORGANIZATION,
 }
 # The registry that holds each non-device kind.
 SERVER_OF_KIND: dict[str, Server] = {
+    "organization": "is",
     "application": "is",
     "link": "as",
     "webhook": "as",
     "pubsub": "as",
     "gateway": "is",
+    "api_key": "is",
+    "collaborator": "is",
 }
 # Kinds that carry attributes on the Identity Server, hence the ownership marker; links,
-# webhooks and pub/subs are owned through their application.
-MARKED_KINDS = frozenset({"application", "device", "gateway"})
+# webhooks, pub/subs, API keys and collaborators are owned through their entity.
+MARKED_KINDS = frozenset({"organization", "application", "device", "gateway"})
+# Identity Server entities: created under an owner, updated with a field mask.
+ENTITY_KINDS = frozenset({"organization", "application", "gateway"})
 
 
 def record(data: dict[str, Any]) -> LiveRecord:
@@ -231,10 +237,15 @@ class TTSDiffer:
         change: ResourceChange,
         options: PlanOptions,
     ) -> None:
-        if resource.key.kind == "device":
-            self._plan_device(resource, live, change, options)
-        else:
-            self._plan_single(resource, live, change)
+        match resource.key.kind:
+            case "device":
+                self._plan_device(resource, live, change, options)
+            case "api_key":
+                access.plan_api_key(resource, live, change)
+            case "collaborator":
+                access.plan_collaborator(resource, live, change)
+            case _:
+                self._plan_single(resource, live, change)
         change.claims = self._claims(resource, change)
 
     @staticmethod
@@ -280,7 +291,7 @@ class TTSDiffer:
             change.steps.append(
                 _step(
                     server,
-                    "create" if kind in ("application", "gateway") else "set",
+                    "create" if kind in ENTITY_KINDS else "set",
                     paths=sorted(resource.fields),
                     changes=[
                         _creation_change(path, value)
@@ -304,7 +315,7 @@ class TTSDiffer:
             change.steps.append(
                 _step(
                     server,
-                    "update" if kind in ("application", "gateway") else "set",
+                    "update" if kind in ENTITY_KINDS else "set",
                     paths=[c.path for c in field_changes],
                     changes=field_changes,
                     live_version=record.version,
@@ -472,6 +483,9 @@ class TTSDiffer:
         return found
 
     def delete_steps(self, key: ResourceKey, live: LiveResource | None) -> list[Step]:
+        if key.kind in ("organization", "api_key", "collaborator"):
+            found = live.records.get("is") if live else None
+            return [access.delete_step(key.kind, found.version if found else None)]
         order: Iterable[Server] = (
             self._device_delete_order(live) if key.kind == "device" else (SERVER_OF_KIND[key.kind],)
         )

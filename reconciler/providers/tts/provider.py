@@ -21,7 +21,7 @@ from reconciler.lease import Acquired, Lease, LeaseHolder
 from reconciler.manifest.project import Project
 from reconciler.plan.model import Endpoint, ResourceChange, ResourceResult, Step, TargetInfo
 from reconciler.provider import ProgressCallback, ProviderContext
-from reconciler.providers.tts import devices, reference, schema
+from reconciler.providers.tts import devices, reference, rights, schema
 from reconciler.providers.tts.client import (
     RetryPolicy,
     ServerURLs,
@@ -33,13 +33,18 @@ from reconciler.providers.tts.desired import desired_state
 from reconciler.providers.tts.kinds import (
     LEASE_DEVICE_ID,
     Owner,
+    api_key_key,
     application_key,
     application_of,
+    collaborator_key,
     device_key,
+    entity_key,
+    entity_of,
     eui_pair,
     gateway_eui,
     gateway_key,
     link_key,
+    organization_key,
     pubsub_key,
     webhook_key,
 )
@@ -70,20 +75,28 @@ from reconciler.resources import (
     DesiredResource,
     DesiredState,
     KeyHolder,
+    LiveRecord,
     LiveResource,
     LiveState,
     ResourceKey,
     reveal,
 )
+from reconciler.sinks import SinkError, deliver
 
 if TYPE_CHECKING:
     from reconciler.providers.tts.watch import TTSWatcher
 
 LIST_PAGE_SIZE = 1000
+PLURAL = {"application": "applications", "gateway": "gateways", "organization": "organizations"}
+# 403 instead of 404 for an entity that does not exist (or is not the caller's).
+NO_RIGHTS_ERRORS = frozenset(
+    {"no_application_rights", "no_gateway_rights", "no_organization_rights"}
+)
 READ_KEYS_RIGHTS = frozenset(
     {"RIGHT_APPLICATION_DEVICES_READ_KEYS", "RIGHT_APPLICATION_ALL", "RIGHT_ALL"}
 )
 ENTITY_WRAPPER: dict[str, str] = {
+    "organization": "organization",
     "application": "application",
     "link": "link",
     "webhook": "webhook",
@@ -140,7 +153,7 @@ def _field_mask(paths: Iterable[str]) -> str:
 class TTSProvider(TTSDiffer):
     """The provider contract (reconciler.provider) for one stack of The Things Stack."""
 
-    manifest_kinds = ("Stack", "Application", "Device", "Fleet", "Gateway")
+    manifest_kinds = ("Stack", "Organization", "Application", "Device", "Fleet", "Gateway")
 
     def __init__(
         self,
@@ -163,6 +176,11 @@ class TTSProvider(TTSDiffer):
         # keys readable) instead of one per device.
         self._registry_masks: dict[tuple[Server, tuple[str, ...], bool], str] = {}
         self.lease = TTSLease(self)
+        # Applications and gateways created under an organization the manifests declare.
+        self._owner_organization: dict[ResourceKey, ResourceKey] = {}
+        self._redactor: Redactor | None = None
+        # A new API key's secret, by key ID, from its creation to its delivery only.
+        self._last_secret: dict[str, str] = {}
 
     @property
     def target(self) -> Target:
@@ -190,7 +208,14 @@ class TTSProvider(TTSDiffer):
         state = desired_state(project, self.target)
         # Error text from the servers is scrubbed of every secret this run sends.
         # (Built on the first error to scrub: most runs print none.)
-        self.client.redactor = Redactor(lambda: [self._api_key, *state.secret_values()])
+        self._redactor = Redactor(lambda: [self._api_key, *state.secret_values()])
+        self.client.redactor = self._redactor
+        for resource in [*state.of_kind("application"), *state.of_kind("gateway")]:
+            owner = resource.extra.get("owner")
+            if isinstance(owner, Owner) and owner.kind == "organization":
+                org = organization_key(owner.id)
+                if org in state.resources:
+                    self._owner_organization[resource.key] = org
         return state
 
     def digest_key(self) -> bytes:
@@ -259,6 +284,7 @@ class TTSProvider(TTSDiffer):
         if prune:
             owned_apps = await self._read_owned(desired, live, "application")
             await self._read_owned(desired, live, "gateway")
+            await self._read_owned(desired, live, "organization")
         app_ids = sorted(
             set(sorted(k.id for k in desired.resources if k.kind == "application")) | owned_apps
         )
@@ -270,12 +296,17 @@ class TTSProvider(TTSDiffer):
         await asyncio.gather(
             *(bounded(self._read_application(desired, live, app_id)) for app_id in app_ids),
             *(bounded(self._read_gateway(r, live)) for r in desired.of_kind("gateway")),
+            *(
+                bounded(self._read_organization(desired, r, live))
+                for r in desired.of_kind("organization")
+            ),
         )
         for kind in ("application", "gateway"):
             of_kind = desired.of_kind(kind)
             if any(r.key not in live.resources for r in of_kind):
                 # A missing ID may be soft-deleted (reserved) rather than free.
                 await self._read_deleted(of_kind, live, kind)
+        await self._read_access(desired, live, bounded)
         existing_apps = [
             a
             for a in app_ids
@@ -439,17 +470,20 @@ class TTSProvider(TTSDiffer):
         return lines
 
     async def _read_owned(
-        self, desired: DesiredState, live: LiveState, kind: Literal["application", "gateway"]
+        self,
+        desired: DesiredState,
+        live: LiveState,
+        kind: Literal["application", "gateway", "organization"],
     ) -> set[str]:
-        plural = "applications" if kind == "application" else "gateways"
-        id_field = "application_id" if kind == "application" else "gateway_id"
+        plural = PLURAL[kind]
+        id_field = f"{kind}_id"
         owned: set[str] = set()
         async for item in self._list_pages("is", f"/{plural}", plural, ["attributes"]):
             if _attribute(item, desired.ownership_key) == desired.stack:
                 entity_id = _entity_id(item, id_field)
                 if entity_id is None:
                     raise self._malformed("is", f"/{plural}", f"an item without ids.{id_field}")
-                key = gateway_key(entity_id) if kind == "gateway" else application_key(entity_id)
+                key = entity_key(kind, entity_id)
                 live.owned.add(key)
                 resource = live.resources.setdefault(key, LiveResource(key))
                 resource.records["is"] = record(item)
@@ -463,36 +497,30 @@ class TTSProvider(TTSDiffer):
         server: Server,
         path: str,
         list_field: str,
-        mask: Iterable[str],
+        mask: Iterable[str] | None,
         extra: dict[str, str] | None = None,
         filters: list[dict[str, Any]] | None = None,
     ) -> Any:
         """The listing's items, page by page: never more pages than X-Total-Count needs, nor
-        than the client's page ceiling (a server that answers full pages forever). `extra`:
-        more query parameters (`deleted`). With `filters`, the list RPC's POST form (`path`
-        ends in `/filter`) carries them."""
+        than the client's page ceiling (a server that answers full pages forever). `mask`
+        None: a listing without a field mask (API keys, collaborators); `extra`: more query
+        parameters (`deleted`). With `filters`, the list RPC's POST form (`path` ends in
+        `/filter`) carries them."""
         page = 1
         ceiling = self.client.limits.max_list_pages
         while True:
             if filters is None:
-                response = await self.client.request(
-                    server,
-                    "GET",
-                    path,
-                    params={
-                        "field_mask": _field_mask(mask),
-                        "limit": LIST_PAGE_SIZE,
-                        "page": page,
-                        **(extra or {}),
-                    },
-                )
+                params: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "page": page, **(extra or {})}
+                if mask is not None:
+                    params["field_mask"] = _field_mask(mask)
+                response = await self.client.request(server, "GET", path, params=params)
             else:
                 response = await self.client.request(
                     server,
                     "POST",
                     path,
                     json={
-                        "field_mask": {"paths": sorted(set(mask)) or ["ids"]},
+                        "field_mask": {"paths": sorted(set(mask or ())) or ["ids"]},
                         "filters": filters,
                         "limit": LIST_PAGE_SIZE,
                         "page": page,
@@ -532,7 +560,7 @@ class TTSProvider(TTSDiffer):
         try:
             return await self.client.get_json(server, path, params={"field_mask": field_mask})
         except TTSAPIError as error:
-            if error.status == 404 or error.name == "no_application_rights":
+            if error.status == 404 or error.name in NO_RIGHTS_ERRORS:
                 return None
             raise
 
@@ -601,6 +629,139 @@ class TTSProvider(TTSDiffer):
         entry = live.resources.setdefault(resource.key, LiveResource(resource.key))
         entry.records["is"] = record(data)
         _hold_gateway_eui(live, resource.key, data)
+
+    async def _read_organization(
+        self, desired: DesiredState, resource: DesiredResource, live: LiveState
+    ) -> None:
+        mask = set(resource.fields) | {"attributes"}
+        data = await self._get_optional("is", f"/organizations/{resource.key.id}", mask)
+        if data is None:
+            return
+        entry = live.resources.setdefault(resource.key, LiveResource(resource.key))
+        entry.records["is"] = record(data)
+        if _attribute(data, desired.ownership_key) == desired.stack:
+            live.owned.add(resource.key)
+
+    # -- API keys and collaborators ----------------------------------------------------------
+
+    async def _read_access(
+        self,
+        desired: DesiredState,
+        live: LiveState,
+        bounded: Callable[[Awaitable[None]], Awaitable[None]],
+    ) -> None:
+        """The API keys and collaborators of the declared entities that declare them (a list
+        in the manifests is all of them: in an owned entity, the others are prune candidates),
+        the tool's own identity (never removed) and its rights on them (it must hold every
+        right it grants, or the server refuses)."""
+        lists: dict[tuple[str, ResourceKey], list[DesiredResource]] = {}
+        for resource in [*desired.of_kind("api_key"), *desired.of_kind("collaborator")]:
+            lists.setdefault((resource.key.kind, entity_of(resource.key)), []).append(resource)
+        declared = _declared_lists(desired)
+        if not declared:
+            return
+        identity = await self._identity()
+        held: dict[ResourceKey, frozenset[str]] = {}
+
+        async def read_entity(entity: ResourceKey) -> None:
+            present = "is" in (live.resources.get(entity) or LiveResource(entity)).records
+            if not present:
+                held[entity] = identity.key_rights  # created under the tool's owner
+                return
+            held[entity] = await self._rights(entity)
+            owned = entity in live.owned
+            for kind in ("api_key", "collaborator"):
+                if (kind, entity) not in declared:
+                    continue
+                if kind == "api_key":
+                    await self._read_api_keys(entity, live, owned)
+                else:
+                    await self._read_collaborators(desired, entity, live, owned, identity)
+
+        entities = sorted({entity for _, entity in declared})
+        await asyncio.gather(*(bounded(read_entity(e)) for e in entities))
+        for (_, entity), resources in sorted(lists.items()):
+            granted = rights.expand(r for res in resources for r in res.fields["rights"])
+            lacking = sorted(granted & rights.of_entity(entity.kind) - held.get(entity, set()))
+            if lacking and not identity.universal:
+                live.warnings.append(
+                    f"{entity}: the tool's API key lacks {', '.join(lacking[:5])}"
+                    + (" ..." if len(lacking) > 5 else "")
+                    + ", which the manifests grant there: the server refuses to grant a right "
+                    "the caller does not hold"
+                )
+
+    async def _identity(self) -> _Identity:
+        info = await self.client.get_json("is", "/auth_info")
+        api_key = info.get("api_key") if isinstance(info.get("api_key"), dict) else {}
+        assert isinstance(api_key, dict)
+        ids = api_key.get("entity_ids") if isinstance(api_key.get("entity_ids"), dict) else {}
+        key = api_key.get("api_key") if isinstance(api_key.get("api_key"), dict) else {}
+        assert isinstance(ids, dict) and isinstance(key, dict)
+        member: tuple[str, str] | None = None
+        for kind in ("user", "organization"):
+            found = ids.get(f"{kind}_ids")
+            if isinstance(found, dict) and isinstance(found.get(f"{kind}_id"), str):
+                member = (kind, found[f"{kind}_id"])
+        universal = info.get("universal_rights")
+        return _Identity(
+            member,
+            rights.expand(str(r) for r in key.get("rights") or []),
+            bool(universal),
+        )
+
+    async def _rights(self, entity: ResourceKey) -> frozenset[str]:
+        data = await self.client.get_json("is", f"/{PLURAL[entity.kind]}/{entity.id}/rights")
+        return rights.expand(str(r) for r in data.get("rights") or [])
+
+    async def _read_api_keys(self, entity: ResourceKey, live: LiveState, owned: bool) -> None:
+        path = f"/{PLURAL[entity.kind]}/{entity.id}/api-keys"
+        by_name: dict[str, list[dict[str, Any]]] = {}
+        now = datetime.now(UTC)
+        async for item in self._list_pages("is", path, "api_keys", None):
+            name = item.get("name")
+            if not isinstance(name, str) or not isinstance(item.get("id"), str):
+                raise self._malformed("is", path, "an API key without id or name")
+            # Never kept: a listing has no secrets, but a hostile server might send one.
+            kept = {k: v for k, v in item.items() if k != "key"}
+            kept["age_days"] = _age_days(item.get("created_at"), now)
+            by_name.setdefault(name, []).append(kept)
+        for name, items in by_name.items():
+            key = api_key_key(entity.kind, entity.id, name)
+            version = ",".join(sorted(str(i.get("updated_at") or "") for i in items)) or None
+            live.resources[key] = LiveResource(
+                key, {"is": LiveRecord({"api_keys": items}, version)}
+            )
+            if owned:
+                live.owned.add(key)
+
+    async def _read_collaborators(
+        self,
+        desired: DesiredState,
+        entity: ResourceKey,
+        live: LiveState,
+        owned: bool,
+        identity: _Identity,
+    ) -> None:
+        path = f"/{PLURAL[entity.kind]}/{entity.id}/collaborators"
+        owner = desired.resources[entity].extra.get("owner")
+        async for item in self._list_pages("is", path, "collaborators", None):
+            ids = item.get("ids") if isinstance(item.get("ids"), dict) else None
+            member = _member(ids)
+            if member is None:
+                raise self._malformed("is", path, "a collaborator without ids")
+            key = collaborator_key(entity.kind, entity.id, *member)
+            resource = LiveResource(key, {"is": LiveRecord({"rights": item.get("rights") or []})})
+            if member == identity.member:
+                resource.protected = (
+                    f"refusing to remove the tool's own access ({member[0]} {member[1]} holds "
+                    "its API key); keep it in the manifests or change it by hand"
+                )
+            live.resources[key] = resource
+            # The owner it was created under stays, declared or not.
+            is_owner = isinstance(owner, Owner) and (owner.kind, owner.id) == member
+            if owned and not is_owner:
+                live.owned.add(key)
 
     async def _list_devices(
         self,
@@ -688,10 +849,14 @@ class TTSProvider(TTSDiffer):
     # -- writing ----------------------------------------------------------------------------
 
     def depends_on(self, key: ResourceKey) -> ResourceKey | None:
-        """Links, webhooks, pub/subs and devices need their application."""
+        """Links, webhooks, pub/subs and devices need their application; API keys and
+        collaborators their entity; applications and gateways the organization they are
+        created under."""
         if key.kind in ("link", "webhook", "pubsub", "device"):
             return application_key(key.ids[0])
-        return None
+        if key.kind in ("api_key", "collaborator"):
+            return entity_of(key)
+        return self._owner_organization.get(key)
 
     def groups(
         self, kind: str, deletes: bool, changes: list[ResourceChange]
@@ -748,6 +913,8 @@ class TTSProvider(TTSDiffer):
     ) -> ResourceResult:
         resource = desired.resources.get(change.key)
         live_resource = live.get(change.key)
+        if change.key.kind == "api_key":
+            return await self._apply_api_key(change, resource, live_resource)
         for step in change.steps:
             try:
                 await self._execute(step, change.key, resource, live_resource, desired)
@@ -777,10 +944,10 @@ class TTSProvider(TTSDiffer):
         match key.kind:
             case "device":
                 await self._write_device(step, server, resource, live, desired)
-            case "application":
+            case "application" | "gateway" | "organization":
                 await self._write_entity(step, resource, live, desired)
-            case "gateway":
-                await self._write_entity(step, resource, live, desired)
+            case "collaborator":
+                await self._set_collaborator(key, resource.fields["rights"])
             case "link":
                 body = self._body(resource, step.paths, live, server)
                 await self.client.request(
@@ -841,8 +1008,8 @@ class TTSProvider(TTSDiffer):
     ) -> None:
         kind = resource.key.kind
         wrapper = ENTITY_WRAPPER[kind]
-        plural = "applications" if kind == "application" else "gateways"
-        id_field = "application_id" if kind == "application" else "gateway_id"
+        plural = PLURAL[kind]
+        id_field = f"{kind}_id"
         body = self._body(
             resource, resource.fields if step.operation == "create" else step.paths, live, "is"
         )
@@ -944,6 +1111,104 @@ class TTSProvider(TTSDiffer):
             json={"end_device": body, "field_mask": {"paths": paths}},
         )
 
+    async def _set_collaborator(self, key: ResourceKey, granted: list[str]) -> None:
+        entity_kind, entity_id, member_kind, member_id = key.ids
+        await self.client.request(
+            "is",
+            "PUT",
+            f"/{PLURAL[entity_kind]}/{entity_id}/collaborators",
+            json={
+                "collaborator": {
+                    "ids": {f"{member_kind}_ids": {f"{member_kind}_id": member_id}},
+                    "rights": list(granted),
+                }
+            },
+        )
+
+    async def _apply_api_key(
+        self, change: ResourceChange, resource: DesiredResource | None, live: LiveResource | None
+    ) -> ResourceResult:
+        """Create (and deliver), update in place, rotate (create, deliver, delete the old one)
+        or delete an API key. A new key whose secret cannot be delivered is deleted again: a
+        key nobody can use is worse than none."""
+        key = change.key
+        operations = [s.operation for s in change.steps]
+        try:
+            if "create" in operations:
+                assert resource is not None
+                created_id = await self._create_api_key(key, resource)
+                try:
+                    await deliver(resource.extra["sink"], self._last_secret.pop(created_id))
+                except SinkError as error:
+                    await self._delete_api_key(key, created_id)
+                    return ResourceResult(
+                        key,
+                        "failed",
+                        change.action,
+                        f"{error}; the new key {created_id} was deleted again",
+                        SERVER_NAMES["is"],
+                    )
+                if "delete" in operations:  # a rotation: the old key goes now
+                    for item in _live_keys(live):
+                        await self._delete_api_key(key, str(item["id"]))
+            elif "update" in operations:
+                assert resource is not None
+                step = change.steps[0]
+                body: dict[str, Any] = {}
+                if "rights" in step.paths:
+                    body["rights"] = list(resource.fields["rights"])
+                if "expires_at" in step.paths and resource.fields.get("expires_at"):
+                    body["expires_at"] = resource.fields["expires_at"]
+                for item in _live_keys(live):
+                    await self.client.request(
+                        "is",
+                        "PUT",
+                        f"/{PLURAL[key.ids[0]]}/{key.ids[1]}/api-keys/{item['id']}",
+                        json={"api_key": body, "field_mask": {"paths": list(step.paths)}},
+                    )
+            elif "delete" in operations:
+                for item in _live_keys(live):
+                    await self._delete_api_key(key, str(item["id"]))
+        except (TTSAPIError, TTSTransportError) as error:
+            return ResourceResult(
+                key, "failed", change.action, str(error), SERVER_NAMES[error.server]
+            )
+        return ResourceResult(key, "done", change.action)
+
+    async def _create_api_key(self, key: ResourceKey, resource: DesiredResource) -> str:
+        """Create the key; its secret is kept (for delivery) under its ID, and scrubbed from
+        every later message."""
+        entity_kind, entity_id, name = key.ids
+        body: dict[str, Any] = {"name": name, "rights": list(resource.fields["rights"])}
+        if resource.fields.get("expires_at"):
+            body["expires_at"] = resource.fields["expires_at"]
+        path = f"/{PLURAL[entity_kind]}/{entity_id}/api-keys"
+        response = await self.client.request("is", "POST", path, json=body)
+        data = response.data
+        secret, key_id = data.get("key"), data.get("id")
+        if isinstance(secret, str) and secret and self._redactor is not None:
+            self._redactor.add(secret)
+        if not (isinstance(secret, str) and secret and isinstance(key_id, str) and key_id):
+            raise TTSAPIError(
+                server="is",
+                method="POST",
+                path=path,
+                status=200,
+                body=None,
+                message="the answer holds no key ID or secret",
+            )
+        self._last_secret[key_id] = secret
+        return key_id
+
+    async def _delete_api_key(self, key: ResourceKey, key_id: str) -> None:
+        try:
+            await self.client.request(
+                "is", "DELETE", f"/{PLURAL[key.ids[0]]}/{key.ids[1]}/api-keys/{key_id}"
+            )
+        except TTSAPIError as error:
+            if error.status != 404:
+                raise
+
     async def _delete(self, server: Server, key: ResourceKey, live: LiveResource | None) -> None:
         match key.kind:
             case "device":
@@ -956,8 +1221,14 @@ class TTSProvider(TTSDiffer):
             case "application":
                 await self.lease.before_application_delete(key.id)
                 path = f"/applications/{key.id}"
-            case "gateway":
-                path = f"/gateways/{key.id}"
+            case "gateway" | "organization":
+                path = f"/{PLURAL[key.kind]}/{key.id}"
+            case "collaborator":
+                path = _collaborator_path(key)
+            case "api_key":
+                for item in _live_keys(live):
+                    await self._delete_api_key(key, str(item["id"]))
+                return
             case "webhook" | "pubsub":
                 path = f"/as/{INTEGRATION_OF_KIND[key.kind].route}/{key.ids[0]}/{key.id}"
             case _:  # link
@@ -984,6 +1255,63 @@ def device_batches(changes: list[ResourceChange]) -> list[list[ResourceChange]]:
         for group in by_app.values()
         for i in range(0, len(group), BATCH_SIZE)
     ]
+
+
+class _Identity:
+    """Whom the tool's API key belongs to, and its rights."""
+
+    def __init__(
+        self, member: tuple[str, str] | None, key_rights: frozenset[str], universal: bool
+    ) -> None:
+        self.member = member  # ("user", id) or ("organization", id)
+        self.key_rights = key_rights
+        self.universal = universal  # an admin: holds every right everywhere
+
+
+def _declared_lists(desired: DesiredState) -> set[tuple[str, ResourceKey]]:
+    """(kind, entity) for each entity whose manifest lists its API keys or collaborators."""
+    found: set[tuple[str, ResourceKey]] = set()
+    for resource in desired.resources.values():
+        for kind in resource.extra.get("declared_lists", ()):
+            found.add((kind, resource.key))
+    return found
+
+
+def _member(ids: Any) -> tuple[str, str] | None:
+    if not isinstance(ids, dict):
+        return None
+    for kind in ("user", "organization"):
+        found = ids.get(f"{kind}_ids")
+        if isinstance(found, dict) and isinstance(found.get(f"{kind}_id"), str):
+            return (kind, found[f"{kind}_id"])
+    return None
+
+
+def _collaborator_path(key: ResourceKey) -> str:
+    """The delete route: singular `collaborator` for applications, plural for gateways and
+    organizations (as the real server binds them)."""
+    entity_kind, entity_id, member_kind, member_id = key.ids
+    segment = "collaborator" if entity_kind == "application" else "collaborators"
+    return f"/{PLURAL[entity_kind]}/{entity_id}/{segment}/{member_kind}/{member_id}"
+
+
+def _live_keys(live: LiveResource | None) -> list[dict[str, Any]]:
+    found = live.records.get("is") if live else None
+    items = found.data.get("api_keys") if found else None
+    return [i for i in items or [] if isinstance(i, dict) and isinstance(i.get("id"), str)]
+
+
+def _age_days(created_at: Any, now: datetime) -> int | None:
+    if not isinstance(created_at, str) or not created_at.endswith("Z"):
+        return None
+    try:
+        text = created_at[:-1]
+        if "." in text:  # the server writes 0-9 fraction digits; seconds are enough
+            text = text.split(".")[0]
+        created = datetime.fromisoformat(text).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return max(0, (now - created).days)
 
 
 def _entity_id(item: Any, id_field: str) -> str | None:

@@ -316,6 +316,7 @@ def live_value(message: str, document: Mapping[str, Any], path: str) -> Any:
 END_DEVICE = "ttn.lorawan.v3.EndDevice"
 APPLICATION = "ttn.lorawan.v3.Application"
 GATEWAY = "ttn.lorawan.v3.Gateway"
+ORGANIZATION = "ttn.lorawan.v3.Organization"
 WEBHOOK = "ttn.lorawan.v3.ApplicationWebhook"
 PUBSUB = "ttn.lorawan.v3.ApplicationPubSub"
 APPLICATION_LINK = "ttn.lorawan.v3.ApplicationLink"

@@ -23,6 +23,7 @@ from reconciler.emulator.tts.common import (
 from reconciler.emulator.tts.fieldmask import check_allowed, merge
 from reconciler.emulator.tts.identity.shared import IS_STORE, admin_only
 from reconciler.emulator.tts.validate import validate_request
+from reconciler.providers.tts import rights
 
 if TYPE_CHECKING:
     from reconciler.emulator.tts.app import Call, Operation
@@ -174,6 +175,21 @@ def update_organization(call: Call) -> dict[str, Any]:
     return output("Organization", stored, paths)
 
 
+def organization_rights(call: Call) -> dict[str, Any]:
+    """`GET /organizations/{id}/rights`: the caller's rights on it (members' rights also
+    cover the applications and gateways the organization collaborates on)."""
+    org_id = call.params["org"]
+    caller = call.caller()
+    held = frozenset(
+        r
+        for r in call.emu.auth.organization_rights(caller, org_id)
+        if rights.applies_to(r, "organization")
+    )
+    if not held:
+        raise errors.no_organization_rights(uid=org_id)
+    return {"rights": sorted(held)}
+
+
 def delete_organization(call: Call) -> dict[str, Any]:
     org_id = call.params["org"]
     require_organization(call, org_id, "RIGHT_ORGANIZATION_DELETE")
@@ -205,6 +221,12 @@ def operations() -> list[Operation]:
             "GET", "/users/{usr}/organizations", "OrganizationRegistry/List", list_organizations
         ),
         Operation("GET", "/organizations/{org}", "OrganizationRegistry/Get", get_organization),
+        Operation(
+            "GET",
+            "/organizations/{org}/rights",
+            "OrganizationAccess/ListRights",
+            organization_rights,
+        ),
         Operation(
             "PUT",
             "/organizations/{org}",

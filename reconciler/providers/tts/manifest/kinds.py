@@ -8,10 +8,12 @@ undeclared applications and profiles, a missing Stack).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -20,14 +22,18 @@ from reconciler.manifest.common import closest
 from reconciler.manifest.documents import CsvRow, CsvTable, Document, YamlPath
 from reconciler.manifest.extensions import ResolveContext, Validated
 from reconciler.manifest.secrets import SecretContext, SecretError
+from reconciler.providers.tts import rights as r
 from reconciler.providers.tts.kinds import LEASE_DEVICE_ID, PROVIDER
 from reconciler.providers.tts.manifest import devices as dev
 from reconciler.providers.tts.manifest import models as m
 from reconciler.providers.tts.manifest.project import (
     SERVER_ROLES,
+    ApiKey,
     Application,
+    Collaborator,
     Device,
     Gateway,
+    Organization,
     OwnerRef,
     PubSub,
     ServerRole,
@@ -37,6 +43,7 @@ from reconciler.providers.tts.manifest.project import (
 )
 from reconciler.providers.tts.manifest.pubsubs import pubsub_fields
 from reconciler.providers.tts.servers import DEFAULT_USER_AGENT, URL_ENV
+from reconciler.sinks import CommandSink, FileSink, Sink
 
 # Manifest fields that are TTS fields of the same name.
 _APPLICATION_FIELDS = (
@@ -47,6 +54,7 @@ _APPLICATION_FIELDS = (
     "application_server_address",
     "join_server_address",
 )
+_ORGANIZATION_FIELDS = ("name", "description", "attributes")
 _GATEWAY_FIELDS = (
     "name",
     "description",
@@ -113,6 +121,7 @@ class _Resolution:
 
     def resolve(self) -> None:
         self.resolve_stack()
+        self.resolve_organizations()
         applications = self.resolve_applications()
         devices = _DeviceRegistry(self)
         # Each device's model is dropped once it became a resource, so that the models and
@@ -174,6 +183,7 @@ class _Resolution:
             change_threshold=stack.safety.change_threshold,
             source=_lazy(first.document, []),
             base_dir=Path(first.document.file).parent,
+            secret_commands={k: tuple(v) for k, v in stack.secret_commands.items()},
         )
         if self.url_override:
             target = target.with_url_override(self.url_override)
@@ -198,6 +208,171 @@ class _Resolution:
                 "missing-owner",
             )
         return ref
+
+    # --- organizations ------------------------------------------------------------------------
+
+    def resolve_organizations(self) -> None:
+        seen: dict[str, Document] = {}
+        for item in self.validated["Organization"]:
+            org = item.model
+            assert isinstance(org, m.Organization)
+            if org.id in seen:
+                self.error(
+                    item.document.locate(["id"]),
+                    f"duplicate organization `{org.id}` (first defined at "
+                    f"{seen[org.id].locate(['id'])})",
+                    "duplicate-id",
+                )
+                continue
+            seen[org.id] = item.document
+            owner = self.owner_for(item, org.owner, f"organization `{org.id}`")
+            if owner is not None and owner.kind != "user":
+                at = ["owner"] if org.owner is not None else ["id"]
+                self.error(
+                    item.document.locate(at),
+                    f"organization `{org.id}` must be created under a user, not under "
+                    f"{owner}: set `owner: {{user: ...}}`",
+                    "invalid-owner",
+                )
+                continue
+            if owner is None:
+                continue
+            self.project.organizations.append(
+                Organization(
+                    org.id,
+                    owner,
+                    _model_fields(org, _ORGANIZATION_FIELDS),
+                    _lazy(item.document, []),
+                    self.resolve_collaborators(item, org.collaborators, "organization", org.id),
+                )
+            )
+
+    # --- API keys and collaborators -----------------------------------------------------------
+
+    def check_rights(
+        self, item: Validated, at: list[str | int], granted: Sequence[str], entity_kind: str
+    ) -> tuple[str, ...] | None:
+        """Sorted unique rights, or None after reporting one that does not apply."""
+        ok = True
+        for index, right in enumerate(granted):
+            if not r.applies_to(right, entity_kind):
+                prefixes = " or ".join(f"{p}*" for p in r.PREFIXES_OF_ENTITY[entity_kind])
+                self.error(
+                    item.document.locate([*at, "rights", index]),
+                    f"{right} is not a right of {entity_kind}s (expected {prefixes})",
+                    "invalid-right",
+                )
+                ok = False
+        return tuple(sorted(set(granted))) if ok else None
+
+    def resolve_collaborators(
+        self,
+        item: Validated,
+        declared: list[m.Collaborator] | None,
+        entity_kind: Literal["application", "gateway", "organization"],
+        entity_id: str,
+    ) -> list[Collaborator] | None:
+        if declared is None:
+            return None
+        found: list[Collaborator] = []
+        seen: dict[tuple[str, str], int] = {}
+        for index, collaborator in enumerate(declared):
+            at: list[str | int] = ["collaborators", index]
+            member = (collaborator.kind, collaborator.id)
+            if entity_kind == "organization" and collaborator.kind != "user":
+                self.error(
+                    item.document.locate([*at, "organization"]),
+                    "an organization's collaborators are users (its members)",
+                    "invalid-collaborator",
+                )
+                continue
+            if member in seen:
+                first = item.document.locate(["collaborators", seen[member]])
+                self.error(
+                    item.document.locate(at),
+                    f"duplicate collaborator {collaborator.kind} `{collaborator.id}` "
+                    f"(first at {first})",
+                    "duplicate-id",
+                )
+                continue
+            seen[member] = index
+            granted = self.check_rights(item, at, collaborator.rights, entity_kind)
+            if granted is None:
+                continue
+            found.append(
+                Collaborator(
+                    entity_kind,
+                    entity_id,
+                    OwnerRef(collaborator.kind, collaborator.id),
+                    granted,
+                    _lazy(item.document, at),
+                )
+            )
+        return found
+
+    def resolve_api_keys(
+        self,
+        item: Validated,
+        declared: list[m.ApiKey] | None,
+        entity_kind: Literal["application", "gateway"],
+        entity_id: str,
+    ) -> list[ApiKey] | None:
+        if declared is None:
+            return None
+        found: list[ApiKey] = []
+        seen: dict[str, int] = {}
+        base_dir = Path(item.document.file).parent
+        target = self.project.target
+        for index, key in enumerate(declared):
+            at: list[str | int] = ["api_keys", index]
+            if key.name in seen:
+                first = item.document.locate(["api_keys", seen[key.name], "name"])
+                self.error(
+                    item.document.locate([*at, "name"]),
+                    f"duplicate API key name `{key.name}` in {entity_kind} `{entity_id}` "
+                    f"(first at {first}): keys are matched by name",
+                    "duplicate-id",
+                )
+                continue
+            seen[key.name] = index
+            granted = self.check_rights(item, at, key.rights, entity_kind)
+            sink: Sink
+            if key.deliver.file is not None:
+                path = os.path.normpath(os.path.join(os.path.realpath(base_dir), key.deliver.file))
+                sink = FileSink(path, key.deliver.file, self.tree.roots)
+            else:
+                name = key.deliver.command or ""
+                commands = target.secret_commands if target is not None else {}
+                if name not in commands:
+                    if not self.invalid_stack:
+                        match = closest(name, commands)
+                        hint = f"; did you mean `{match}`?" if match else ""
+                        self.error(
+                            item.document.locate([*at, "deliver", "command"]),
+                            f"command `{name}` is not in the Stack document's "
+                            f"`secret_commands`{hint}",
+                            "unknown-command",
+                        )
+                    continue
+                sink = CommandSink(name, commands[name])
+            if granted is None:
+                continue
+            expires = None
+            if key.expires_at is not None:
+                expires = key.expires_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            found.append(
+                ApiKey(
+                    entity_kind,
+                    entity_id,
+                    key.name,
+                    granted,
+                    sink,
+                    _lazy(item.document, at),
+                    expires,
+                    key.rotate_after_days,
+                )
+            )
+        return found
 
     # --- applications -------------------------------------------------------------------------
 
@@ -237,6 +412,10 @@ class _Resolution:
                     webhooks=webhooks,
                     pubsubs=pubsubs,
                     profiles=tuple(app.device_profiles),
+                    api_keys=self.resolve_api_keys(item, app.api_keys, "application", app.id),
+                    collaborators=self.resolve_collaborators(
+                        item, app.collaborators, "application", app.id
+                    ),
                 )
             )
         return infos
@@ -568,7 +747,14 @@ class _Resolution:
                     [{"location": location.model_dump(exclude_unset=True)}] if location else None
                 )
             self.project.gateways.append(
-                Gateway(gateway.id, owner, fields, _lazy(item.document, []))
+                Gateway(
+                    gateway.id,
+                    owner,
+                    fields,
+                    _lazy(item.document, []),
+                    self.resolve_api_keys(item, gateway.api_keys, "gateway", gateway.id),
+                    self.resolve_collaborators(item, gateway.collaborators, "gateway", gateway.id),
+                )
             )
 
 

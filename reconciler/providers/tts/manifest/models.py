@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
+    AwareDatetime,
     BeforeValidator,
     Field,
     PlainValidator,
@@ -25,7 +26,7 @@ from pydantic import (
 )
 
 from reconciler.manifest.common import FileList, ManifestModel, Safety, SecretReference
-from reconciler.manifest.files import SCRIPT_FILE, FileRefError
+from reconciler.manifest.files import SCRIPT_FILE, SECRET_FILE, FileMissing, FileRefError
 from reconciler.manifest.secrets import (
     Token,
     ca_bundle_inside_tree,
@@ -36,7 +37,7 @@ from reconciler.providers.tts.manifest import types as t
 from reconciler.providers.tts.manifest.pubsubs import PubSub
 from reconciler.providers.tts.manifest.types import AesKey, HeaderName, HeaderValue
 
-KINDS = ("Stack", "Application", "Device", "Fleet", "Gateway")
+KINDS = ("Stack", "Organization", "Application", "Device", "Fleet", "Gateway")
 DEFAULT_OWNERSHIP_KEY = "managed-by"
 WEBHOOK_MESSAGE_TYPES = (
     "uplink_message",
@@ -115,6 +116,83 @@ class Owner(ManifestModel):
     @property
     def id(self) -> str:
         return self.user or self.organization or ""
+
+
+Rights = Annotated[list[t.Right], Field(min_length=1)]
+
+
+class Collaborator(ManifestModel):
+    """A user or organization and the rights it holds on the entity."""
+
+    user: t.UserId | None = None
+    organization: t.EntityId | None = None
+    rights: Rights
+
+    @model_validator(mode="after")
+    def _one(self) -> Collaborator:
+        if (self.user is None) == (self.organization is None):
+            raise ValueError("a collaborator needs exactly one of `user` or `organization`")
+        return self
+
+    @property
+    def kind(self) -> Literal["user", "organization"]:
+        return "user" if self.user is not None else "organization"
+
+    @property
+    def id(self) -> str:
+        return self.user or self.organization or ""
+
+
+def _sink_inside_tree(value: str | None, info: ValidationInfo) -> str | None:
+    """A sink file is written by apply; it may not exist yet, but it may never be outside the
+    manifest tree (or the Stack's `allow_files_from`)."""
+    if value is None:
+        return value
+    context = context_of(info)
+    try:
+        context.tree.resolve(value, context.base_dir, SECRET_FILE)
+    except FileMissing:
+        pass
+    except FileRefError as error:
+        raise ValueError(str(error).replace("secret file", "sink file")) from None
+    return value
+
+
+class SecretSink(ManifestModel):
+    """Where a new API key's secret goes (the server shows it once, at creation): a file
+    (relative to this manifest, inside the manifest tree; written with mode 0600) or a command
+    the Stack document names in `secret_commands` (given the secret on standard input)."""
+
+    file: Annotated[str, Field(max_length=1024)] | None = None
+    command: t.PlainId | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SecretSink:
+        if (self.file is None) == (self.command is None):
+            raise ValueError("`deliver` needs exactly one of `file` or `command`")
+        return self
+
+    @field_validator("file")
+    @classmethod
+    def _inside_tree(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _sink_inside_tree(value, info)
+
+
+class ApiKey(ManifestModel):
+    """An API key of an application or gateway, matched by `name` (the server picks its ID and
+    shows its secret once, at creation: it goes to `deliver`, nowhere else)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=t.NAME_MAX)]
+    rights: Rights
+    expires_at: AwareDatetime | None = None
+    rotate_after_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="Rotate (create a new key, deliver it, delete the old one) once the key "
+        "is older than this.",
+    )
+    deliver: SecretSink
 
 
 class Formatters(ManifestModel):
@@ -302,6 +380,12 @@ class Application(ManifestModel):
     pubsubs: list[PubSub] = Field(
         default_factory=list, description="Pub/sub integrations (MQTT, NATS, AWS IoT)."
     )
+    api_keys: list[ApiKey] | None = Field(
+        default=None, description="The application's API keys (listed: all of them)."
+    )
+    collaborators: list[Collaborator] | None = Field(
+        default=None, description="Who holds which rights (listed: all of them)."
+    )
     device_defaults: DeviceSettings | None = None
     device_profiles: dict[t.PlainId, DeviceSettings] = Field(default_factory=dict)
 
@@ -322,6 +406,29 @@ class Gateway(ManifestModel):
     location: Location | None = None
     status_public: bool | None = None
     location_public: bool | None = None
+    api_keys: list[ApiKey] | None = Field(
+        default=None, description="The gateway's API keys (listed: all of them)."
+    )
+    collaborators: list[Collaborator] | None = Field(
+        default=None, description="Who holds which rights (listed: all of them)."
+    )
+
+
+class Organization(ManifestModel):
+    """An organization, created under a user; applications and gateways may name it as their
+    `owner`."""
+
+    kind: Literal["Organization"]
+    id: t.EntityId
+    name: t.Name | None = None
+    description: t.Description | None = None
+    attributes: t.Attributes | None = None
+    owner: Owner | None = Field(
+        default=None, description="The user it is created under; defaults to the Stack's owner."
+    )
+    collaborators: list[Collaborator] | None = Field(
+        default=None, description="Members (users only) and their rights (listed: all of them)."
+    )
 
 
 def _api_key_reference(value: object) -> object:
@@ -365,6 +472,12 @@ class Stack(ManifestModel):
         default=None, description="Default owner of applications and gateways."
     )
     safety: Safety = Field(default_factory=Safety)
+    secret_commands: dict[t.PlainId, Annotated[list[str], Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description="Commands API key secrets may be delivered to (`deliver: {command: NAME}`), "
+        "run without a shell with the secret on standard input. Only the Stack document names "
+        "commands.",
+    )
 
     @field_validator("api_key")
     @classmethod
@@ -380,6 +493,7 @@ class Stack(ManifestModel):
 
 MODELS: dict[str, type[ManifestModel]] = {
     "Stack": Stack,
+    "Organization": Organization,
     "Application": Application,
     "Device": Device,
     "Fleet": Fleet,

@@ -22,6 +22,7 @@ from reconciler.manifest.project import Located, Project, Source
 from reconciler.manifest.secrets import SecretContext, SecretError, resolve
 from reconciler.providers.tts.servers import API_PREFIX, DEFAULT_USER_AGENT
 from reconciler.resources import Secret
+from reconciler.sinks import Sink
 
 ServerRole = Literal["identity", "network", "application", "join"]
 SERVER_ROLES: tuple[ServerRole, ...] = ("identity", "network", "application", "join")
@@ -55,6 +56,8 @@ class Target(Located):
     # Where the API key file may be read from (None: the current directory).
     tree: ManifestTree | None = None
     api_key_source: Callable[[], Location] | None = None  # `api_key` in the Stack document
+    # Commands API key secrets may be delivered to, by name (`secret_commands`).
+    secret_commands: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def with_url_override(self, url: str) -> Target:
         """All four servers at one root URL (`--url`, `RECONCILER_TTS_URL`)."""
@@ -128,6 +131,41 @@ class Device(Located):
 
 
 @dataclass(slots=True)
+class ApiKey(Located):
+    """An API key of an application or gateway, by name."""
+
+    entity_kind: Literal["application", "gateway"]
+    entity_id: str
+    name: str
+    rights: tuple[str, ...]  # canonical names, sorted, unique
+    sink: Sink
+    source: Source
+    expires_at: str | None = None  # `YYYY-MM-DDTHH:MM:SSZ`; None: never expires
+    rotate_after_days: int | None = None
+
+
+@dataclass(slots=True)
+class Collaborator(Located):
+    """A user or organization holding rights on an application, gateway or organization."""
+
+    entity_kind: Literal["application", "gateway", "organization"]
+    entity_id: str
+    member: OwnerRef
+    rights: tuple[str, ...]  # canonical names, sorted, unique
+    source: Source
+
+
+@dataclass(slots=True)
+class Organization(Located):
+    organization_id: str
+    owner: OwnerRef  # the user it is created under
+    fields: dict[str, Any]  # Organization field path -> value
+    source: Source
+    # None: not declared (left alone); a list: all of them.
+    collaborators: list[Collaborator] | None = None
+
+
+@dataclass(slots=True)
 class Webhook(Located):
     application_id: str
     webhook_id: str
@@ -154,6 +192,9 @@ class Application(Located):
     webhooks: list[Webhook] = field(default_factory=list)
     pubsubs: list[PubSub] = field(default_factory=list)
     profiles: tuple[str, ...] = ()
+    # None: not declared (left alone); a list: all of them.
+    api_keys: list[ApiKey] | None = None
+    collaborators: list[Collaborator] | None = None
 
 
 @dataclass(slots=True)
@@ -162,6 +203,8 @@ class Gateway(Located):
     owner: OwnerRef
     fields: dict[str, Any]  # Gateway field path -> value
     source: Source
+    api_keys: list[ApiKey] | None = None
+    collaborators: list[Collaborator] | None = None
 
 
 PROVIDER = "tts"
@@ -172,6 +215,7 @@ class TtsProject:
     """Everything the TTS manifest kinds declare, validated and resolved."""
 
     target: Target | None = None
+    organizations: list[Organization] = field(default_factory=list)
     applications: list[Application] = field(default_factory=list)
     devices: list[Device] = field(default_factory=list)
     gateways: list[Gateway] = field(default_factory=list)
@@ -182,16 +226,29 @@ class TtsProject:
                 return application
         return None
 
+    def api_keys(self) -> list[ApiKey]:
+        found = [k for a in self.applications for k in a.api_keys or []]
+        return found + [k for g in self.gateways for k in g.api_keys or []]
+
+    def collaborators(self) -> list[Collaborator]:
+        found = [c for o in self.organizations for c in o.collaborators or []]
+        found += [c for a in self.applications for c in a.collaborators or []]
+        return found + [c for g in self.gateways for c in g.collaborators or []]
+
     def counts(self) -> dict[str, int]:
-        pubsubs = sum(len(a.pubsubs) for a in self.applications)
-        return {
+        # The kinds added later are counted only when declared: summaries read as before.
+        counts = {
+            "organizations": len(self.organizations),
             "applications": len(self.applications),
             "webhooks": sum(len(a.webhooks) for a in self.applications),
-            # Named only when there are some: trees without them read as before.
-            **({"pubsubs": pubsubs} if pubsubs else {}),
+            "pubsubs": sum(len(a.pubsubs) for a in self.applications),
             "devices": len(self.devices),
             "gateways": len(self.gateways),
+            "API keys": len(self.api_keys()),
+            "collaborators": len(self.collaborators()),
         }
+        optional = ("organizations", "pubsubs", "API keys", "collaborators")
+        return {k: v for k, v in counts.items() if v or k not in optional}
 
 
 def tts_project(project: Project) -> TtsProject:

@@ -216,6 +216,10 @@ def parse_mqtt_qos(value: object) -> str:
     return _enum_name("ApplicationPubSub.MQTTProvider.QoS", value, "MQTT QoS")
 
 
+def parse_right(value: object) -> str:
+    return _enum_name("Right", value, "right")
+
+
 def parse_location_source(value: object) -> str:
     return _enum_name("LocationSource", value, "location source")
 
@@ -471,6 +475,13 @@ LocationSource = Annotated[
     str, *_field(parse_location_source, _enum_schema("LocationSource", "Location source."))
 ]
 Name = Annotated[str, *_field(parse_name, _string_schema(None, NAME_MAX, "Name."))]
+Right = Annotated[
+    str,
+    *_field(
+        parse_right,
+        _enum_schema("Right", "A right, e.g. RIGHT_GATEWAY_LINK (or without the RIGHT_ prefix)."),
+    ),
+]
 Description = Annotated[
     str, *_field(parse_description, _string_schema(None, DESCRIPTION_MAX, "Description."))
 ]
