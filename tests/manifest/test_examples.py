@@ -14,8 +14,9 @@ def test_validate_examples_exits_0_with_a_summary() -> None:
     result = run_cli("validate", "manifests", env=environ)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (
-        "valid: stack orchard-north: 2 applications, 1 webhook, 1 pubsub, 54 devices, 2 gateways, "
-        "12 iothub devices, 1 iothub module (10 files)" in (result.stdout)
+        "valid: stack orchard-north: 1 organization, 2 applications, 1 webhook, 1 pubsub, "
+        "54 devices, 2 gateways, 1 API key, 1 collaborator, 12 iothub devices, 1 iothub module "
+        "(11 files)" in (result.stdout)
     )
     assert result.stderr == ""  # no warnings either
     for value in environ.values():
@@ -36,7 +37,15 @@ def test_example_project_content() -> None:
     assert project.target is not None
     assert project.target.stack == "orchard-north"
     assert {a.owner.id for a in project.applications} == {"admin-user"}
-    assert {g.owner.id for g in project.gateways} == {"admin-user"}
+    gateways = {g.gateway_id: g for g in project.gateways}
+    assert gateways["orchard-gw-shed"].owner.id == "orchard-coop"  # owned by the organization
+    (link,) = gateways["orchard-gw-barn"].api_keys or []
+    assert link.rights == ("RIGHT_GATEWAY_LINK",)
+    assert link.sink.describe() == "file ../secrets/orchard-gw-barn-link.key (mode 0600)"
+    (org,) = project.organizations
+    assert org.organization_id == "orchard-coop"
+    sensors_collaborators = project.application("orchard-sensors").collaborators  # type: ignore[union-attr]
+    assert [str(c.member) for c in sensors_collaborators or []] == ["organization orchard-coop"]
 
     devices = {d.device_id: d for d in project.devices}
     assert len(devices) == 54

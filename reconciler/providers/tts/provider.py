@@ -87,6 +87,8 @@ if TYPE_CHECKING:
     from reconciler.providers.tts.watch import TTSWatcher
 
 LIST_PAGE_SIZE = 1000
+# The right that lists an entity's API keys, collaborators (`RIGHT_<ENTITY>_...`).
+LIST_RIGHTS = {"api_key": "SETTINGS_API_KEYS", "collaborator": "SETTINGS_COLLABORATORS"}
 PLURAL = {"application": "applications", "gateway": "gateways", "organization": "organizations"}
 # 403 instead of 404 for an entity that does not exist (or is not the caller's).
 NO_RIGHTS_ERRORS = frozenset(
@@ -673,6 +675,18 @@ class TTSProvider(TTSDiffer):
             for kind in ("api_key", "collaborator"):
                 if (kind, entity) not in declared:
                     continue
+                needed = f"RIGHT_{entity.kind.upper()}_{LIST_RIGHTS[kind]}"
+                if entity.kind == "organization" and kind == "collaborator":
+                    needed = "RIGHT_ORGANIZATION_SETTINGS_MEMBERS"
+                if needed not in held[entity]:
+                    problem = (
+                        f"{entity}: the tool's API key lacks {needed}, so its "
+                        f"{kind.replace('_', ' ')}s cannot be read"
+                    )
+                    if desired.resources[entity].extra.get("access_optional"):
+                        live.warnings.append(problem)  # import: reported, not fatal
+                        continue
+                    raise ReconcilerError(f"{problem}: grant it, or leave the list out")
                 if kind == "api_key":
                     await self._read_api_keys(entity, live, owned)
                 else:

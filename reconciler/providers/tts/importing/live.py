@@ -62,6 +62,8 @@ async def read_live(
     # Stack name and ownership key do not matter for reading: nothing is planned.
     probe = DesiredState(stack="import", ownership_key="managed-by")
     owner = Owner("user", "import")
+    # Their API keys and collaborators are read too (as lists the manifests would declare).
+    access = ("api_key", "collaborator")
     app_fields = dict.fromkeys(r.APPLICATION_PATHS + r.APPLICATION_EXTRAS)
     link_fields = dict.fromkeys(r.LINK_PATHS + r.LINK_EXTRAS)
     # One dict shared by every device: the provider only reads it (10,000 copies would not fit
@@ -71,7 +73,13 @@ async def read_live(
     pubsubs: dict[str, list[dict[str, Any]]] = {}
     for app_id in app_ids:
         await _check_application(client, app_id)
-        probe.add(DesiredResource(application_key(app_id), app_fields, extra={"owner": owner}))
+        probe.add(
+            DesiredResource(
+                application_key(app_id),
+                app_fields,
+                extra={"owner": owner, "declared_lists": access, "access_optional": True},
+            )
+        )
         probe.add(DesiredResource(link_key(app_id), link_fields))
         try:
             async for item in provider._list_pages(
@@ -102,7 +110,13 @@ async def read_live(
         pubsubs[app_id] = list(pubsub_listing.get("pubsubs") or [])
     gateway_fields = dict.fromkeys(r.GATEWAY_PATHS + r.GATEWAY_EXTRAS)
     for gateway_id in gateway_ids:
-        probe.add(DesiredResource(gateway_key(gateway_id), gateway_fields, extra={"owner": owner}))
+        probe.add(
+            DesiredResource(
+                gateway_key(gateway_id),
+                gateway_fields,
+                extra={"owner": owner, "declared_lists": access, "access_optional": True},
+            )
+        )
 
     live = await provider.read(probe, prune=False)
     for gateway_id in gateway_ids:
@@ -112,6 +126,10 @@ async def read_live(
                 "no rights to it)"
             )
     _collect(snapshot, live, app_ids, gateway_ids, webhooks, pubsubs)
+    # What could not be read (API keys or collaborators without the rights to list them) and
+    # the servers' warnings.
+    for warning in live.warnings:
+        snapshot.report.note(warning)
     return snapshot
 
 
@@ -158,6 +176,9 @@ def _collect(
             )
         app.webhooks = [r.webhook_record(item, app_id, report) for item in webhooks[app_id]]
         app.pubsubs = [r.pubsub_record(item, app_id, report) for item in pubsubs[app_id]]
+        app.access = r.access_record(live, application_key(app_id), report)
+        if app.access.api_keys:
+            report.count("API key", len(app.access.api_keys))
         keys = sorted(by_app.get(app_id, []))
         for key in keys:
             entry = live.resources[key]
@@ -182,7 +203,11 @@ def _collect(
         report.count("pub/sub", len(app.pubsubs))
     for gateway_id in gateway_ids:
         entry = live.resources[gateway_key(gateway_id)]
-        snapshot.gateways.append(r.gateway_record(entry.records["is"].data, report, snapshot.owner))
+        gateway = r.gateway_record(entry.records["is"].data, report, snapshot.owner)
+        gateway.access = r.access_record(live, gateway_key(gateway_id), report)
+        if gateway.access.api_keys:
+            report.count("API key", len(gateway.access.api_keys))
+        snapshot.gateways.append(gateway)
         report.count("gateway")
 
 

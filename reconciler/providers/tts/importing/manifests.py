@@ -130,6 +130,7 @@ class _Builder:
             doc["webhooks"] = [self.webhook(app.application_id, w) for w in app.webhooks]
         if app.pubsubs:
             doc["pubsubs"] = [self.pubsub(app.application_id, p) for p in app.pubsubs]
+        self.access(doc, app.access, "")
         documents = self.devices(app, base, doc)
         self.tree.add(f"{base}/application.yaml", yaml_documents([doc], HEADER))
         if documents:
@@ -391,7 +392,29 @@ class _Builder:
                 doc[path] = value
         if "location" in fields:
             doc["location"] = {"latitude": 0.0, "longitude": 0.0, **fields["location"]}
+        self.access(doc, gateway.access, f"gateway-{gateway.gateway_id}.")
         return doc
+
+    def access(self, doc: dict[str, Any], access: r.AccessRecord, prefix: str) -> None:
+        """API keys and collaborators, as the lists they are on the server. A key's secret
+        cannot be read: it goes, on a server that lacks the key, to a git-ignored file under
+        `secrets/` beside the manifest."""
+        if access.api_keys:
+            keys = []
+            for key in access.api_keys:
+                file = f"secrets/{prefix}api-key.{_file_part(key['name'])}"
+                keys.append({**key, "deliver": {"file": file}})
+            doc["api_keys"] = keys
+        if access.collaborators:
+            doc["collaborators"] = [
+                {kind: member_id, "rights": rights}
+                for kind, member_id, rights in access.collaborators
+            ]
+
+
+def _file_part(name: str) -> str:
+    """A key name as part of a file name (letters, digits, `-`, `_`, `.` only)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "key"
 
 
 def _expected_keys(record: r.DeviceRecord) -> list[str]:

@@ -13,10 +13,13 @@ from typing import Any
 from reconciler.importer.report import ImportReport
 from reconciler.manifest.common import ManifestModel
 from reconciler.providers.tts import devices, schema
+from reconciler.providers.tts.access import normal_rights, normal_timestamp
 from reconciler.providers.tts.importing import fields as f
+from reconciler.providers.tts.kinds import entity_of
 from reconciler.providers.tts.manifest import models as m
 from reconciler.providers.tts.manifest import pubsubs as ps
 from reconciler.providers.tts.servers import SERVER_NAMES, Server
+from reconciler.resources import LiveState, ResourceKey
 
 
 @dataclass
@@ -52,6 +55,14 @@ class PubSubRecord:
 
 
 @dataclass
+class AccessRecord:
+    """An entity's API keys (name, rights, expiry: never a secret) and collaborators."""
+
+    api_keys: list[dict[str, Any]] = field(default_factory=list)
+    collaborators: list[tuple[str, str, list[str]]] = field(default_factory=list)
+
+
+@dataclass
 class ApplicationRecord:
     application_id: str
     fields: dict[str, Any]  # name, description, attributes, server addresses (normal form)
@@ -60,12 +71,14 @@ class ApplicationRecord:
     pubsubs: list[PubSubRecord] = field(default_factory=list)
     devices: list[DeviceRecord] = field(default_factory=list)
     keys_readable: bool = True
+    access: AccessRecord = field(default_factory=AccessRecord)
 
 
 @dataclass
 class GatewayRecord:
     gateway_id: str
     fields: dict[str, Any]  # gateway paths (normal form), `location` for the first antenna's
+    access: AccessRecord = field(default_factory=AccessRecord)
 
 
 @dataclass
@@ -350,3 +363,35 @@ def gateway_record(
                 gateway_id,
             )
     return GatewayRecord(gateway_id, found)
+
+
+def access_record(live: LiveState, entity: ResourceKey, report: ImportReport) -> AccessRecord:
+    """The API keys (by name; a key without a name, or a name two keys share, cannot be
+    declared and is reported) and collaborators the provider read for an entity."""
+    found = AccessRecord()
+    for key, resource in sorted(live.resources.items()):
+        if key.kind not in ("api_key", "collaborator") or entity_of(key) != entity:
+            continue
+        record = resource.records.get("is")
+        if record is None:
+            continue
+        if key.kind == "collaborator":
+            rights = normal_rights(record.data.get("rights"))
+            found.collaborators.append((key.ids[2], key.ids[3], rights))
+            continue
+        items = record.data.get("api_keys") or []
+        name = key.id
+        if not name or len(items) != 1:
+            ids = ", ".join(sorted(str(i.get("id")) for i in items))
+            why = "has no name" if not name else f"shares its name with another key ({ids})"
+            report.add(
+                f"API key {why}: not imported (keys are declared and matched by name)",
+                f"{entity.kind} {entity.id}",
+            )
+            continue
+        item = items[0]
+        api_key: dict[str, Any] = {"name": name, "rights": normal_rights(item.get("rights"))}
+        if item.get("expires_at"):
+            api_key["expires_at"] = normal_timestamp(item["expires_at"])
+        found.api_keys.append(api_key)
+    return found
