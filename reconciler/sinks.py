@@ -55,6 +55,10 @@ class FileSink:
     def describe(self) -> str:
         return f"file {self.shown} (mode 0600)"
 
+    # Saved plans digest what the manifests say (the name as written), not where the checkout
+    # lies: a plan made in one CI job applies in another.
+    __str__ = describe
+
     def deliver_now(self, secret: str) -> None:
         target = Path(self.path)
         parent = os.path.realpath(target.parent)
@@ -79,6 +83,8 @@ class CommandSink:
 
     def describe(self) -> str:
         return f"command {self.name}"
+
+    __str__ = describe
 
     def deliver_now(self, secret: str) -> None:
         try:

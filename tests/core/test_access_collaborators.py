@@ -12,8 +12,6 @@ import pytest
 
 from tests.core.support import STACK, Engine, write_manifests
 
-pytestmark = pytest.mark.asyncio
-
 ORGANIZATION = """
 kind: Organization
 id: acme-farms
@@ -86,6 +84,7 @@ def site(directory: Path, **files: str) -> list[Path]:
     return [directory]
 
 
+@pytest.mark.asyncio
 async def test_declared_collaborators_are_set_and_drift_is_repaired(
     eng: Engine, tmp_path: Path, client: httpx.AsyncClient
 ) -> None:
@@ -124,6 +123,7 @@ async def test_declared_collaborators_are_set_and_drift_is_repaired(
     assert not (await eng.plan(paths)).plan.changes
 
 
+@pytest.mark.asyncio
 async def test_prune_removes_undeclared_collaborators_of_owned_entities(
     eng: Engine, tmp_path: Path, client: httpx.AsyncClient
 ) -> None:
@@ -158,6 +158,7 @@ async def test_prune_removes_undeclared_collaborators_of_owned_entities(
     assert "user:bob" not in await collaborators(client, "/applications/orchard-app")
 
 
+@pytest.mark.asyncio
 async def test_the_tools_own_access_is_never_removed_or_reduced(
     eng: Engine, tmp_path: Path, client: httpx.AsyncClient
 ) -> None:
@@ -186,3 +187,57 @@ async def test_the_tools_own_access_is_never_removed_or_reduced(
         "collaborator application/org-app/user/admin-user" in b and "tool's own access" in b
         for b in run.plan.blocked
     ), run.plan.blocked
+
+
+def test_collaborator_declarations_are_checked_where_they_are(tmp_path: Path) -> None:
+    from reconciler.manifest.load import load_manifests
+    from reconciler.providers.registry import MANIFEST_KINDS
+
+    write_manifests(
+        tmp_path,
+        stack=STACK,
+        org="""
+kind: Organization
+id: acme-farms
+collaborators:
+  - organization: other-org
+    rights: [RIGHT_ORGANIZATION_INFO]
+""",
+        application="""
+kind: Application
+id: orchard-app
+collaborators:
+  - user: alice
+    rights: [RIGHT_GATEWAY_INFO]
+  - user: bob
+    rights: [RIGHT_APPLICATION_INFO]
+  - user: bob
+    rights: [RIGHT_APPLICATION_ALL]
+""",
+        gateway="""
+kind: Gateway
+id: barn-gw
+collaborators:
+  - user: alice
+    organization: acme-farms
+    rights: [RIGHT_GATEWAY_INFO]
+  - user: carol
+    rights: [NOT_A_RIGHT]
+""",
+    )
+    result = load_manifests([tmp_path], kinds=MANIFEST_KINDS, environ={})
+    found = sorted((Path(d.location.file).name, d.location.line, d.message) for d in result.errors)
+    text = "\n".join(map(str, found))
+    assert any(
+        f == "org.yaml" and line == 4 and "collaborators are users" in m for f, line, m in found
+    ), text
+    assert any(
+        f == "application.yaml" and line == 5 and "is not a right of applications" in m
+        for f, line, m in found
+    ), text
+    assert any(
+        f == "application.yaml" and line == 8 and "duplicate collaborator user `bob`" in m
+        for f, line, m in found
+    ), text
+    assert any(f == "gateway.yaml" and "exactly one of `user`" in m for f, _, m in found), text
+    assert any(f == "gateway.yaml" and "unknown right" in m for f, _, m in found), text

@@ -291,3 +291,21 @@ api_keys:
     assert any(line == 5 and "is not a right of gateways" in m for line, m in wrong), text
     assert any(line == 7 and "duplicate API key name `link`" in m for line, m in wrong), text
     assert any(line == 12 and "`secret_commands`" in m for line, m in wrong), text
+
+
+def test_a_keys_plan_digest_does_not_depend_on_where_the_tree_lies(tmp_path: Path) -> None:
+    """A plan saved in one CI job is applied in another, whose checkout may lie elsewhere."""
+    from reconciler.manifest.load import load_manifests
+    from reconciler.planning import desired_digest
+    from reconciler.providers.registry import MANIFEST_KINDS
+    from reconciler.providers.tts.desired import api_key_resource
+    from reconciler.providers.tts.manifest.project import tts_project
+
+    digests = []
+    for where in ("one", "two/deeper"):
+        tree = site(tmp_path / where)
+        result = load_manifests(tree, kinds=MANIFEST_KINDS, environ={})
+        assert not result.has_errors, result.diagnostics
+        (key,) = tts_project(result.project).api_keys()
+        digests.append(desired_digest(api_key_resource(key), b"k"))
+    assert digests[0] == digests[1]
