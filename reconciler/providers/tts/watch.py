@@ -8,8 +8,9 @@
   server still keeps (about 10 minutes, about 100 events per entity).
 * **Sweep**: what the events cannot tell. Per application one Identity Server
   `POST /applications/{id}/devices/filter` with `updated_since` (devices whose IS record changed;
-  NS, AS and JS writes do not move it), one application GET, and its webhook list and link,
-  which publish no events at all; each declared gateway by a GET.
+  NS, AS and JS writes do not move it), one application GET, and its link, webhook and pub/sub
+  lists (the real webhook and link registries publish no events); each declared gateway by a
+  GET.
 * **Re-read**: the records an event names, on its registry only.
 """
 
