@@ -98,6 +98,18 @@ async def test_organization_lifecycle_with_an_owned_gateway(
     )
     assert again_create.status_code == 409
 
+    # Declared again: restored (its ID is reserved), then as declared.
+    write_manifests(tmp_path, org=ORGANIZATION)
+    back = await eng.plan(paths)
+    (restore,) = [c for c in back.plan.changes if c.key.kind == "organization"]
+    assert restore.restore
+    assert restore.steps[0].operation == "restore"
+    _run, report = await eng.apply(paths)
+    assert not report.failed, report.failed
+    org = (await client.get("/organizations/acme-farms?field_mask=name")).json()
+    assert org["name"] == "Acme farms"
+    assert not (await eng.plan(paths)).plan.changes
+
 
 @pytest.mark.asyncio
 async def test_prune_spares_organizations_this_stack_does_not_own(

@@ -68,6 +68,17 @@ async def test_organization_update_masks_and_list(client: httpx.AsyncClient, tts
     assert [o["ids"]["organization_id"] for o in deleted["organizations"]] == ["org-two"]
     by_member = expect_ok(await client.get(f"/users/{tts.admin_user}/organizations"))
     assert [o["ids"]["organization_id"] for o in by_member["organizations"]] == ["org-one"]
+    # Restore (within the window), then an admin's purge frees the ID.
+    expect_ok(await client.post("/organizations/org-two/restore"))
+    expect_ok(await client.get("/organizations/org-two"))
+    expect_ok(await client.delete("/organizations/org-two"))
+    expect_ok(await client.delete("/organizations/org-two/purge"))
+    expect_error(
+        await client.post("/organizations/org-two/restore"),
+        code=NOT_FOUND,
+        name="organization_not_found",
+    )
+    await tts.create_organization("org-two")
 
 
 @pytest.mark.asyncio

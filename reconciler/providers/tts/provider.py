@@ -42,7 +42,6 @@ from reconciler.providers.tts.kinds import (
     entity_of,
     eui_pair,
     gateway_eui,
-    gateway_key,
     link_key,
     organization_key,
     pubsub_key,
@@ -303,7 +302,7 @@ class TTSProvider(TTSDiffer):
                 for r in desired.of_kind("organization")
             ),
         )
-        for kind in ("application", "gateway"):
+        for kind in ("organization", "application", "gateway"):
             of_kind = desired.of_kind(kind)
             if any(r.key not in live.resources for r in of_kind):
                 # A missing ID may be soft-deleted (reserved) rather than free.
@@ -426,9 +425,10 @@ class TTSProvider(TTSDiffer):
         self,
         declared: list[DesiredResource],
         live: LiveState,
-        kind: Literal["application", "gateway"],
+        kind: Literal["organization", "application", "gateway"],
     ) -> None:
-        """The soft-deleted applications or gateways the key can see: a declared one among them
+        """The soft-deleted organizations, applications or gateways the key can see: a declared
+        one among them
         is restored rather than created (its ID is reserved); a deleted gateway's EUI stays
         reserved too. One list request per 1,000, only when a declared one is missing."""
         plural = f"{kind}s"
@@ -442,7 +442,7 @@ class TTSProvider(TTSDiffer):
             entity_id = _entity_id(item, id_field)
             if entity_id is None:
                 raise self._malformed("is", f"/{plural}", f"an item without ids.{id_field}")
-            key = gateway_key(entity_id) if kind == "gateway" else application_key(entity_id)
+            key = entity_key(kind, entity_id)
             if kind == "gateway":
                 eui = gateway_eui((item.get("ids") or {}).get("eui"))
                 if eui:

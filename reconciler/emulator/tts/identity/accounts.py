@@ -190,6 +190,65 @@ def organization_rights(call: Call) -> dict[str, Any]:
     return {"rights": sorted(held)}
 
 
+def restore_organization(call: Call) -> dict[str, Any]:
+    """`POST /organizations/{id}/restore`: a soft-deleted organization back, within the
+    restore window (admins at any time), for a caller holding RIGHT_ORGANIZATION_DELETE on it."""
+    from datetime import UTC, datetime
+
+    from reconciler.emulator.tts.identity.entities import RESTORE_WINDOW_S
+
+    org_id = call.params["org"]
+    caller = call.caller()
+    record = call.store.organizations.get(org_id)
+    held = caller.universal
+    if record is not None and caller.entity_kind == "user":
+        member = record.get("members", {}).get(caller.entity_id, [])
+        held = held | (rights.expand(member) & caller.rights)
+    elif record is not None and caller.entity_kind == "organization" and caller.entity_id == org_id:
+        held = held | caller.rights
+    if not held:
+        raise errors.no_organization_rights(uid=org_id)
+    if "RIGHT_ORGANIZATION_DELETE" not in held:
+        raise errors.insufficient_organization_rights(
+            uid=org_id, missing=["RIGHT_ORGANIZATION_DELETE"]
+        )
+    if record is None or not record["organization"].get("deleted_at"):
+        raise organization_not_found(org_id)
+    deleted_at = timestamp_key(record["organization"]["deleted_at"])[0]
+    if (datetime.now(UTC) - deleted_at).total_seconds() > RESTORE_WINDOW_S and not caller.is_admin:
+        raise errors.TTSError(
+            "pkg/identityserver",
+            "restore_window_expired",
+            "restore window expired",
+            errors.FAILED_PRECONDITION,
+        )
+    call.before_write()
+    org = dict(record["organization"])
+    org.pop("deleted_at", None)
+    org["updated_at"] = now_timestamp()
+    call.store.organizations.put(org_id, {**record, "organization": org})
+    call.emu.events.publish("organization.restore", [{"organization_ids": org["ids"]}])
+    return {}
+
+
+def purge_organization(call: Call) -> dict[str, Any]:
+    """`DELETE /organizations/{id}/purge`: admins only; frees the ID."""
+    org_id = call.params["org"]
+    admin_only(call, "admins_purge_organizations", "organizations may only be purged by admins")
+    if org_id not in call.store.organizations:
+        raise organization_not_found(org_id)
+    call.before_write()
+    record = call.store.organizations.delete(org_id)
+    for key_id, key in call.store.api_keys.items():
+        if key["entity"] == "organization" and key["entity_id"] == org_id:
+            call.store.api_keys.delete(key_id)
+            call.emu.auth.forget(key_id)
+    call.emu.events.publish(
+        "organization.purge", [{"organization_ids": record["organization"]["ids"]}]
+    )
+    return {}
+
+
 def delete_organization(call: Call) -> dict[str, Any]:
     org_id = call.params["org"]
     require_organization(call, org_id, "RIGHT_ORGANIZATION_DELETE")
@@ -240,6 +299,20 @@ def operations() -> list[Operation]:
             "/organizations/{org}",
             "OrganizationRegistry/Delete",
             delete_organization,
+            write=True,
+        ),
+        Operation(
+            "POST",
+            "/organizations/{org}/restore",
+            "OrganizationRegistry/Restore",
+            restore_organization,
+            write=True,
+        ),
+        Operation(
+            "DELETE",
+            "/organizations/{org}/purge",
+            "OrganizationRegistry/Purge",
+            purge_organization,
             write=True,
         ),
     ]
