@@ -112,7 +112,8 @@ async def test_migrate_output_state_is_reported_not_imported(
                 "last_f_cnt_up": 12,
             }
             extra["mac_state"] = {"current_parameters": {"rx1_delay": 1}}
-            mac = {**device.get("mac_settings", {}), "class_c_timeout": "300s"}
+            relay = {"served": {"serving_device_id": "relay-01", "always": {}}}
+            mac = {**device.get("mac_settings", {}), "relay": relay}
             extra["mac_settings"] = mac
         exported.append({**device, **extra})
     file = tmp_path / "migrated.json"
@@ -121,7 +122,7 @@ async def test_migrate_output_state_is_reported_not_imported(
     lines = "\n".join(report.lines())
     assert "`mac_state`" in lines
     assert "an OTAA session" in lines
-    assert "`mac_settings.class_c_timeout`: not in the manifest language" in lines
+    assert "`mac_settings.relay.served.serving_device_id`: not in the manifest language" in lines
     assert "created_at" not in lines
 
 

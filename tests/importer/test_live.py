@@ -205,8 +205,11 @@ async def test_what_manifests_cannot_hold_is_reported(
     updated = await client.put(
         "/ns/applications/orchard/devices/class-c",
         json={
-            "end_device": {"ids": ids, "mac_settings": {"class_c_timeout": "300s"}},
-            "field_mask": {"paths": ["mac_settings.class_c_timeout"]},
+            "end_device": {
+                "ids": ids,
+                "mac_settings": {"relay": {"served": {"serving_device_id": "relay-01"}}},
+            },
+            "field_mask": {"paths": ["mac_settings.relay"]},
         },
     )
     assert updated.status_code == 200, updated.text
@@ -219,8 +222,8 @@ async def test_what_manifests_cannot_hold_is_reported(
     updated = await client.put(
         "/gateways/gw-barn",
         json={
-            "gateway": {"enforce_duty_cycle": True},
-            "field_mask": {"paths": ["enforce_duty_cycle"]},
+            "gateway": {"downlink_path_constraint": "DOWNLINK_PATH_CONSTRAINT_NEVER"},
+            "field_mask": {"paths": ["downlink_path_constraint"]},
         },
     )
     assert updated.status_code == 200, updated.text
@@ -236,9 +239,10 @@ async def test_what_manifests_cannot_hold_is_reported(
     expected = [
         "device not imported: not registered on the Network Server (a partial registration; "
         "complete or delete it, then import again): 1 resource: orchard/half-done",
-        "device field `mac_settings.class_c_timeout`: not in the manifest language: "
+        "device field `mac_settings.relay.served.serving_device_id`: not in the manifest language: "
         "1 resource: orchard/class-c",
-        "gateway field `enforce_duty_cycle`: not in the manifest language: 1 resource: gw-barn",
+        "gateway field `downlink_path_constraint`: not in the manifest language: "
+        "1 resource: gw-barn",
         "owned by another stack (attribute managed-by): the first apply takes it over: "
         "1 resource: orchard/otaa-11",
     ]

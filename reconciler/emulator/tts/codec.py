@@ -593,7 +593,8 @@ def _encode_single(field_: Field, value: Any) -> Any:
 
 
 def encode_message(msg: Message, data: dict[str, Any]) -> dict[str, Any]:
-    """Canonical form -> TTS JSON. Empty sub-messages are omitted like every zero value."""
+    """Canonical form -> TTS JSON. Empty sub-messages are omitted like every zero value, except
+    a oneof's member."""
     out: dict[str, Any] = {}
     fields = msg.fields
     for key, value in data.items():
@@ -618,7 +619,9 @@ def encode_message(msg: Message, data: dict[str, Any]) -> dict[str, Any]:
                 out[key] = [_encode_single(field_, v) for v in value]
         elif kind == "message":
             encoded = encode_message(field_.message, value)
-            if encoded:
+            # A oneof member that is set is written even when empty (`"disabled": {}` is how
+            # ADR is switched off).
+            if encoded or field_.oneof:
                 out[key] = encoded
         elif kind == "wrapper":
             out[key] = _encode_single(field_, value)

@@ -38,6 +38,7 @@ IMPLICIT_PREFIXES = ("ids", "created_at", "updated_at")
 IMMUTABLE_PATHS = frozenset({"ids.dev_eui", "ids.join_eui", "supports_join", "multicast"})
 # Paths that need RIGHT_APPLICATION_DEVICES_READ_KEYS to read.
 KEY_PATH_PREFIXES = (
+    "claim_authentication_code",
     "root_keys.app_key",
     "root_keys.nwk_key",
     "session.keys.f_nwk_s_int_key",

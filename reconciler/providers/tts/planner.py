@@ -37,6 +37,8 @@ from reconciler.resources import (
 MERGED_MAPS = frozenset({"attributes"})
 # The gateway field that holds the manifest's `location`: [{"location": ...}], or None to clear it.
 ANTENNAS = "antennas"
+# A gateway's secrets (LNS and CUPS keys): read only with RIGHT_GATEWAY_READ_SECRETS.
+GATEWAY_SECRET_PATHS = frozenset({"lbs_lns_secret.value", "target_cups_key.value"})
 # A device's identifiers besides its ID: shown when it is registered (never secret).
 IDENTIFIER_PATHS = frozenset({"ids.dev_eui", "ids.join_eui"})
 
@@ -245,7 +247,7 @@ class TTSDiffer:
             case "collaborator":
                 access.plan_collaborator(resource, live, change)
             case _:
-                self._plan_single(resource, live, change)
+                self._plan_single(resource, live, change, options)
         change.claims = self._claims(resource, change)
 
     @staticmethod
@@ -266,7 +268,11 @@ class TTSDiffer:
         return [unique] if unique else []
 
     def _plan_single(
-        self, resource: DesiredResource, live: LiveResource | None, change: ResourceChange
+        self,
+        resource: DesiredResource,
+        live: LiveResource | None,
+        change: ResourceChange,
+        options: PlanOptions,
     ) -> None:
         kind = resource.key.kind
         server = SERVER_OF_KIND[kind]
@@ -301,11 +307,28 @@ class TTSDiffer:
                 )
             )
             return
-        field_changes = [
-            c
-            for path, value in sorted(resource.fields.items())
-            if (c := compare_field(message, path, value, record.data)) is not None
-        ]
+        secrets_readable = live.secrets_readable if live else True
+        field_changes: list[FieldChange] = []
+        unverifiable = False
+        for path, value in sorted(resource.fields.items()):
+            if path in GATEWAY_SECRET_PATHS and kind == "gateway" and not secrets_readable:
+                unverifiable = True
+                if options.rotate_keys:
+                    field_changes.append(FieldChange(path, sensitive=True, unverifiable=True))
+                continue
+            found = compare_field(message, path, value, record.data)
+            if found is not None:
+                field_changes.append(found)
+        if unverifiable:
+            change.warnings.append(
+                "gateway secrets cannot be verified: the API key lacks "
+                "RIGHT_GATEWAY_READ_SECRETS"
+                + (
+                    "; rewriting them (--rotate-keys)"
+                    if options.rotate_keys
+                    else "; they are set on create only (use --rotate-keys to rewrite them)"
+                )
+            )
         if field_changes:
             if change.restore:
                 change.reason += ", then updated where the manifests differ"

@@ -60,6 +60,7 @@ from reconciler.providers.tts.orphans import (
 )
 from reconciler.providers.tts.planner import (
     ANTENNAS,
+    GATEWAY_SECRET_PATHS,
     MERGED_MAPS,
     MESSAGE_OF_KIND,
     TTSDiffer,
@@ -86,6 +87,7 @@ if TYPE_CHECKING:
     from reconciler.providers.tts.watch import TTSWatcher
 
 LIST_PAGE_SIZE = 1000
+GATEWAY_SECRETS_RIGHTS = frozenset({"RIGHT_GATEWAY_READ_SECRETS", "RIGHT_GATEWAY_ALL", "RIGHT_ALL"})
 # The right that lists an entity's API keys, collaborators (`RIGHT_<ENTITY>_...`).
 LIST_RIGHTS = {"api_key": "SETTINGS_API_KEYS", "collaborator": "SETTINGS_COLLABORATORS"}
 PLURAL = {"application": "applications", "gateway": "gateways", "organization": "organizations"}
@@ -434,7 +436,10 @@ class TTSProvider(TTSDiffer):
         plural = f"{kind}s"
         id_field = f"{kind}_id"
         wanted = {r.key.id: r for r in declared if r.key not in live.resources}
-        mask = {"attributes", "deleted_at"} | {p for r in wanted.values() for p in r.fields}
+        # Gateway secrets are never listed: the list would need RIGHT_GATEWAY_READ_SECRETS.
+        mask = {"attributes", "deleted_at"} | {
+            p for r in wanted.values() for p in r.fields if p not in GATEWAY_SECRET_PATHS
+        }
         mask = {p for p in mask if not p.startswith("ids.")}
         async for item in self._list_pages(
             "is", f"/{plural}", plural, mask, extra={"deleted": "true"}
@@ -624,13 +629,31 @@ class TTSProvider(TTSDiffer):
                     live.owned.add(key)
 
     async def _read_gateway(self, resource: DesiredResource, live: LiveState) -> None:
-        mask = set(resource.fields) | {"attributes"}
+        """The gateway's managed fields; its secrets (LNS, CUPS keys) only when the API key
+        may read them (a second read: asking without the right fails the whole read)."""
+        secrets = GATEWAY_SECRET_PATHS & set(resource.fields)
+        mask = (set(resource.fields) - secrets) | {"attributes"}
         data = await self._get_optional("is", f"/gateways/{resource.key.id}", mask)
         if data is None:
             return
         entry = live.resources.setdefault(resource.key, LiveResource(resource.key))
+        if secrets:
+            entry.secrets_readable = await self._gateway_secrets_readable(resource.key.id)
+            if entry.secrets_readable:
+                held = await self._get_optional("is", f"/gateways/{resource.key.id}", secrets)
+                for path in secrets:
+                    name = path.split(".", 1)[0]
+                    if held and name in held:
+                        data[name] = held[name]
         entry.records["is"] = record(data)
         _hold_gateway_eui(live, resource.key, data)
+
+    async def _gateway_secrets_readable(self, gateway_id: str) -> bool:
+        rights = await self.client.get_json("is", f"/gateways/{gateway_id}/rights")
+        granted = rights.get("rights")
+        if not isinstance(granted, list):
+            granted = []
+        return any(isinstance(r, str) and r in GATEWAY_SECRETS_RIGHTS for r in granted)
 
     async def _read_organization(
         self, desired: DesiredState, resource: DesiredResource, live: LiveState

@@ -18,11 +18,12 @@ from pydantic import BaseModel
 from reconciler.providers.tts import devices, reference, schema
 from reconciler.providers.tts.manifest import devices as dev
 from reconciler.providers.tts.manifest import models as m
+from reconciler.providers.tts.manifest.mac_settings import MacSettings
 
 # Manifest groups whose keys are sub-fields of a TTS message (the others, `attributes` and
 # `locations`, are maps taken whole).
 GROUP_MODELS: dict[str, type[BaseModel]] = {
-    "mac_settings": m.MacSettings,
+    "mac_settings": MacSettings,
     "version_ids": m.VersionIds,
     "lora_alliance_profile_ids": m.LoRaAllianceProfileIds,
     "formatters": m.Formatters,

@@ -392,6 +392,11 @@ class _Builder:
                 doc[path] = value
         if "location" in fields:
             doc["location"] = {"latitude": 0.0, "longitude": 0.0, **fields["location"]}
+        for contact in r.CONTACTS:
+            for kind in ("user", "organization"):
+                held = (fields.get(contact) or {}).get(f"{kind}_ids") or {}
+                if held.get(f"{kind}_id"):
+                    doc[contact] = {kind: held[f"{kind}_id"]}
         self.access(doc, gateway.access, f"gateway-{gateway.gateway_id}.")
         return doc
 

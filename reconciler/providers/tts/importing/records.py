@@ -185,24 +185,20 @@ GATEWAY_PATHS = (
     "status_public",
     "location_public",
     "antennas",
-)
-# Gateway settings the manifest language lacks (secrets such as the LNS key are not read).
-GATEWAY_EXTRAS = (
-    *CONTACTS,
-    "contact_info",
-    "auto_update",
-    "disable_packet_broker_forwarding",
-    "downlink_path_constraint",
-    "enforce_duty_cycle",
-    "lrfhss",
-    "require_authenticated_connection",
-    "schedule_anytime_delay",
-    "schedule_downlink_late",
-    "target_cups_uri",
-    "update_channel",
     "update_location_from_status",
+    "require_authenticated_connection",
+    "target_cups_uri",
+    "auto_update",
+    "update_channel",
+    "enforce_duty_cycle",
+    "schedule_downlink_late",
+    "schedule_anytime_delay",
+    "disable_packet_broker_forwarding",
     "version_ids",
 )
+# Gateway settings the manifest language lacks. Secrets (LNS and CUPS keys, claim code) are not
+# read; contacts other than the owner are imported (the server makes the creator both).
+GATEWAY_EXTRAS = ("contact_info", "downlink_path_constraint", "lrfhss")
 WEBHOOK_EXTRAS = ("field_mask", "template_ids", "template_fields")
 WEBHOOK_READ_PATHS = (
     "ids",
@@ -350,6 +346,11 @@ def gateway_record(
     eui = schema.live_value(schema.GATEWAY, data, "ids.eui")
     if eui:
         found["ids.eui"] = eui
+    owner_contact = {f"{owner[0]}_ids": {f"{owner[0]}_id": owner[1]}} if owner else None
+    for contact in CONTACTS:
+        value = schema.live_value(schema.GATEWAY, data, contact)
+        if value and value != owner_contact:
+            found[contact] = value
     antennas = found.pop("antennas", [])
     if antennas:
         first = dict(antennas[0])

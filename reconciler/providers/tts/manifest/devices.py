@@ -50,6 +50,7 @@ _PATHS = {
     "f_nwk_s_int_key": "session.keys.f_nwk_s_int_key.key",
     "s_nwk_s_int_key": "session.keys.s_nwk_s_int_key.key",
     "nwk_s_enc_key": "session.keys.nwk_s_enc_key.key",
+    "claim_authentication_code": "claim_authentication_code.value",
 }
 ROOT_KEYS = ("app_key", "nwk_key")
 SESSION_KEYS = ("app_s_key", "f_nwk_s_int_key", "s_nwk_s_int_key", "nwk_s_enc_key")
@@ -123,7 +124,7 @@ def check(settings: Settings, supports_join: bool | None, inherited_from: str) -
         required = ["dev_addr", "app_s_key", "f_nwk_s_int_key"]
         if is_1_1:
             required += ["s_nwk_s_int_key", "nwk_s_enc_key"]
-        if mac in ("MAC_V1_0_4", "MAC_V1_1"):
+        if mac in ("MAC_V1_0_4", "MAC_V1_1") and not settings.get("multicast"):
             required.append("dev_eui")  # NS: ABP with MAC >= 1.0.4 needs a DevEUI
         for key in required:
             if settings.get(key) is None:
@@ -141,6 +142,13 @@ def check(settings: Settings, supports_join: bool | None, inherited_from: str) -
                         last_key,
                         f"{message}; for ABP set `dev_addr` and the session keys instead",
                     )
+    if settings.get("multicast"):
+        if supports_join:
+            problems.append(("multicast", "a multicast group is ABP: no `supports_join`/root keys"))
+        if not (settings.get("supports_class_b") or settings.get("supports_class_c")):
+            problems.append(
+                ("multicast", "a multicast group needs class B or C (`supports_class_b`/`_c`)")
+            )
     if settings.get("supports_class_b") and (
         (settings.get("mac_settings") or {}).get("ping_slot_periodicity") is None
     ):

@@ -26,6 +26,7 @@ from reconciler.providers.tts import rights as r
 from reconciler.providers.tts.kinds import LEASE_DEVICE_ID, PROVIDER
 from reconciler.providers.tts.manifest import devices as dev
 from reconciler.providers.tts.manifest import models as m
+from reconciler.providers.tts.manifest.mac_settings import DEPRECATED_ADR
 from reconciler.providers.tts.manifest.project import (
     SERVER_ROLES,
     ApiKey,
@@ -63,7 +64,22 @@ _GATEWAY_FIELDS = (
     "gateway_server_address",
     "status_public",
     "location_public",
+    "update_location_from_status",
+    "require_authenticated_connection",
+    "target_cups_uri",
+    "auto_update",
+    "update_channel",
+    "enforce_duty_cycle",
+    "schedule_downlink_late",
+    "schedule_anytime_delay",
+    "disable_packet_broker_forwarding",
 )
+# Gateway secrets: the manifest field -> the TTS path of the secret's bytes.
+GATEWAY_SECRETS = {
+    "lbs_lns_secret": "lbs_lns_secret.value",
+    "target_cups_key": "target_cups_key.value",
+}
+GATEWAY_CONTACTS = ("administrative_contact", "technical_contact")
 
 
 class TtsKinds:
@@ -391,6 +407,9 @@ class _Resolution:
                 continue
             owner = self.owner_for(item, app.owner, f"application `{app.id}`")
             infos[app.id] = _AppInfo(item, app)
+            self.warn_deprecated_adr(item, ["device_defaults"], app.device_defaults)
+            for name, profile in app.device_profiles.items():
+                self.warn_deprecated_adr(item, ["device_profiles", name], profile)
             if owner is None:
                 continue
             fields = _model_fields(
@@ -510,11 +529,26 @@ class _Resolution:
             where = f"the device, its profile `{profile}` or the application's device_defaults"
         return base, where
 
+    def warn_deprecated_adr(
+        self, item: Validated, path: YamlPath, settings: m.DeviceSettings | None
+    ) -> None:
+        mac = settings.mac_settings if settings is not None else None
+        if mac is None:
+            return
+        for name in sorted(mac.model_fields_set & set(DEPRECATED_ADR)):
+            self.warn(
+                item.document.locate([*path, "mac_settings", name]),
+                f"`mac_settings.{name}` is deprecated: set `adr` instead "
+                "(`{dynamic: {margin: ...}}` or `{disabled: {}}`)",
+                "deprecated-field",
+            )
+
     def resolve_device(
         self, item: Validated, applications: dict[str, _AppInfo], devices: _DeviceRegistry
     ) -> None:
         device = item.model
         assert isinstance(device, m.Device)
+        self.warn_deprecated_adr(item, [], device)
         layers = self.layers_for(item, device.application, device.profile, applications)
         if layers is None:
             return
@@ -740,6 +774,22 @@ class _Resolution:
             )
             if "eui" in gateway.model_fields_set:
                 fields["ids.eui"] = gateway.eui
+            for name, path in GATEWAY_SECRETS.items():
+                if name in gateway.model_fields_set:
+                    fields[path] = getattr(gateway, name)
+            for name in GATEWAY_CONTACTS:
+                if name in gateway.model_fields_set:
+                    contact = getattr(gateway, name)
+                    fields[name] = (
+                        None
+                        if contact is None
+                        else {f"{contact.kind}_ids": {f"{contact.kind}_id": contact.id}}
+                    )
+            if "version_ids" in gateway.model_fields_set:
+                version_ids = gateway.version_ids
+                fields["version_ids"] = (
+                    None if version_ids is None else version_ids.model_dump(exclude_unset=True)
+                )
             if "location" in gateway.model_fields_set:
                 # TTS keeps a gateway's location on its (first) antenna.
                 location = gateway.location

@@ -34,6 +34,7 @@ from reconciler.manifest.secrets import (
     credential_file_inside_tree,
 )
 from reconciler.providers.tts.manifest import types as t
+from reconciler.providers.tts.manifest.mac_settings import Duration, MacSettings
 from reconciler.providers.tts.manifest.pubsubs import PubSub
 from reconciler.providers.tts.manifest.types import AesKey, HeaderName, HeaderValue
 
@@ -237,23 +238,6 @@ class LoRaAllianceProfileIds(ManifestModel):
     vendor_profile_id: t.HexUint32 | None = None
 
 
-class MacSettings(ManifestModel):
-    """A useful subset of TTS `mac_settings` (bare values, as on the wire)."""
-
-    rx1_delay: t.RxDelay | None = None
-    rx2_data_rate_index: t.DataRateIndex | None = None
-    rx2_frequency: t.Frequency | None = None
-    supports_32_bit_f_cnt: bool | None = None
-    factory_preset_frequencies: (
-        Annotated[list[t.Frequency], Field(max_length=t.FACTORY_PRESET_FREQUENCIES_MAX)] | None
-    ) = None
-    resets_f_cnt: bool | None = None
-    use_adr: bool | None = None
-    ping_slot_periodicity: t.PingSlotPeriodicity | None = None
-    ping_slot_data_rate_index: t.DataRateIndex | None = None
-    ping_slot_frequency: t.Frequency | None = None
-
-
 class DeviceSettings(ManifestModel):
     """Device fields that application `device_defaults` and `device_profiles` may set too.
 
@@ -276,6 +260,15 @@ class DeviceSettings(ManifestModel):
     )
     supports_class_b: bool | None = None
     supports_class_c: bool | None = None
+    multicast: bool | None = Field(
+        default=None,
+        description="A multicast group: ABP, class B or C, no DevEUI needed; immutable.",
+    )
+    skip_payload_crypto_override: bool | None = Field(
+        default=None, description="Overrides the application link's skip_payload_crypto."
+    )
+    resets_join_nonces: bool | None = None
+    net_id: t.NetId | None = None
     join_eui: t.Eui | None = None
     app_key: AesKey | None = None
     nwk_key: AesKey | None = None
@@ -299,6 +292,10 @@ class Device(DeviceSettings):
     id: t.EntityId
     dev_eui: t.Eui | None = None
     dev_addr: t.DevAddr | None = None
+    serial_number: t.SerialNumber | None = None
+    claim_authentication_code: t.ClaimCode | None = Field(
+        default=None, description="Claim authentication code: a secret, by reference."
+    )
 
 
 class Fleet(ManifestModel):
@@ -390,6 +387,16 @@ class Application(ManifestModel):
     device_profiles: dict[t.PlainId, DeviceSettings] = Field(default_factory=dict)
 
 
+class GatewayVersionIds(ManifestModel):
+    """The gateway's device repository identifiers (TTS `GatewayVersionIdentifiers`)."""
+
+    brand_id: t.PlainId | None = None
+    model_id: t.PlainId | None = None
+    hardware_version: t.VersionField | None = None
+    firmware_version: t.VersionField | None = None
+    runtime_version: t.VersionField | None = None
+
+
 class Gateway(ManifestModel):
     kind: Literal["Gateway"]
     id: t.EntityId
@@ -406,6 +413,28 @@ class Gateway(ManifestModel):
     location: Location | None = None
     status_public: bool | None = None
     location_public: bool | None = None
+    update_location_from_status: bool | None = None
+    require_authenticated_connection: bool | None = None
+    lbs_lns_secret: t.GatewaySecret | None = Field(
+        default=None,
+        description="LoRa Basics Station LNS key (a secret, by reference); reading and "
+        "writing it needs RIGHT_GATEWAY_READ_SECRETS / RIGHT_GATEWAY_WRITE_SECRETS.",
+    )
+    target_cups_uri: t.Uri | None = None
+    target_cups_key: t.GatewaySecret | None = Field(
+        default=None, description="Key for the target CUPS server (a secret, by reference)."
+    )
+    auto_update: bool | None = None
+    update_channel: t.UpdateChannel | None = None
+    enforce_duty_cycle: bool | None = None
+    schedule_downlink_late: bool | None = None
+    schedule_anytime_delay: Duration | None = None
+    disable_packet_broker_forwarding: bool | None = None
+    version_ids: GatewayVersionIds | None = None
+    administrative_contact: Owner | None = Field(
+        default=None, description="`{user: id}` or `{organization: id}`."
+    )
+    technical_contact: Owner | None = None
     api_keys: list[ApiKey] | None = Field(
         default=None, description="The gateway's API keys (listed: all of them)."
     )

@@ -10,6 +10,7 @@ the numeric enums (`RxDelay`, `DataRateIndex`), upper-case hex for EUIs/DevAddr/
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -202,6 +203,10 @@ def parse_rx_delay(value: object) -> int:
 
 def parse_data_rate_index(value: object) -> int:
     return _numeric_enum("DataRateIndex", "DATA_RATE_", value, "data rate index")
+
+
+def parse_data_rate_offset(value: object) -> int:
+    return _numeric_enum("DataRateOffset", "DATA_RATE_OFFSET_", value, "data rate offset")
 
 
 def parse_ping_slot_periodicity(value: object) -> str:
@@ -446,6 +451,23 @@ DataRateIndex = Annotated[
         parse_data_rate_index, _numeric_enum_schema("DataRateIndex", "DATA_RATE_", "Data rate.")
     ),
 ]
+DataRateOffset = Annotated[
+    int,
+    *_field(
+        parse_data_rate_offset,
+        _numeric_enum_schema("DataRateOffset", "DATA_RATE_OFFSET_", "Data rate offset."),
+    ),
+]
+
+
+def enum_value(enum: str, what: str) -> Any:
+    """A value of a named enum of the reference tables, by any spelling the server reads,
+    normalised to the name it writes."""
+    return Annotated[
+        str, *_field(lambda v: _enum_name(enum, v, what), _enum_schema(enum, f"{what}."))
+    ]
+
+
 PingSlotPeriodicity = Annotated[
     str,
     *_field(
@@ -590,6 +612,58 @@ HeaderName = Annotated[
         max_length=WEBHOOK_HEADER_KEY_MAX,
         pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
     ),
+]
+_CLAIM_CODE_PATTERN = re.compile(
+    field_rules("EndDeviceAuthenticationCode", "value")["string.pattern"]
+)
+
+
+def _claim_code(text: str) -> str:
+    if not _CLAIM_CODE_PATTERN.match(text):
+        raise ValueError("a claim authentication code is 1-32 letters and digits")
+    return text
+
+
+ClaimCode = Annotated[
+    Secret,
+    PlainValidator(secret_validator(_claim_code)),
+    WithJsonSchema(reference_schema({"type": "string", "pattern": _CLAIM_CODE_PATTERN.pattern})),
+]
+_SERIAL = field_rules("EndDevice", "serial_number")
+SerialNumber = Annotated[
+    str, Field(max_length=int(_SERIAL["string.max_len"]), pattern=_SERIAL["string.pattern"])
+]
+
+
+def parse_net_id(value: object) -> str:
+    text = _need_str(value, "NetID")
+    if not re.fullmatch(r"[0-9A-Fa-f]{6}", text):
+        raise ValueError("NetID must be 6 hex digits (3 bytes)")
+    return text.upper()
+
+
+NetId = Annotated[str, *_field(parse_net_id, {"type": "string", "pattern": "^[0-9A-Fa-f]{6}$"})]
+_GATEWAY_SECRET_MAX = int(field_rules("Secret", "value")["bytes.max_len"])
+
+
+def _gateway_secret(text: str) -> str:
+    """Text (an LNS or CUPS key) -> the base64 the server's JSON uses for the bytes."""
+    raw = text.strip().encode()
+    if not raw:
+        raise ValueError("secret is empty")
+    if len(raw) > _GATEWAY_SECRET_MAX:
+        raise ValueError(f"longer than {_GATEWAY_SECRET_MAX} bytes")
+    return base64.b64encode(raw).decode()
+
+
+# A gateway secret (LNS key, CUPS key): text, sent as the base64 of its bytes.
+GatewaySecret = Annotated[
+    Secret,
+    PlainValidator(secret_validator(_gateway_secret)),
+    WithJsonSchema(reference_schema({"type": "string", "minLength": 1})),
+]
+UpdateChannel = Annotated[
+    str, Field(max_length=int(field_rules("Gateway", "update_channel")["string.max_len"]))
 ]
 # A webhook header value: inline is normal for plain headers, a reference for secret ones.
 HeaderValue = Annotated[
