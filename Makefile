@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo schema tables bench bench-load bench-iothub fuzz clean
+.PHONY: test lint typecheck unit js-sdk demo schema tables bench bench-load bench-iothub fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP) lint typecheck unit
+test: $(STAMP) lint typecheck js-sdk unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests tools bench
@@ -24,6 +24,17 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# The official JavaScript SDK for tests/emulator/js_sdk, from its package-lock.json: installed
+# once (again only when the lock changes). Without npm its test skips (fails under CI=true).
+JS_SDK := tests/emulator/js_sdk
+js-sdk:
+	@if [ -f $(JS_SDK)/node_modules/.installed ] && \
+	    [ $(JS_SDK)/node_modules/.installed -nt $(JS_SDK)/package-lock.json ]; then :; \
+	elif command -v npm >/dev/null 2>&1; then \
+	    npm ci --prefix $(JS_SDK) --no-audit --no-fund --loglevel=error && \
+	    touch $(JS_SDK)/node_modules/.installed; \
+	else echo "npm not found: the JavaScript SDK checks will be skipped"; fi
 
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py

@@ -363,6 +363,7 @@ class Endpoint:
 def create_app(config: TTSConfig | None = None) -> Starlette:
     from reconciler.emulator.tts import (
         application,
+        configuration,
         devices,
         events,
         identity,
@@ -373,7 +374,7 @@ def create_app(config: TTSConfig | None = None) -> Starlette:
 
     emu = Emulator(config or TTSConfig())
     operations: list[Operation] = []
-    for module in (identity, devices, network, application, pubsub, join, events):
+    for module in (identity, devices, network, application, pubsub, join, configuration, events):
         operations.extend(module.operations())
     routes: list[BaseRoute] = [
         Route(PREFIX + op.path, Endpoint(emu, op).handle, methods=[op.method]) for op in operations

@@ -26,6 +26,7 @@ from reconciler.providers.tts import rights as r
 from reconciler.providers.tts.kinds import LEASE_DEVICE_ID, PROVIDER
 from reconciler.providers.tts.manifest import devices as dev
 from reconciler.providers.tts.manifest import models as m
+from reconciler.providers.tts.manifest import types as t
 from reconciler.providers.tts.manifest.mac_settings import DEPRECATED_ADR
 from reconciler.providers.tts.manifest.project import (
     SERVER_ROLES,
@@ -137,6 +138,7 @@ class _Resolution:
 
     def resolve(self) -> None:
         self.resolve_stack()
+        self.check_formatter_scripts()
         self.resolve_organizations()
         applications = self.resolve_applications()
         devices = _DeviceRegistry(self)
@@ -153,6 +155,48 @@ class _Resolution:
         self.resolve_gateways()
 
     # --- stack --------------------------------------------------------------------------------
+
+    def check_formatter_scripts(self) -> None:
+        """Formatter scripts within the target release's limit (the models allow the largest
+        any release takes): located at the script."""
+        stacks = self.validated["Stack"]
+        stack = stacks[0].model if stacks else None
+        version = stack.server_version if isinstance(stack, m.Stack) else None
+        limit = t.formatter_limit(version)
+        if version is None:
+            why = (
+                "the limit of The Things Stack before v3.35; a newer server takes 65536: set "
+                "the Stack's `server_version`"
+            )
+        else:
+            why = "the limit of The Things Stack v" + ".".join(map(str, version))
+        places: list[tuple[Validated, YamlPath, m.Formatters | None]] = []
+        for item in self.validated["Application"]:
+            app = item.model
+            assert isinstance(app, m.Application)
+            places.append((item, ["default_formatters"], app.default_formatters))
+            if app.device_defaults is not None:
+                places.append(
+                    (item, ["device_defaults", "formatters"], app.device_defaults.formatters)
+                )
+            for name, profile in app.device_profiles.items():
+                places.append((item, ["device_profiles", name, "formatters"], profile.formatters))
+        for item in self.validated["Device"]:
+            device = item.model
+            assert isinstance(device, m.Device)
+            places.append((item, ["formatters"], device.formatters))
+        for item, path, formatters in places:
+            if formatters is None:
+                continue
+            for name in sorted(formatters.model_fields_set):
+                value = getattr(formatters, name)
+                text = value.text if isinstance(value, m.ScriptFile) else value
+                if "parameter" in name and isinstance(text, str) and len(text) > limit:
+                    self.error(
+                        item.document.locate([*path, name]),
+                        f"formatter script is longer than {limit} characters ({len(text)}): {why}",
+                        "script-too-long",
+                    )
 
     def resolve_stack(self) -> None:
         stacks = self.validated["Stack"]

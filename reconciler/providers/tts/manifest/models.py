@@ -69,9 +69,12 @@ class ScriptFile:
 
 
 def _check_script(text: str) -> str:
-    if len(text) > t.FORMATTER_PARAMETER_MAX:
+    """The largest limit of any release here; the target's own limit is checked once the Stack
+    document is known (reconciler.providers.tts.manifest.kinds)."""
+    if len(text) > t.FORMATTER_PARAMETER_LARGEST:
         raise ValueError(
-            f"formatter script is longer than {t.FORMATTER_PARAMETER_MAX} characters ({len(text)})"
+            f"formatter script is longer than {t.FORMATTER_PARAMETER_LARGEST} characters "
+            f"({len(text)})"
         )
     return text
 
@@ -88,8 +91,8 @@ def _read_script(value: object, info: ValidationInfo) -> ScriptFile:
 
 ScriptParameter = Annotated[
     str,
-    PlainValidator(lambda v: _check_script(t.max_len(t.FORMATTER_PARAMETER_MAX, "script")(v))),
-    WithJsonSchema({"type": "string", "maxLength": t.FORMATTER_PARAMETER_MAX}),
+    PlainValidator(lambda v: _check_script(t.max_len(t.FORMATTER_PARAMETER_LARGEST, "script")(v))),
+    WithJsonSchema({"type": "string", "maxLength": t.FORMATTER_PARAMETER_LARGEST}),
 ]
 ScriptPath = Annotated[
     ScriptFile,
@@ -497,6 +500,11 @@ class Stack(ManifestModel):
         "may read.",
     )
     user_agent: str | None = None
+    server_version: t.ServerVersion | None = Field(
+        default=None,
+        description="The Things Stack release the servers run (e.g. 3.35): limits that changed "
+        "between releases follow it (formatter scripts: 40960 characters, 65536 since v3.35).",
+    )
     owner: Owner | None = Field(
         default=None, description="Default owner of applications and gateways."
     )

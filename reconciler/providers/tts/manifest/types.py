@@ -38,6 +38,49 @@ def field_rules(message: str, field: str) -> dict[str, Any]:
     raise KeyError(f"{message}.{field}")
 
 
+# The payload formatter script limit is a proto rule of the reference tables' release (v3.32:
+# 40960 characters); releases that changed it since, by version. The HTTP API has no version
+# route (api-definition.json lists none), so the Stack document's `server_version` says which
+# release a target runs.
+FORMATTER_PARAMETER_MAX = int(
+    field_rules("MessagePayloadFormatters", "up_formatter_parameter")["string.max_len"]
+)
+FORMATTER_LIMITS_SINCE: tuple[tuple[tuple[int, ...], int], ...] = (((3, 35), 65536),)
+FORMATTER_PARAMETER_LARGEST = max(
+    FORMATTER_PARAMETER_MAX, *(limit for _, limit in FORMATTER_LIMITS_SINCE)
+)
+
+
+def formatter_limit(version: tuple[int, ...] | None) -> int:
+    """The longest formatter script a server of `version` takes (None: the tables' release)."""
+    limit = FORMATTER_PARAMETER_MAX
+    for since, value in FORMATTER_LIMITS_SINCE:
+        if version is not None and version >= since:
+            limit = value
+    return limit
+
+
+def parse_server_version(value: object) -> tuple[int, ...]:
+    text = str(value).strip().removeprefix("v") if isinstance(value, str | float) else ""
+    parts = text.split(".")
+    if not (2 <= len(parts) <= 3) or not all(p.isdigit() for p in parts):
+        raise ValueError("a The Things Stack version such as 3.35 or v3.35.1")
+    return tuple(int(p) for p in parts)
+
+
+ServerVersion = Annotated[
+    tuple[int, ...],
+    PlainValidator(parse_server_version),
+    WithJsonSchema(
+        {
+            "type": ["string", "number"],
+            "pattern": "^v?[0-9]+\\.[0-9]+(\\.[0-9]+)?$",
+            "description": "The Things Stack release the target runs (e.g. 3.35).",
+        }
+    ),
+]
+
+
 SERVER_ADDRESS_REGEX: str = field_rules("Application", "network_server_address")["string.pattern"]
 GATEWAY_SERVER_ADDRESS_REGEX: str = field_rules("Gateway", "gateway_server_address")[
     "string.pattern"
@@ -49,7 +92,6 @@ NAME_MAX = 50
 DESCRIPTION_MAX = 2000
 ATTRIBUTES_MAX = 10
 ATTRIBUTE_VALUE_MAX = 200
-FORMATTER_PARAMETER_MAX = 40960
 WEBHOOK_HEADERS_MAX = 50
 WEBHOOK_HEADER_KEY_MAX = 64
 WEBHOOK_HEADER_VALUE_MAX = 4096
