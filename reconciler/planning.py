@@ -19,13 +19,21 @@ import fnmatch
 import hashlib
 import hmac
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from reconciler.plan.model import Plan, ResourceChange
 from reconciler.provider import Differ, PlanOptions
-from reconciler.resources import DesiredResource, DesiredState, LiveState, ResourceKey, Secret
+from reconciler.resources import (
+    DesiredResource,
+    DesiredState,
+    LiveResource,
+    LiveState,
+    ResourceKey,
+    Secret,
+)
 
 
 def desired_digest(resource: DesiredResource, key: bytes) -> str:
@@ -133,10 +141,10 @@ def _plan_resource(
         key=resource.key,
         action="no-op",
         location=str(resource.location) if resource.location else None,
-        desired_digest=desired_digest(resource, options.digest_key),
+        digest_source=partial(desired_digest, resource, options.digest_key),
     )
     if live is not None:
-        change.live_versions = live.versions()
+        change.versions_source = _versions_source(live)
     differ.plan_resource(resource, live, change, options)
     marker = differ.marker(live, desired.ownership_key) if live is not None else None
     if marker is not None and marker != desired.stack:
@@ -150,6 +158,13 @@ def _plan_resource(
         if not change.reason:
             change.reason = "adopt an existing resource the manifests declare"
     return change
+
+
+def _versions_source(live: LiveResource) -> Callable[[], dict[str, str | None]]:
+    """The live versions as read, for computing later: the records are taken now, as the
+    resource's records may be replaced while applying."""
+    records = dict(live.records)
+    return lambda: {endpoint: record.version for endpoint, record in records.items()}
 
 
 def _plan_prune(
@@ -178,7 +193,7 @@ def _plan_prune(
                     key=key,
                     action="delete",
                     reason=f"{reason} (--prune)" if prune else f"{reason}: deleted with --prune",
-                    live_versions=live.versions() if live else {},
+                    versions_source=_versions_source(live) if live else None,
                     steps=differ.delete_steps(key, live),
                     refused=[live.protected] if live is not None and live.protected else [],
                 )

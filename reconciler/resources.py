@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,13 +131,48 @@ class DesiredState:
         return values
 
 
-@dataclass
 class LiveRecord:
     """One resource as one endpoint returned it (raw JSON, masked to the managed paths), with
-    the endpoint's opaque version of it (a timestamp, an etag) when it has one."""
+    the endpoint's opaque version of it (a timestamp, an etag) when it has one.
 
-    data: dict[str, Any]
-    version: str | None = None
+    A version that must be computed from the data (`version_of`, e.g. a keyed digest of the
+    managed fields) is computed on first read: only saved plans, plan JSON, stale-plan checks
+    and the steps of changes read versions, so a plan shown as text never pays for them."""
+
+    __slots__ = ("_version", "_version_of", "data")
+
+    def __init__(
+        self,
+        data: dict[str, Any],
+        version: str | None = None,
+        *,
+        version_of: Callable[[dict[str, Any]], str] | None = None,
+    ) -> None:
+        self.data = data
+        self._version = version
+        self._version_of = version_of
+
+    @property
+    def version(self) -> str | None:
+        if self._version_of is not None:
+            self._version = self._version_of(self.data)
+            self._version_of = None
+        return self._version
+
+    @version.setter
+    def version(self, value: str | None) -> None:
+        self._version = value
+        self._version_of = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LiveRecord):
+            return NotImplemented
+        return self.data == other.data and self.version == other.version
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it was
+
+    def __repr__(self) -> str:
+        return f"LiveRecord(data={self.data!r}, version={self.version!r})"
 
 
 @dataclass

@@ -13,6 +13,7 @@ refused with a message saying to plan again.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -108,10 +109,6 @@ class ResourceChange:
     adopt: bool = False  # an existing unowned resource the manifests declare
     location: str | None = None
     warnings: list[str] = field(default_factory=list)
-    # Fingerprint of the desired resource (keyed; no secrets) to detect edited manifests.
-    desired_digest: str = ""
-    # Versions seen per endpoint when planning (for stale-plan checks), also for no-ops.
-    live_versions: dict[str, str | None] = field(default_factory=dict)
     # A soft-deleted resource brought back (its ID is reserved, so it cannot be created anew).
     restore: bool = False
     # Unique keys (e.g. a device's EUI pair) this change takes, and those it frees: a deletion
@@ -121,6 +118,38 @@ class ResourceChange:
     # Why the provider refuses this change (e.g. it would remove the tool's own access): any
     # reason blocks the whole plan.
     refused: list[str] = field(default_factory=list)
+    # The fingerprints for stale-plan checks, `desired_digest` (keyed, no secrets: detects
+    # edited manifests) and `live_versions` (per endpoint when planning, also for no-ops), are
+    # computed on first read from these sources: only a saved plan, the plan's JSON and apply's
+    # staleness check read them, a plan shown as text does not.
+    digest_source: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    versions_source: Callable[[], dict[str, str | None]] | None = field(
+        default=None, repr=False, compare=False
+    )
+    _desired_digest: str | None = field(default=None, init=False, repr=False, compare=False)
+    _live_versions: dict[str, str | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    @property
+    def desired_digest(self) -> str:
+        if self._desired_digest is None:
+            self._desired_digest = self.digest_source() if self.digest_source else ""
+        return self._desired_digest
+
+    @desired_digest.setter
+    def desired_digest(self, value: str) -> None:
+        self._desired_digest = value
+
+    @property
+    def live_versions(self) -> dict[str, str | None]:
+        if self._live_versions is None:
+            self._live_versions = self.versions_source() if self.versions_source else {}
+        return self._live_versions
+
+    @live_versions.setter
+    def live_versions(self, value: dict[str, str | None]) -> None:
+        self._live_versions = value
 
     @property
     def changed(self) -> bool:
@@ -147,7 +176,7 @@ class ResourceChange:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ResourceChange:
-        return cls(
+        change = cls(
             key=ResourceKey(
                 data["provider"], data["kind"], tuple(data["ids"]), data.get("label", "")
             ),
@@ -156,14 +185,15 @@ class ResourceChange:
             adopt=bool(data.get("adopt", False)),
             location=data.get("location"),
             warnings=list(data.get("warnings", [])),
-            desired_digest=data.get("desired_digest", ""),
-            live_versions=dict(data.get("live_versions", {})),
             restore=bool(data.get("restore", False)),
             claims=list(data.get("claims", [])),
             releases=list(data.get("releases", [])),
             steps=[Step.from_json(s) for s in data.get("steps", [])],
             refused=list(data.get("refused", [])),
         )
+        change.desired_digest = data.get("desired_digest", "")
+        change.live_versions = dict(data.get("live_versions", {}))
+        return change
 
 
 @dataclass

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from reconciler.plan.model import FieldChange, ResourceChange, Step
@@ -85,11 +86,14 @@ def managed_record(data: dict[str, Any], digest_key: bytes) -> LiveRecord:
     version is a keyed digest of those fields as read. Not `updated_at`: those servers store a
     device on every join and uplink (session, MAC state, nonces), so on a live network their
     `updated_at` moves all the time while nothing a plan manages changed. Keyed, as the read
-    may hold session or root keys."""
+    may hold session or root keys. Computed on first read of the version (see LiveRecord)."""
+    return LiveRecord(data, version_of=partial(_managed_digest, digest_key))
+
+
+def _managed_digest(digest_key: bytes, data: dict[str, Any]) -> str:
     managed = {k: v for k, v in data.items() if k not in _SERVER_STAMPS}
     text = json.dumps(managed, sort_keys=True, separators=(",", ":"), default=str)
-    digest = hmac.new(digest_key, text.encode(), hashlib.sha256).hexdigest()[:32]
-    return LiveRecord(data, f"fields:{digest}")
+    return "fields:" + hmac.new(digest_key, text.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 # Normal forms of scalar values by (message, path, value): a fleet's devices share most values
