@@ -117,10 +117,25 @@ def _cached(side: str, message: str, path: str, value: Any, compute: Any) -> Any
 
 
 def _raw(data: Mapping[str, Any], path: str) -> Any:
-    """schema.get_path, without splitting a path that has no dot (most of them)."""
+    """schema.get_path, without splitting a path that has no dot (most of them), and splitting
+    a dotted one once per run."""
     if "." not in path:
         return data.get(path, schema.MISSING)
-    return schema.get_path(data, path)
+    parts = _PATH_PARTS.get(path)
+    if parts is None:
+        parts = _PATH_PARTS[path] = tuple(path.split("."))
+    current: Any = data
+    for part in parts:
+        if type(current) is not dict:
+            return schema.get_path(data, path)  # another Mapping: the general case
+        current = current.get(part, schema.MISSING)
+        if current is schema.MISSING:
+            return current
+    return current
+
+
+# Dotted paths split into their parts: managed paths are a fixed, small set.
+_PATH_PARTS: dict[str, tuple[str, ...]] = {}
 
 
 def _live_normal(message: str, data: Mapping[str, Any], path: str, raw: Any = None) -> Any:
@@ -433,7 +448,7 @@ class TTSDiffer:
             field_changes: list[FieldChange] = []
             for path in compared[server]:
                 value = resource.fields[path]
-                if devices.is_key_path(path) and not keys_readable:
+                if not keys_readable and devices.is_key_path(path):
                     if options.rotate_keys:
                         field_changes.append(FieldChange(path, sensitive=True, unverifiable=True))
                     continue
@@ -488,14 +503,15 @@ class TTSDiffer:
         if live is None:
             return []
         found: list[FieldChange] = []
-        for path in _IMMUTABLE_PATHS:
-            if path not in resource.fields:
+        fields = resource.fields
+        for path, servers in _IMMUTABLE_SERVERS:
+            if path not in fields:
                 continue
-            for server in devices.get_servers(path) or ("ns",):
+            want = _desired_normal(schema.END_DEVICE, path, fields[path])
+            for server in servers:
                 record = live.records.get(server)
                 if record is None:
                     continue
-                want = _desired_normal(schema.END_DEVICE, path, resource.fields[path])
                 raw = _raw(record.data, path)
                 if raw == want and type(raw) is type(want):
                     continue  # in the normal form already: the same value
@@ -535,7 +551,10 @@ class TTSDiffer:
         return [s for s in devices.DELETE_ORDER if s != "js" or both_euis]
 
 
-_IMMUTABLE_PATHS = tuple(sorted(devices.IMMUTABLE_PATHS))
+# Immutable paths and the registries that return them (read once, not per device).
+_IMMUTABLE_SERVERS: tuple[tuple[str, tuple[Server, ...]], ...] = tuple(
+    (path, devices.get_servers(path) or ("ns",)) for path in sorted(devices.IMMUTABLE_PATHS)
+)
 # Managed and compared paths per registry by (field names, OTAA): a fleet shares them.
 _SPLIT_CACHE: dict[
     tuple[tuple[str, ...], bool], tuple[dict[Server, list[str]], dict[Server, list[str]]]
