@@ -350,9 +350,10 @@ class AiohttpTransport:
                             raise _too_large(host_of(url), limits.max_body_bytes)
                         chunks.append(chunk)
                     raw = b"".join(chunks)
-                content = decode_body(
-                    raw, response.headers.get("Content-Encoding"), limits, host_of(url)
-                )
+                encoding = response.headers.get("Content-Encoding")
+                if encoding is None and len(raw) <= limits.max_decoded_bytes:
+                    return HttpResponse(response.status, response.headers, raw)  # most answers
+                content = decode_body(raw, encoding, limits, host_of(url))
                 return HttpResponse(response.status, response.headers, content)
         except TransportFailure:
             raise

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 
     import httpx
 
+
+# A path made only of characters that quote(path, safe="/-_.~") leaves alone.
+_SAFE_PATH = re.compile(r"[A-Za-z0-9/\-_.~]*").fullmatch
 
 # Transient conditions worth retrying: rate limited, unavailable.
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
@@ -209,6 +213,7 @@ class TTSClient:
         self._bases: dict[str, str] = {
             server: urls.for_server(server).rstrip("/") + API_PREFIX for server in SERVER_NAMES
         }
+        self._queries: dict[tuple[tuple[str, str | int], ...], str] = {}
         self._deadline = (
             time.monotonic() + self.limits.run_deadline if self.limits.run_deadline else None
         )
@@ -233,10 +238,17 @@ class TTSClient:
         await self.transport.aclose()
 
     def url(self, server: Server, path: str, params: Params = None) -> str:
-        url = self._bases[server] + quote(path, safe="/-_.~")
+        # IDs are lowercase letters, digits and dashes: most paths need no quoting at all.
+        url = self._bases[server] + (path if _SAFE_PATH(path) else quote(path, safe="/-_.~"))
         if params:
-            pairs = params.items() if isinstance(params, Mapping) else params
-            url += "?" + urlencode(list(pairs), safe=",")
+            pairs = tuple(params.items() if isinstance(params, Mapping) else params)
+            # A fleet's reads share a few queries (the field mask of a registry): encoded once.
+            query = self._queries.get(pairs)
+            if query is None:
+                query = urlencode(pairs, safe=",")
+                if len(self._queries) < 64:
+                    self._queries[pairs] = query
+            url += "?" + query
         return url
 
     async def request(
