@@ -234,6 +234,15 @@ def _proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _runqueue_wait_s(pid: int | str) -> float:
+    """Seconds the process's main thread (the event loop) was ready to run but waited for a
+    core (the second field of /proc/PID/schedstat): time the machine, not the process, cost."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _admin(url: str, key: str) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
@@ -386,14 +395,24 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
 
     phases: list[dict[str, Any]] = []
     outcome: dict[str, Any] = {}
+    # Time spent in the cyclic garbage collector (the client's own CPU, not the HTTP stack's).
+    gc_time = [0.0, 0.0]  # total, start of the collection running
+
+    def gc_timer(stage: str, _info: dict[str, Any]) -> None:
+        if stage == "start":
+            gc_time[1] = time.process_time()
+        else:
+            gc_time[0] += time.process_time() - gc_time[1]
+
+    gc.callbacks.append(gc_timer)
 
     def mark(
         name: str,
-        started: tuple[float, float, float, int, Counter[int]],
+        started: tuple[float, float, float, int, Counter[int], float, tuple[float, float]],
         round_trips: int,
         planner_s: float = 0.0,
     ) -> None:
-        wall, cpu, emu_cpu, count0, buckets0 = started
+        wall, cpu, emu_cpu, count0, buckets0, gc0, waits0 = started
         count, buckets = recorder.snapshot()
         phase_buckets = buckets - buckets0
         requests = count - count0
@@ -410,6 +429,15 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
                 "cpu_s": round(time.process_time() - cpu, 3),
                 "cpu_us_per_device": round(1e6 * (time.process_time() - cpu) / devices, 1),
                 "emulator_cpu_s": round(_proc_cpu_seconds(spec["emulator_pid"]) - emu_cpu, 3),
+                # How busy the client's one core was: near 1, its own CPU delays the answers
+                # it has to read (the event loop cannot take them sooner).
+                "client_cpu_utilisation": round((time.process_time() - cpu) / elapsed, 3),
+                "gc_s": round(gc_time[0] - gc0, 3),
+                # Ready to run but waiting for a core (other processes on the machine had it).
+                "client_runqueue_wait_s": round(_runqueue_wait_s("self") - waits0[0], 3),
+                "emulator_runqueue_wait_s": round(
+                    _runqueue_wait_s(spec["emulator_pid"]) - waits0[1], 3
+                ),
                 "lower_bound_s": round(bound, 3),
                 "latency_term_s": round(latency_term, 3),
                 "rate_term_s": round(rate_term, 3),
@@ -431,7 +459,7 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
             }
         )
 
-    def begin() -> tuple[float, float, float, int, Counter[int]]:
+    def begin() -> tuple[float, float, float, int, Counter[int], float, tuple[float, float]]:
         count, buckets = recorder.snapshot()
         return (
             time.perf_counter(),
@@ -439,6 +467,8 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
             _proc_cpu_seconds(spec["emulator_pid"]),
             count,
             buckets,
+            gc_time[0],
+            (_runqueue_wait_s("self"), _runqueue_wait_s(spec["emulator_pid"])),
         )
 
     # The planner's own CPU (diff, actions, safety), measured in the run.
