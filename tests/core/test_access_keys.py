@@ -309,3 +309,44 @@ def test_a_keys_plan_digest_does_not_depend_on_where_the_tree_lies(tmp_path: Pat
         (key,) = tts_project(result.project).api_keys()
         digests.append(desired_digest(api_key_resource(key), b"k"))
     assert digests[0] == digests[1]
+
+
+@pytest.mark.asyncio
+async def test_a_right_the_tools_key_lacks_is_named_in_the_plan(
+    emulator_transport: httpx.ASGITransport, tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    """The server refuses to grant a right the caller does not hold: the plan says so first."""
+    user = {
+        "ids": {"user_id": "field-tech"},
+        "primary_email_address": "field-tech@example.com",
+        "password": "correct-horse-battery-staple-1",
+    }
+    assert (await client.post("/users", json={"user": user})).status_code == 200
+    response = await client.post(
+        "/users/admin-user/gateways",
+        json={
+            "gateway": {"ids": {"gateway_id": "barn-gw"}, "frequency_plan_ids": ["EU_863_870_TTN"]}
+        },
+    )
+    assert response.status_code == 200
+    held = ["RIGHT_GATEWAY_INFO", "RIGHT_GATEWAY_SETTINGS_BASIC", "RIGHT_GATEWAY_SETTINGS_API_KEYS"]
+    member = {"ids": {"user_ids": {"user_id": "field-tech"}}, "rights": held}
+    response = await client.put("/gateways/barn-gw/collaborators", json={"collaborator": member})
+    assert response.status_code == 200
+    response = await client.post(
+        "/users/field-tech/api-keys", json={"name": "ci", "rights": ["RIGHT_ALL"]}
+    )
+    operator_key = response.json()["key"]
+    write_manifests(
+        tmp_path,
+        stack=STACK.replace("admin-user", "field-tech"),
+        gateway=GATEWAY.format(extra="").replace('eui: "B827EBFFFE8B0101"\n', ""),
+    )
+    run = await Engine(emulator_transport, operator_key).plan([tmp_path])
+    assert any(
+        "gateway barn-gw: the tool's API key lacks RIGHT_GATEWAY_LINK" in w
+        for w in run.plan.warnings
+    ), run.plan.warnings
+    _run, report = await Engine(emulator_transport, operator_key).apply([tmp_path])
+    (failed,) = report.failed
+    assert "insufficient_gateway_rights" in failed.error
