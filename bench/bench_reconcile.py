@@ -377,6 +377,7 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
         force=spec["force"],
         parallelism=parallelism,
         environ={"TTS_API_KEY": key},
+        freeze_live_state=True,  # as the CLI's plan, apply and drift do
     )
     cpu0, wall0 = time.process_time(), time.perf_counter()
     loaded = engine.load(options)

@@ -564,6 +564,7 @@ def _plan_options(paths: list[Path], flags: PlanFlags) -> RunOptions:
         parallelism=flags.parallelism,
         retries=flags.retries,
         limits=_limits(flags.timeout, flags.deadline),
+        freeze_live_state=True,  # one run per process
     )
 
 
@@ -917,6 +918,7 @@ def drift(
         retries=retries,
         request_log=_log_request if verbose else None,
         limits=_limits(timeout, deadline),
+        freeze_live_state=True,  # one run per process
     )
     run = _make_plan(options)
     if output_format == "json":
