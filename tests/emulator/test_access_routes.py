@@ -108,6 +108,8 @@ async def test_organization_collaborators_are_users_with_rights(
         },
     )
     assert nested.status_code == 400, nested.text
+    assert nested.json()["details"][0]["name"] == "nested_organizations"
+    assert nested.json()["details"][0]["namespace"] == "pkg/identityserver"
     # The delete route is plural; the singular one does not exist.
     assert (await client.delete("/organizations/org-one/collaborator/user/alice")).status_code in (
         404,

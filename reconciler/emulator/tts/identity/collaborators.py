@@ -19,7 +19,7 @@ from reconciler.emulator.tts.common import (
 )
 from reconciler.emulator.tts.identity.accounts import live_organization
 from reconciler.emulator.tts.identity.entities import APPLICATION, GATEWAY, EntityKind
-from reconciler.emulator.tts.identity.shared import IS_STORE, collaborator_key
+from reconciler.emulator.tts.identity.shared import IS, IS_STORE, collaborator_key
 from reconciler.emulator.tts.validate import validate_request
 
 if TYPE_CHECKING:
@@ -183,12 +183,10 @@ def set_member(call: Call) -> dict[str, Any]:
     collaborator = request["collaborator"]
     key = collaborator_key(collaborator["ids"])
     if not key.startswith("user:"):
-        # An organization cannot be a member of an organization.
+        # An organization cannot be a member of an organization: the Identity Server's
+        # `nested_organizations` error, as for creating or listing organizations of one.
         raise errors.TTSError(
-            IS_STORE,
-            "collaborator_not_user",
-            "organization collaborators must be users",
-            errors.INVALID_ARGUMENT,
+            IS, "nested_organizations", "organizations can not be nested", errors.INVALID_ARGUMENT
         )
     user_id = key.partition(":")[2]
     if user_id not in call.store.users:
