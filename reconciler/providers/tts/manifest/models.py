@@ -12,7 +12,7 @@ so `model_fields_set` tells "explicitly null" (clear it) from "not mentioned" (l
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import (
     AwareDatetime,
@@ -101,16 +101,19 @@ ScriptPath = Annotated[
 ]
 
 
-class Owner(ManifestModel):
-    """Who owns (creates) an application or gateway: exactly one of `user`, `organization`."""
+class Account(ManifestModel):
+    """A user or an organization: exactly one of `user`, `organization`."""
+
+    # Who needs the account, for the error message.
+    needed_by: ClassVar[str] = "an account"
 
     user: t.UserId | None = None
     organization: t.EntityId | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> Owner:
+    def _one(self) -> Self:
         if (self.user is None) == (self.organization is None):
-            raise ValueError("owner needs exactly one of `user` or `organization`")
+            raise ValueError(f"{self.needed_by} needs exactly one of `user` or `organization`")
         return self
 
     @property
@@ -120,31 +123,23 @@ class Owner(ManifestModel):
     @property
     def id(self) -> str:
         return self.user or self.organization or ""
+
+
+class Owner(Account):
+    """Who owns (creates) an application or gateway: exactly one of `user`, `organization`."""
+
+    needed_by: ClassVar[str] = "owner"
 
 
 Rights = Annotated[list[t.Right], Field(min_length=1)]
 
 
-class Collaborator(ManifestModel):
+class Collaborator(Account):
     """A user or organization and the rights it holds on the entity."""
 
-    user: t.UserId | None = None
-    organization: t.EntityId | None = None
+    needed_by: ClassVar[str] = "a collaborator"
+
     rights: Rights
-
-    @model_validator(mode="after")
-    def _one(self) -> Collaborator:
-        if (self.user is None) == (self.organization is None):
-            raise ValueError("a collaborator needs exactly one of `user` or `organization`")
-        return self
-
-    @property
-    def kind(self) -> Literal["user", "organization"]:
-        return "user" if self.user is not None else "organization"
-
-    @property
-    def id(self) -> str:
-        return self.user or self.organization or ""
 
 
 def _sink_inside_tree(value: str | None, info: ValidationInfo) -> str | None:
