@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="reconciler",
-    help="Infrastructure-as-code for LoRaWAN fleets on The Things Stack: "
-    "validate manifests, plan and apply changes, detect drift.",
+    help="Infrastructure-as-code for IoT device fleets on The Things Stack (LoRaWAN) and "
+    "Azure IoT Hub: validate manifests, plan and apply changes, detect drift.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -102,7 +102,7 @@ def _root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    """Infrastructure-as-code for LoRaWAN fleets on The Things Stack."""
+    """Infrastructure-as-code for IoT device fleets on The Things Stack and Azure IoT Hub."""
 
 
 @app.command()
@@ -738,7 +738,8 @@ def apply(
         ),
     ] = OutputFormat.text,
 ) -> None:
-    """Apply the manifests to The Things Stack (shows the plan and asks first on a TTY)."""
+    """Apply the manifests to their targets (The Things Stack, Azure IoT Hub); shows the plan
+    and asks first on a TTY."""
     import asyncio
 
     from reconciler import engine
