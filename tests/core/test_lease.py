@@ -24,7 +24,7 @@ from reconciler.lease import Acquired, Lease, LeaseHeld, LeaseHolder, LeaseKeepe
 from reconciler.providers.tts.importing.live import Selection
 from reconciler.providers.tts.importing.run import ImportOptions, run_import
 from reconciler.providers.tts.kinds import LEASE_DEVICE_ID
-from tests.conftest import build_emulator_app
+from tests.conftest import build_emulator_app, end_streams_when_idle
 from tests.core.support import DEVICES, ROOT_URL, Engine, fleet_site, site
 from tests.core.test_two_providers import Cloud, HubProvider, HubTarget
 
@@ -220,6 +220,9 @@ async def test_a_lease_lost_during_apply_stops_new_changes(
     and no further change starts (as the CLI wires `should_stop`)."""
     app = build_emulator_app(admin_api_key, latency_ms=5)  # an apply that lasts a while
     async with app.router.lifespan_context(app):
+        # In-process, the event stream the plan reads its history from must end once idle
+        # (without it, each read waited for its timeout: 248 s for this test).
+        end_streams_when_idle(app)
         await apply_and_lose_the_lease(
             Engine(httpx.ASGITransport(app=app), admin_api_key), tmp_path
         )
