@@ -40,19 +40,7 @@ from reconciler.providers.tts.manifest.types import AesKey, HeaderName, HeaderVa
 
 KINDS = ("Stack", "Organization", "Application", "Device", "Fleet", "Gateway")
 DEFAULT_OWNERSHIP_KEY = "managed-by"
-WEBHOOK_MESSAGE_TYPES = (
-    "uplink_message",
-    "uplink_normalized",
-    "join_accept",
-    "downlink_ack",
-    "downlink_nack",
-    "downlink_sent",
-    "downlink_failed",
-    "downlink_queued",
-    "downlink_queue_invalidated",
-    "location_solved",
-    "service_data",
-)
+WEBHOOK_MESSAGE_TYPES = t.APPLICATION_MESSAGE_TYPES
 
 
 class ScriptFile:

@@ -27,21 +27,7 @@ MQTT = "ApplicationPubSub.MQTTProvider"
 AWS_IOT = "ApplicationPubSub.AWSIoTProvider"
 PROVIDERS = ("mqtt", "nats", "aws_iot")
 # The message types a pub/sub publishes (or, for downlinks, subscribes to), in schema order.
-PUBSUB_MESSAGE_TYPES = (
-    "downlink_push",
-    "downlink_replace",
-    "uplink_message",
-    "uplink_normalized",
-    "join_accept",
-    "downlink_ack",
-    "downlink_nack",
-    "downlink_sent",
-    "downlink_failed",
-    "downlink_queued",
-    "downlink_queue_invalidated",
-    "location_solved",
-    "service_data",
-)
+PUBSUB_MESSAGE_TYPES = ("downlink_push", "downlink_replace", *t.APPLICATION_MESSAGE_TYPES)
 
 
 def _max(message: str, field: str, kind: str = "string") -> int:

@@ -713,3 +713,20 @@ HeaderValue = Annotated[
     PlainValidator(secret_validator(_header_value)),
     WithJsonSchema(reference_schema({"type": "string", "maxLength": WEBHOOK_HEADER_VALUE_MAX})),
 ]
+
+
+# The application messages a webhook or pub/sub sends on (each its own path or topic), in the
+# order of the server's schema; pub/subs also take downlinks (push, replace) before them.
+APPLICATION_MESSAGE_TYPES = (
+    "uplink_message",
+    "uplink_normalized",
+    "join_accept",
+    "downlink_ack",
+    "downlink_nack",
+    "downlink_sent",
+    "downlink_failed",
+    "downlink_queued",
+    "downlink_queue_invalidated",
+    "location_solved",
+    "service_data",
+)
