@@ -797,11 +797,8 @@ def apply(
             await lease.renew()
             lease.check()
 
-        def should_stop() -> bool:
-            # An interrupt, or a renewal that found the lease taken over: start nothing more.
-            return interrupts.requested or (lease is not None and lease.lost is not None)
-
         with Interrupts() as interrupts:
+            should_stop = engine.stop_reason(lambda: interrupts.requested, lease)
             report = await engine.apply_plan(run, session, options, should_stop=should_stop)
         if lease is not None and lease.lost:
             lease_lost.append(lease.lost)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__
 from reconciler.diagnostics import Diagnostic, ReconcilerError
-from reconciler.executor import Work, execute_plan
+from reconciler.executor import StopReason, Work, execute_plan
 from reconciler.lease import DEFAULT_TTL, Lease, LeaseKeeper, Note
 from reconciler.manifest.load import load_manifests
 from reconciler.manifest.project import Project
@@ -238,7 +238,7 @@ async def apply_plan(
     session: Session,
     options: RunOptions,
     *,
-    should_stop: Callable[[], bool] = lambda: False,
+    should_stop: Callable[[], StopReason | None] = lambda: None,
 ) -> ApplyReport:
     work = [
         Work(t.provider, t.desired, run.live.get(t.provider.name) or LiveState())
@@ -254,6 +254,22 @@ async def apply_plan(
     # Reads left theirs in the plan (`read` takes them), so these were drawn while applying.
     report.warnings = [w for t in session.targets for w in t.provider.take_warnings()]
     return report
+
+
+def stop_reason(
+    interrupted: Callable[[], bool], lease: LeaseKeeper | None
+) -> Callable[[], StopReason | None]:
+    """`apply_plan`'s `should_stop` for a run under `lease` (None: `--no-lock`): an interrupt,
+    or a renewal that found the lease removed or taken over."""
+
+    def check() -> StopReason | None:
+        if interrupted():
+            return "interrupted"
+        if lease is not None and lease.lost is not None:
+            return "lease lost"
+        return None
+
+    return check
 
 
 @asynccontextmanager

@@ -6,8 +6,8 @@ updates first, parents before children, then deletes in reverse kind order; a de
 a unique key another change claims (a device's EUI pair, when a device moves) runs before all of
 them. One failing resource never stops the others, and what was done stays done; a change whose
 parent failed to be created, or whose unique key was not freed, is skipped. After
-`should_stop()` turns true no new group is started (the ones in flight finish their steps) and
-the rest is reported as skipped.
+`should_stop()` names a reason (an interrupt, or the apply lease lost) no new group is started
+(the ones in flight finish their steps) and the rest is reported as skipped, with that reason.
 """
 
 from __future__ import annotations
@@ -15,10 +15,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from reconciler.plan.model import ApplyReport, Plan, ResourceChange, ResourceResult
 from reconciler.provider import ProgressCallback, Provider
 from reconciler.resources import DesiredState, LiveState, ResourceKey
+
+
+# Why an apply starts no more changes: the user interrupted it, or a renewal found the apply
+# lease removed or taken over (another run may be writing now).
+StopReason = Literal["interrupted", "lease lost"]
+
+SKIPPED_BECAUSE: dict[StopReason, str] = {
+    "interrupted": "not started: interrupted",
+    "lease lost": (
+        "not started: the apply lease was lost (removed or taken over by another run), so no "
+        "more changes were started"
+    ),
+}
 
 
 @dataclass
@@ -36,7 +50,7 @@ async def execute_plan(
     *,
     parallelism: int = 16,
     progress: ProgressCallback | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
+    should_stop: Callable[[], StopReason | None] = lambda: None,
 ) -> ApplyReport:
     report = ApplyReport()
     changes = plan.changes
@@ -61,7 +75,7 @@ async def _execute_provider(
     changes: list[ResourceChange],
     report: ApplyReport,
     parallelism: int,
-    should_stop: Callable[[], bool],
+    should_stop: Callable[[], StopReason | None],
     finished: Callable[[int], None],
 ) -> None:
     provider = work.provider
@@ -70,9 +84,13 @@ async def _execute_provider(
     not_freed: dict[str, ResourceKey] = {}  # unique key -> the holder whose deletion failed
 
     def skip_reason(change: ResourceChange) -> str:
-        if should_stop():
+        stop = should_stop()
+        if stop == "interrupted":
             report.interrupted = True
-            return "not started: interrupted"
+        elif stop == "lease lost":
+            report.lease_lost = True
+        if stop is not None:
+            return SKIPPED_BECAUSE[stop]
         parent = provider.depends_on(change.key)
         if parent is not None and parent in not_created and change.action != "delete":
             return f"not started: {parent} was not created"

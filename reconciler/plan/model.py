@@ -354,6 +354,8 @@ class ResourceResult:
 class ApplyReport:
     results: list[ResourceResult] = field(default_factory=list)
     interrupted: bool = False
+    # A renewal found the apply lease removed or taken over: no more changes were started.
+    lease_lost: bool = False
     # The servers' warnings drawn while applying (e.g. X-Warning on a write), each once.
     warnings: list[str] = field(default_factory=list)
 
@@ -381,6 +383,7 @@ class ApplyReport:
         return {
             "summary": self.counts(),
             "interrupted": self.interrupted,
+            "lease_lost": self.lease_lost,
             "warnings": self.warnings,
             "results": [
                 {

@@ -237,6 +237,12 @@ def render_report(report: ApplyReport) -> list[Text]:
     )
     if report.interrupted:
         text.append(" Interrupted: run plan or apply again for the rest.", style="yellow")
+    elif report.lease_lost:
+        text.append(
+            " Stopped: the apply lease was lost; another run may be applying now. Run plan "
+            "once it has ended, then apply again for the rest.",
+            style="yellow",
+        )
     lines.append(text)
     return lines
 

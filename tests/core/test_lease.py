@@ -21,6 +21,7 @@ import pytest
 from reconciler import engine
 from reconciler.diagnostics import ManifestError, ReconcilerError
 from reconciler.lease import Acquired, Lease, LeaseHeld, LeaseHolder, LeaseKeeper, utc_now
+from reconciler.plan.render import render_report
 from reconciler.providers.tts.importing.live import Selection
 from reconciler.providers.tts.importing.run import ImportOptions, run_import
 from reconciler.providers.tts.kinds import LEASE_DEVICE_ID
@@ -249,15 +250,30 @@ async def apply_and_lose_the_lease(eng: Engine, tmp_path: Path) -> None:
                     await other.aclose()
 
             unlocking = asyncio.ensure_future(unlock_soon())
-            report = await engine.apply_plan(
-                run, session, options, should_stop=lambda: keeper.lost is not None
-            )
+            # As the CLI wires it (no interrupt here).
+            should_stop = engine.stop_reason(lambda: False, keeper)
+            report = await engine.apply_plan(run, session, options, should_stop=should_stop)
             await unlocking
     finally:
         await session.aclose()
     assert keeper.lost is not None and "it was removed" in keeper.lost
-    assert report.interrupted and report.skipped and not report.failed
+    assert report.skipped and not report.failed
     assert len(report.results) == 99
+    # Said as what it is: skipped because the lease was lost, not "interrupted" (no one
+    # pressed Ctrl-C, and the advice differs: another run may be applying now).
+    assert report.lease_lost and not report.interrupted
+    reasons = {r.error for r in report.skipped}
+    assert reasons == {
+        "not started: the apply lease was lost (removed or taken over by another run), so no "
+        "more changes were started"
+    }, reasons
+    assert report.to_json()["lease_lost"] is True
+    summary = render_report(report)[-1].plain
+    assert "Interrupted" not in summary
+    assert summary.endswith(
+        "Stopped: the apply lease was lost; another run may be applying now. Run plan once it "
+        "has ended, then apply again for the rest."
+    ), summary
 
 
 async def holding_lease_forever(eng: Engine, paths: list[Path], started: asyncio.Event) -> None:
