@@ -21,7 +21,6 @@ from reconciler.plan.model import ApplyReport, Plan, ResourceChange, ResourceRes
 from reconciler.provider import ProgressCallback, Provider
 from reconciler.resources import DesiredState, LiveState, ResourceKey
 
-
 # Why an apply starts no more changes: the user interrupted it, or a renewal found the apply
 # lease removed or taken over (another run may be writing now).
 StopReason = Literal["interrupted", "lease lost"]

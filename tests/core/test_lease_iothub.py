@@ -14,7 +14,9 @@ import pytest
 
 from reconciler import engine
 from reconciler.lease import LeaseHeld, LeaseKeeper
-from reconciler.providers.iothub.lease import lease_device_id
+from reconciler.manifest.load import load_manifests
+from reconciler.providers.iothub.rules import lease_device_id
+from reconciler.providers.registry import MANIFEST_KINDS
 from tests.iothub.support import DEVICES, HUB, HubEngine, new_key, owner_client, write_manifests
 from tests.iothub_emulator.conftest import build_app
 
@@ -174,3 +176,19 @@ async def test_lease_device_ids_are_valid_for_any_stack_name() -> None:
     assert lease_device_id("plant-a") == "reconciler-lease.plant-a"
     odd = lease_device_id("plant a/ü" * 20)
     assert odd.startswith("reconciler-lease.") and len(odd) <= 128 and " " not in odd
+
+
+async def test_a_device_named_like_a_lease_identity_is_a_located_error(tmp_path: Path) -> None:
+    """A manifest device `reconciler-lease.<stack>` would be the lease identity: applied, it
+    would hold the lease for good (or be deleted by a release). Refused wherever it is declared,
+    for any stack's name (several stacks may share a hub), before any request."""
+    devices = f"kind: IotHubDevice\nid: sensor-1\n---\nkind: IotHubDevice\nid: {LEASE_ID}\n"
+    tree = write_manifests(tmp_path / "docs", hub=HUB, devices=devices)
+    fleet = write_manifests(tmp_path / "fleet", hub=HUB, fleet="kind: IotHubFleet\ncsv: f.csv\n")
+    (fleet / "f.csv").write_text("id\nok-1\nreconciler-lease.other-stack\n", encoding="utf-8")
+    for where, path in (("devices.yaml:5:1", tree), ("f.csv:3:1", fleet)):
+        result = load_manifests([path], environ={}, kinds=MANIFEST_KINDS)
+        errors = [d for d in result.diagnostics if d.severity == "error"]
+        assert len(errors) == 1, errors
+        assert str(errors[0].location).endswith(where), str(errors[0].location)
+        assert "is reserved" in errors[0].message and "apply lease" in errors[0].message

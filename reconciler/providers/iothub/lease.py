@@ -13,29 +13,17 @@ drift and prune never see it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from reconciler.lease import Acquired, Lease, LeaseHeld, LeaseHolder, LeaseLost, utc_now
 from reconciler.providers.iothub.client import IotHubAPIError, if_match, quote_id
-from reconciler.providers.iothub.rules import OperationClass
+from reconciler.providers.iothub.rules import OperationClass, lease_device_id
 
 if TYPE_CHECKING:
     from reconciler.providers.iothub.provider import IotHubProvider
 
-LEASE_DEVICE_PREFIX = "reconciler-lease."
 RECORD_LIMIT = 128  # statusReason's length cap
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$")
-
-
-def lease_device_id(stack: str) -> str:
-    """The lease identity's device id: the stack name where it makes a valid id, else a digest."""
-    candidate = LEASE_DEVICE_PREFIX + stack
-    if _DEVICE_ID.match(candidate):
-        return candidate
-    return LEASE_DEVICE_PREFIX + hashlib.sha256(stack.encode()).hexdigest()[:32]
 
 
 class HubLease:

@@ -676,6 +676,15 @@ class _Devices:
         self.locators: dict[str, Callable[[str], Location]] = {}
 
     def add(self, device: HubDevice, locate: Callable[[str], Location]) -> None:
+        if device.device_id.startswith(rules.LEASE_DEVICE_PREFIX):
+            # Any stack's: several stacks may share a hub, each with its own lease identity.
+            self.run.error(
+                locate("id"),
+                f"the device ID `{device.device_id}` is reserved: device IDs starting with "
+                f"`{rules.LEASE_DEVICE_PREFIX}` hold reconciler's apply lease on a hub",
+                "reserved-id",
+            )
+            return
         first = self.by_id.get(device.device_id)
         if first is not None:
             self.run.error(

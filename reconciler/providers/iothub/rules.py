@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 import re
@@ -83,6 +84,19 @@ def check_device_id(value: object, what: str = "device id") -> str:
     if not DEVICE_ID.fullmatch(value):
         raise ValueError(f"{what} `{value[:140]}` is not valid: {ID_RULE}")
     return value
+
+
+# The apply lease's identity on a hub (reconciler.providers.iothub.lease): the prefix is
+# reserved for it, so no manifest device (of any stack sharing the hub) can take its place.
+LEASE_DEVICE_PREFIX = "reconciler-lease."
+
+
+def lease_device_id(stack: str) -> str:
+    """The lease identity's device id: the stack name where it makes a valid id, else a digest."""
+    candidate = LEASE_DEVICE_PREFIX + stack
+    if DEVICE_ID.fullmatch(candidate):
+        return candidate
+    return LEASE_DEVICE_PREFIX + hashlib.sha256(stack.encode()).hexdigest()[:32]
 
 
 def _number(value: object) -> bool:
