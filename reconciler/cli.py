@@ -631,7 +631,9 @@ def plan(
     from reconciler import ci
     from reconciler.plan.markdown import render_markdown
 
-    run = _make_plan(_plan_options(_paths(paths), flags))
+    options = _plan_options(_paths(paths), flags)
+    options.look_for_leases = True  # plan takes no lease: it says when an apply holds one
+    run = _make_plan(options)
     if out is not None:
         _write_plan(out, run.plan)
     _render_plan_as(run.plan, output_format, full=flags.full, max_chars=max_chars)
@@ -751,6 +753,7 @@ def apply(
     saved = _read_plan(plan_file) if plan_file is not None else None
     options = _plan_options(paths or [], flags)
     options.lock = lock
+    options.look_for_leases = not lock
     options.lock_timeout = lock_timeout
     if saved is not None:
         options = engine.saved_plan_options(saved, options)

@@ -7,6 +7,7 @@ errors go back to the CLI, which renders them.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler import __version__
 from reconciler.diagnostics import Diagnostic, ReconcilerError
 from reconciler.executor import StopReason, Work, execute_plan
-from reconciler.lease import DEFAULT_TTL, Lease, LeaseKeeper, Note
+from reconciler.lease import DEFAULT_TTL, Lease, LeaseKeeper, Note, utc_now
 from reconciler.manifest.load import load_manifests
 from reconciler.manifest.project import Project
 from reconciler.plan.model import ApplyReport, Plan, ResourceChange, ResourceResult
@@ -68,6 +69,9 @@ class RunOptions:
     lock_timeout: float = 0.0
     lease_ttl: float = DEFAULT_TTL
     lease_poll: float = 5.0
+    # `plan` and `apply --no-lock` take no lease: they look for another run's lease instead
+    # and warn (a plan read while an apply writes may show its half-done work).
+    look_for_leases: bool = False
     # One run per process (the CLI's plan, apply and drift): once read, the live state lives
     # until the process exits, so it is moved out of the garbage collector's sight as the CLI
     # does with the manifests. Not for long-running callers (`watch`), whose old live states
@@ -179,18 +183,26 @@ async def make_plan(loaded: Loaded, session: Session, options: RunOptions) -> Pl
     parts = []
     live: dict[str, LiveState] = {}
     prunes = []
-    for target in session.targets:
-        popts = plan_options(target, options)
-        prunes.append(popts.prune)
-        name = target.provider.name
-        # Owned resources the manifests no longer declare are always read: without prune the
-        # plan shows them (and drift counts them) instead of deleting them.
-        live[name] = await target.provider.read(target.desired, prune=True)
-        if options.freeze_live_state:
-            # Measured at 10,000 devices: the planner 94-96 us per device without, 33-47 with
-            # (`bench/bench_planner.py --devices 10000`): full collections rescanned the records.
-            gc.freeze()
-        parts.append(plan_target(target.provider, target.desired, live[name], popts))
+    # Looked for while the live state is read (a few requests beside many).
+    looking = asyncio.ensure_future(lease_warnings(session)) if options.look_for_leases else None
+    try:
+        for target in session.targets:
+            popts = plan_options(target, options)
+            prunes.append(popts.prune)
+            name = target.provider.name
+            # Owned resources the manifests no longer declare are always read: without prune
+            # the plan shows them (and drift counts them) instead of deleting them.
+            live[name] = await target.provider.read(target.desired, prune=True)
+            if options.freeze_live_state:
+                # Measured at 10,000 devices: the planner 94-96 us per device without, 33-47
+                # with (`bench/bench_planner.py --devices 10000`): full collections rescanned
+                # the records.
+                gc.freeze()
+            parts.append(plan_target(target.provider, target.desired, live[name], popts))
+        lease_notes = await looking if looking is not None else []
+    finally:
+        if looking is not None:
+            looking.cancel()
     plan = Plan(
         stack=", ".join(dict.fromkeys(t.desired.stack for t in session.targets)),
         targets=[t.provider.describe() for t in session.targets],
@@ -210,6 +222,7 @@ async def make_plan(loaded: Loaded, session: Session, options: RunOptions) -> Pl
             "stack owns (a target is KIND/ID, e.g. device/my-app/sensor-*)"
         )
     assemble(plan, parts)
+    plan.warnings[:0] = lease_notes
     plan.created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     plan.tool_version = __version__
     estimate = estimate_seconds(plan, session)
@@ -218,6 +231,39 @@ async def make_plan(loaded: Loaded, session: Session, options: RunOptions) -> Pl
     plan.diagnostics = [warning.to_json() for warning in loaded.warnings]
     desired = {t.provider.name: t.desired for t in session.targets}
     return PlanRun(plan, loaded, live, session.requests - before, desired)
+
+
+async def lease_warnings(session: Session) -> list[str]:
+    """What a run that takes no lease says about the apply leases on its targets: another
+    apply running now (this read may show its half-done work), or a lease a run left behind.
+    One warning per lease (on TTS a lease has a record in each owned application)."""
+    warnings: list[str] = []
+    now = utc_now()
+    for target in session.targets:
+        name = target.provider.describe().name
+        try:
+            leases = await target.provider.find_leases()
+        except ReconcilerError as error:
+            warnings.append(f"could not look for another apply's lease on {name}: {error}")
+            continue
+        seen: set[str] = set()
+        for lease in leases:
+            if lease.lease_id in seen:
+                continue
+            seen.add(lease.lease_id)
+            why = lease.abandoned(now)
+            if why is None:
+                warnings.append(
+                    f"another apply is running on {name}: {lease.describe()}. This plan was "
+                    "read while it writes: it may show that run's half-done changes and be out "
+                    "of date once it ends (plan again then)"
+                )
+            else:
+                warnings.append(
+                    f"an apply of {name} left its lease behind ({why}): {lease.describe()}. "
+                    "That run may have stopped half-way; the next apply takes the lease over"
+                )
+    return warnings
 
 
 def estimate_seconds(plan: Plan, session: Session) -> float | None:

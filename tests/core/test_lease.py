@@ -130,6 +130,38 @@ def more_devices(count: int) -> str:
     )
 
 
+async def test_plan_warns_of_a_running_apply_without_taking_the_lease(
+    eng: Engine, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A plan read while an apply writes may show that apply's half-done work: it says so
+    (once per lease, though on TTS the lease has a record in each owned application), and
+    leaves the lease as it was."""
+    paths = [site(tmp_path, extra=SECOND_APP)]
+    await eng.apply(paths)
+    assert (await eng.plan(paths, look_for_leases=True)).plan.warnings == []
+    async with holding(eng, paths) as running:
+        before = await lease_device(client)
+        run = await eng.plan(paths, look_for_leases=True)
+        assert await lease_device(client) == before  # not taken, not renewed
+    (warning,) = [w for w in run.plan.warnings if "lease" in w]
+    assert warning.startswith(
+        f"another apply is running on site-a: {running.holder.user}@{running.holder.host} "
+    )
+    assert f"(lease id {running.holder.lease_id}) on device {LEASE_DEVICE_ID}" in warning
+    assert "it may show that run's half-done changes" in warning
+    assert run.plan.to_json()["warnings"][0] == warning
+
+    # A lease its run left behind (it expired) is named as such.
+    options = eng.options(paths)
+    session = engine.connect(engine.load(options), options)
+    crashed = LeaseKeeper([t.provider for t in session.targets], ttl=-60)
+    await crashed.acquire()
+    await session.aclose()
+    (warning,) = (await eng.plan(paths, look_for_leases=True)).plan.warnings
+    assert warning.startswith("an apply of site-a left its lease behind (expired): ")
+    assert crashed.holder.lease_id in warning
+
+
 async def test_lock_timeout_waits_for_the_holder_then_runs(eng: Engine, tmp_path: Path) -> None:
     paths = [site(tmp_path)]
     await eng.apply(paths)

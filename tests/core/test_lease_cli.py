@@ -75,8 +75,17 @@ def test_refusal_lock_timeout_and_force_unlock(
     cli("apply", "manifests", "--auto-approve", "--lock-timeout", "1", expect=1)
     assert "note: waiting up to 1 s for the lease" in cli.stderr
     assert "after waiting 1 s" in cli.stderr
-    cli("plan", "manifests", "--detailed-exitcode")  # plan reads only: it takes no lease
-    assert "Nothing to apply." in cli("apply", "manifests", "--auto-approve", "--no-lock")
+    # plan reads only: it takes no lease, but says that an apply holds one.
+    out = cli("plan", "manifests", "--detailed-exitcode")
+    assert re.search(
+        r"Warning: another apply is running on site-a: \S+@\S+ \(pid \d+\) .*\(lease id "
+        + lease_id
+        + r"\) on device reconciler-lease in application field-sensors\. This plan was read "
+        r"while it writes: it may show that run's half-done changes",
+        " ".join(out.split()),
+    ), out
+    out = cli("apply", "manifests", "--auto-approve", "--no-lock")
+    assert "Nothing to apply." in out and f"(lease id {lease_id})" in out
     devices = tree / "devices.yaml"
     devices.write_text(devices.read_text().replace("name: OTAA 1.0.3", "name: Renamed"))
     cli("plan", "manifests", "--out", "plan.json")

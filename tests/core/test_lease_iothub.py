@@ -192,3 +192,18 @@ async def test_a_device_named_like_a_lease_identity_is_a_located_error(tmp_path:
         assert len(errors) == 1, errors
         assert str(errors[0].location).endswith(where), str(errors[0].location)
         assert "is reserved" in errors[0].message and "apply lease" in errors[0].message
+
+
+async def test_plan_warns_of_a_running_apply_on_the_hub(hub: HubEngine, tmp_path: Path) -> None:
+    paths = [write_manifests(tmp_path, hub=HUB, devices=DEVICES)]
+    assert (await hub.plan(paths, look_for_leases=True)).plan.warnings == []
+    session, running = keeper(hub, paths)
+    await running.acquire()
+    try:
+        run = await hub.plan(paths, look_for_leases=True)
+    finally:
+        await running.release()
+        await session.aclose()
+    (warning,) = run.plan.warnings
+    assert warning.startswith("another apply is running on plant-a: ")
+    assert f"(lease id {running.holder.lease_id}) on device identity {LEASE_ID}" in warning
