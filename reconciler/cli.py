@@ -1121,6 +1121,7 @@ async def _serve_metrics(watcher: Any, address: str, port: int, report: Any) -> 
 
 @app.command("import")
 def import_command(
+    ctx: typer.Context,
     out: Annotated[
         Path, typer.Option("--out", help="Directory to write the manifest tree to (new or empty).")
     ],
@@ -1139,8 +1140,15 @@ def import_command(
         bool, typer.Option("--all", help="Import every application and gateway the key can see.")
     ] = False,
     stack: Annotated[
-        str, typer.Option("--stack", help="Stack name for the manifests (the ownership marker).")
-    ] = "imported",
+        str | None,
+        typer.Option(
+            "--stack",
+            help="Name for the manifests (the ownership marker): the Stack's (default "
+            "imported), or with --iothub the IotHub's (default: the name every device's "
+            "ownership tag carries, else the hub's name).",
+            show_default=False,
+        ),
+    ] = None,
     from_file: Annotated[
         Path | None,
         typer.Option(
@@ -1160,6 +1168,46 @@ def import_command(
             show_default=False,
         ),
     ] = None,
+    iothub: Annotated[
+        bool,
+        typer.Option(
+            "--iothub",
+            help="Import an Azure IoT Hub instead (every device identity, twin and module): "
+            "the connection string from IOTHUB_CONNECTION_STRING, the endpoint moved by "
+            "RECONCILER_IOTHUB_URL.",
+        ),
+    ] = False,
+    with_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--with-secrets",
+            help="With --iothub: write the symmetric keys to git-ignored secrets/ files the "
+            "manifests reference (default: keys stay on the hub, undeclared).",
+        ),
+    ] = False,
+    ownership_tag: Annotated[
+        str,
+        typer.Option("--ownership-tag", help="With --iothub: the twin tag naming the owner."),
+    ] = "managed-by",
+    sku: Annotated[
+        str | None,
+        typer.Option(
+            "--sku",
+            help="With --iothub: the hub's SKU (F1, B1-B3, S1-S3): reads are paced to its "
+            "throttles and the manifests record it.",
+            show_default=False,
+        ),
+    ] = None,
+    units: Annotated[
+        int | None,
+        typer.Option(
+            "--units",
+            min=1,
+            max=200,
+            help="With --iothub and --sku: the hub's units.",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a non-empty --out directory.")
     ] = False,
@@ -1167,29 +1215,80 @@ def import_command(
     retries: RetriesOpt = 8,
 ) -> None:
     """Write manifests for existing resources (read-only on the server): a Stack, applications
-    with formatters, webhooks and device fleets, gateways. Secrets go to git-ignored files."""
+    with formatters, webhooks and device fleets, gateways; or with --iothub an IoT Hub's device
+    identities, twins and modules. Secrets go to git-ignored files."""
     import asyncio
 
-    from reconciler.providers.tts.importing.live import Selection
-    from reconciler.providers.tts.importing.run import ImportOptions, run_import
+    from reconciler.importer.report import REPORT_FILE
 
     progress = ProgressReporter(stderr)
-    options = ImportOptions(
-        out=out,
-        stack=stack,
-        url=url,
-        selection=Selection(tuple(application or ()), tuple(gateway or ()), everything),
-        from_file=from_file,
-        owner=owner,
-        overwrite=overwrite,
-        parallelism=parallelism,
-        retries=retries,
-        progress=progress,
-    )
+    run_import: Callable[[], Coroutine[Any, Any, Any]]
+    if iothub:
+        tts_only = {
+            "--application": bool(application),
+            "--gateway": bool(gateway),
+            "--all": everything,
+            "--from-file": from_file is not None,
+            "--owner": owner is not None,
+            "--url": url is not None and not _from_environment(ctx, "url"),
+        }
+        for flag, given in tts_only.items():
+            if given:
+                raise typer.BadParameter(
+                    f"{flag} is for The Things Stack; --iothub reads the hub of "
+                    "IOTHUB_CONNECTION_STRING (RECONCILER_IOTHUB_URL moves its endpoint)"
+                )
+        from reconciler.providers.iothub.importing.run import HubImportOptions
+        from reconciler.providers.iothub.importing.run import run_import as run_hub_import
+
+        hub_options = HubImportOptions(
+            out=out,
+            name=stack,
+            ownership_tag=ownership_tag,
+            with_secrets=with_secrets,
+            sku=sku,
+            units=units,
+            overwrite=overwrite,
+            parallelism=parallelism,
+            retries=retries,
+            progress=progress,
+        )
+
+        def run_import() -> Coroutine[Any, Any, Any]:
+            return run_hub_import(hub_options)
+    else:
+        hub_only = {
+            "--with-secrets": with_secrets,
+            "--ownership-tag": ownership_tag != "managed-by",
+            "--sku": sku is not None,
+            "--units": units is not None,
+        }
+        for flag, given in hub_only.items():
+            if given:
+                raise typer.BadParameter(f"{flag} is for --iothub")
+        from reconciler.providers.tts.importing.live import Selection
+        from reconciler.providers.tts.importing.run import ImportOptions
+        from reconciler.providers.tts.importing.run import run_import as run_tts_import
+
+        options = ImportOptions(
+            out=out,
+            stack=stack or "imported",
+            url=url,
+            selection=Selection(tuple(application or ()), tuple(gateway or ()), everything),
+            from_file=from_file,
+            owner=owner,
+            overwrite=overwrite,
+            parallelism=parallelism,
+            retries=retries,
+            progress=progress,
+        )
+
+        def run_import() -> Coroutine[Any, Any, Any]:
+            return run_tts_import(options)
 
     async def run() -> Any:
         try:
-            return await run_import(options)
+            return await run_import()
         finally:
             progress.close()
 
@@ -1200,9 +1299,7 @@ def import_command(
         raise typer.Exit(130) from None
     for line in report.lines():
         stderr.print(f"not imported: {line}", markup=False, highlight=False)
-    stdout.print(
-        f"{report.summary()} into {out} (report: {out / 'import-report.txt'})", markup=False
-    )
+    stdout.print(f"{report.summary()} into {out} (report: {out / REPORT_FILE})", markup=False)
 
 
 def _check_emulated_api(name: str) -> str:

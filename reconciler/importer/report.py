@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 EXAMPLES = 3  # resources named per finding; the rest are counted
+REPORT_FILE = "import-report.txt"  # in the output directory
 
 
 @dataclass

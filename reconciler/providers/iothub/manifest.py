@@ -630,13 +630,19 @@ class IotHubKinds:
                 f"unknown column `{column}` is ignored{hint}",
                 "csv-column",
             )
-        inline = [c for c in CSV_KEY_COLUMNS if c in table.header]
-        if inline:
-            run.warn(
-                Location(table.file, 1, table.header.index(inline[0]) + 1, inline[0]),
-                "key columns hold references (`env:NAME`, `file:path`); inline keys end up in git",
-                "inline-secret",
-            )
+        # Key cells should be references; the first inline one is named (once per file).
+        for row in table.rows:
+            inline = [
+                c for c in CSV_KEY_COLUMNS if c in row.values and not _is_reference(row.values[c])
+            ]
+            if inline:
+                run.warn(
+                    table.locate(row, inline[0]),
+                    "key columns hold references (`env:NAME`, `file:path`); inline keys end up "
+                    "in git",
+                    "inline-secret",
+                )
+                break
         return True
 
     def _row(
@@ -744,6 +750,10 @@ class _Devices:
                     f"(set capabilities.iotEdge: true on it, at {found.location})",
                     "parent-not-edge",
                 )
+
+
+def _is_reference(cell: str) -> bool:
+    return cell.startswith(("env:", "file:"))
 
 
 def _lazy(document: Document, path: list[str | int]) -> Callable[[], Location]:

@@ -212,7 +212,7 @@ class IotHubProvider(IotHubDiffer):
 
     # -- reading ----------------------------------------------------------------------------
 
-    async def _query(self, text: str) -> AsyncIterator[dict[str, Any]]:
+    async def query(self, text: str) -> AsyncIterator[dict[str, Any]]:
         """The items of a query, page by page (x-ms-continuation), within the page ceiling."""
         continuation = ""
         pages = 0
@@ -246,7 +246,7 @@ class IotHubProvider(IotHubDiffer):
         stack, tag = desired.stack, desired.ownership_key
         declared = {r.key.id: r for r in desired.resources.values() if r.key.kind in DEVICE_KINDS}
         kept: list[tuple[dict[str, Any], ResourceKey, bool]] = []
-        async for item in self._query("SELECT * FROM devices"):
+        async for item in self.query("SELECT * FROM devices"):
             device_id = item.get("deviceId")
             if not isinstance(device_id, str):
                 raise IotHubAPIError(
@@ -273,7 +273,7 @@ class IotHubProvider(IotHubDiffer):
                 live.owned.add(key)
         declared_modules = {r.key.ids for r in desired.of_kind("module")}
         if declared_modules or prune:
-            async for item in self._query("SELECT * FROM devices.modules"):
+            async for item in self.query("SELECT * FROM devices.modules"):
                 ids = (item.get("deviceId"), item.get("moduleId"))
                 if not all(isinstance(i, str) for i in ids):
                     continue
@@ -329,7 +329,7 @@ class IotHubProvider(IotHubDiffer):
         async def read_one(resource: DesiredResource) -> None:
             nonlocal done
             async with self._semaphore:
-                data, etag = await self._get_identity(resource.key)
+                data, etag = await self.get_identity(resource.key)
             record = live.resources[resource.key].records["identity"]
             record.data = _identity_data(data)
             record.version = etag or record.version
@@ -349,7 +349,7 @@ class IotHubProvider(IotHubDiffer):
             return f"/twins/{quote_id(key.ids[0])}/modules/{quote_id(key.ids[1])}"
         return f"/twins/{quote_id(key.id)}"
 
-    async def _get_identity(self, key: ResourceKey) -> tuple[dict[str, Any], str | None]:
+    async def get_identity(self, key: ResourceKey) -> tuple[dict[str, Any], str | None]:
         path = self._identity_path(key)
         response = await self.client.request("GET", path, OperationClass.IDENTITY)
         data = _json_object(response.content)
@@ -382,7 +382,7 @@ class IotHubProvider(IotHubDiffer):
         if resource is not None and (
             KEY_PATHS[0] in resource.fields or "managedBy" in resource.fields
         ):
-            data, etag = await self._get_identity(key)
+            data, etag = await self.get_identity(key)
             live.records["identity"] = LiveRecord(_identity_data(data), etag)
         return live
 
@@ -399,7 +399,7 @@ class IotHubProvider(IotHubDiffer):
         async def read_one(resource: DesiredResource) -> None:
             async with self._semaphore:
                 try:
-                    data, _ = await self._get_identity(resource.key)
+                    data, _ = await self.get_identity(resource.key)
                 except IotHubAPIError as error:
                     if error.status == 404:
                         return  # not created yet
@@ -567,7 +567,7 @@ class IotHubProvider(IotHubDiffer):
         """The deviceScope of an edge device (read once if it was created during this run)."""
         scope = self._scopes.get(edge_id)
         if scope is None:
-            data, _ = await self._get_identity(device_key(edge_id, True))
+            data, _ = await self.get_identity(device_key(edge_id, True))
             found = data.get("deviceScope")
             if not isinstance(found, str) or not found:
                 raise ReconcilerError(
@@ -732,7 +732,7 @@ class IotHubProvider(IotHubDiffer):
     ) -> None:
         """GET, merge the planned changes, PUT with If-Match on the planned etag: a PUT replaces
         the whole identity, so everything the manifests do not mention comes from the GET."""
-        current, etag = await self._get_identity(key)
+        current, etag = await self.get_identity(key)
         planned = step.live_version
         if planned and etag != planned and self.saved_plan:
             raise IotHubAPIError(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.importer.output import OutputTree, csv_text, yaml_documents
-from reconciler.importer.report import ImportReport
+from reconciler.importer.report import REPORT_FILE, ImportReport
 from reconciler.providers.tts import lorawan_versions
 from reconciler.providers.tts.desired import server_address
 from reconciler.providers.tts.importing import fields as f
@@ -28,7 +28,6 @@ from reconciler.providers.tts.manifest import devices as dev
 from reconciler.providers.tts.manifest import models as m
 
 SECRETS_ENV = "secrets.env"
-REPORT_FILE = "import-report.txt"
 MAX_ATTRIBUTES = 10  # the server's limit; the ownership marker takes one
 HEADER = "# Written by `reconciler import`; edit freely.\n"
 

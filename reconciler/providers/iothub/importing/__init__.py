@@ -1,0 +1,1 @@
+"""`reconciler import` from an Azure IoT Hub: read the registry, write IoT Hub manifests."""
