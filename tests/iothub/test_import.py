@@ -379,3 +379,48 @@ async def test_bad_connection_string_fails_before_anything_is_written(
     assert error.value.status == 401
     assert "SharedAccessKey" not in str(error.value)
     assert not out.exists()
+
+
+async def test_name_ownership_tag_and_sku_are_the_manifests(
+    tmp_path: Path, hub_transport: httpx.ASGITransport, hub_key: str, owner: httpx.AsyncClient
+) -> None:
+    await _device(owner, "a-1")
+    await _twin(owner, "a-1", tags={"owner": "x", "site": "north"})
+    out = tmp_path / "hub"
+    options = _options(
+        out, hub_transport, hub_key, name="plant-b", ownership_tag="owner", sku="s1", units=2
+    )
+    report = await run_import(options)
+    hub = (out / "hub.yaml").read_text()
+    for line in ("name: 'plant-b'", "ownership_tag: 'owner'", "sku: 'S1'", "units: 2"):
+        assert line in hub
+    assert "owner" not in (out / "devices.csv").read_text()
+    assert "owned by another stack (twin tag owner)" in "\n".join(report.lines())
+    engine = HubEngine(hub_transport, hub_key, device_keys={})
+    (change,) = (await engine.plan([out])).plan.changes
+    assert change.adopt and [c.path for s in change.steps for c in s.changes] == ["tags.owner"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"name": "-bad"}, "--stack"),
+        ({"ownership_tag": "a b"}, "--ownership-tag"),
+        ({"sku": "S9"}, "--sku"),
+        ({"units": 2}, "--units needs --sku"),
+    ],
+)
+async def test_bad_options_fail_before_reading(
+    tmp_path: Path, hub_key: str, options: dict[str, Any], message: str
+) -> None:
+    from reconciler.importer.output import ImportFailure
+
+    with pytest.raises(ImportFailure, match=message):
+        await run_import(
+            _options(tmp_path / "o", httpx.MockTransport(_unreachable), hub_key, **options)
+        )
+    assert not (tmp_path / "o").exists()
+
+
+def _unreachable(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"no request expected: {request.url}")

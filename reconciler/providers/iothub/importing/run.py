@@ -58,6 +58,8 @@ def _check(options: HubImportOptions) -> tuple[ConnectionString, str | None]:
         raise ImportFailure(f"--sku {options.sku!r}: one of {', '.join(rules.SKUS)}")
     if options.units is not None and not 1 <= options.units <= 200:
         raise ImportFailure("--units: 1 to 200")
+    if options.units is not None and options.sku is None:
+        raise ImportFailure("--units needs --sku (the units of which SKU)")
     text = options.environ.get(DEFAULT_CONNECTION_ENV)
     if not text:
         raise ImportFailure(
