@@ -16,9 +16,9 @@ from typing import Any
 
 from reconciler.importer.report import ImportReport
 from reconciler.provider import ProgressCallback
+from reconciler.providers.iothub import rules
 from reconciler.providers.iothub.client import IotHubAPIError
 from reconciler.providers.iothub.differ import device_key, module_key
-from reconciler.providers.iothub.lease import LEASE_DEVICE_PREFIX
 from reconciler.providers.iothub.provider import TWIN_FIELDS, IotHubProvider
 from reconciler.resources import ResourceKey
 
@@ -89,7 +89,7 @@ async def read_hub(
         device_id = _id(item, "deviceId")
         if device_id is None:
             raise _malformed("a device twin without a deviceId")
-        if device_id.startswith(LEASE_DEVICE_PREFIX):
+        if device_id.startswith(rules.LEASE_DEVICE_PREFIX):
             snapshot.report.add(
                 "the apply lease identity (exists only while an apply runs): not imported",
                 device_id,
