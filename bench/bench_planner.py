@@ -36,7 +36,7 @@ from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
 
 async def live_state(manifests: Path, key: str) -> tuple[Any, Any, Any]:
     app = create_app(TTSConfig(api_key=key, user_id="admin-user", seed=1))
-    # In-process (ASGI), a response arrives only once ended: end the event stream when idle.
+    # The history read's stream ends sooner than the client's half second of quiet.
     app.state.emulator.faults.event_stream_idle_s = 0.02
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(app.router.lifespan_context(app))

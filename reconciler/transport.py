@@ -22,7 +22,7 @@ import socket
 import ssl
 import urllib.request
 import zlib
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -112,11 +112,8 @@ class Transport(Protocol):
         headers: Mapping[str, str],
         body: bytes | None,
         timeout: float,
-        idle: float | None = None,
     ) -> HttpResponse:
-        """One request and its whole answer. With `idle`, the answer is a stream the server
-        may never end (TTS's event stream): reading stops once no data has come for `idle`
-        seconds, and what came so far is the answer."""
+        """One request and its whole answer."""
         ...
 
     def stream_lines(
@@ -126,7 +123,18 @@ class Transport(Protocol):
         headers: Mapping[str, str],
         body: bytes | None,
         idle_timeout: float,
-    ) -> AsyncGenerator[HttpResponse, None]: ...
+        *,
+        until_quiet: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncGenerator[HttpResponse, None]:
+        """An answer the server may never end (TTS's event stream), line by line: first the
+        status and headers (empty content), then one item per non-empty line (content: the
+        line); a non-200 status gives its whole (capped) body as the only item after the first.
+
+        Ends when the server ends the stream. Silence for `idle_timeout` seconds is a
+        TransportFailure (a lost connection), or with `until_quiet` the end of what there is to
+        read (a line cut there is left out). `timeout`: a bound on the whole exchange."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -145,6 +153,60 @@ def _split_lines(buffer: bytearray, chunk: bytes, cap: int, host: str) -> list[b
     if len(buffer) > cap:
         raise _too_large(host, cap, "one line of a stream")
     return lines
+
+
+def _stream_deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else asyncio.get_running_loop().time() + timeout
+
+
+def _stream_head_wait(limits: HttpLimits, idle_timeout: float, timeout: float | None) -> float:
+    """How long a stream's status and headers may take."""
+    return timeout if timeout is not None else limits.connect_timeout + idle_timeout
+
+
+async def _lines(
+    chunks: AsyncIterator[bytes],
+    status: int,
+    cap: int,
+    host: str,
+    idle_timeout: float,
+    until_quiet: bool,
+    deadline: float | None,
+) -> AsyncGenerator[bytes, None]:
+    """The non-empty lines of a streamed answer as they come (see `Transport.stream_lines`);
+    for a status other than 200, its whole body once."""
+    loop = asyncio.get_running_loop()
+    buffer = bytearray()
+    while True:
+        wait = idle_timeout
+        if deadline is not None:
+            wait = min(wait, deadline - loop.time())
+        quiet = asyncio.timeout(max(wait, 0.0))
+        try:
+            async with quiet:
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            if not quiet.expired():
+                raise  # the transport's own timeout, not ours
+            if deadline is not None and loop.time() >= deadline:
+                raise TransportFailure("timeout", host, "the stream outlasted its time") from None
+            if not until_quiet:
+                raise TransportFailure("timeout", host, f"silent for {idle_timeout:g} s") from None
+            if status == 200:
+                buffer.clear()  # a line cut where reading stopped
+            break
+        if status != 200:
+            buffer.extend(chunk)
+            if len(buffer) > cap:
+                raise _too_large(host, cap)
+            continue
+        for line in _split_lines(buffer, chunk, cap, host):
+            if line.strip():
+                yield line
+    if status != 200 or buffer.strip():
+        yield bytes(buffer)
 
 
 def host_of(url: str) -> str:
@@ -309,7 +371,6 @@ class AiohttpTransport:
         headers: Mapping[str, str],
         body: bytes | None,
         timeout: float,
-        idle: float | None = None,
     ) -> HttpResponse:
         import aiohttp
         from yarl import URL
@@ -333,18 +394,12 @@ class AiohttpTransport:
                 length = response.content_length
                 if length is not None and length > limits.max_body_bytes:
                     raise _too_large(response.url.host or url, limits.max_body_bytes)
-                if length is not None and idle is None:
+                if length is not None:
                     raw = await response.read()
                 else:
                     chunks: list[bytes] = []
                     size = 0
-                    while True:
-                        try:
-                            chunk = await asyncio.wait_for(response.content.readany(), idle)
-                        except TimeoutError:
-                            break  # a stream gone quiet: what came is the answer
-                        if not chunk:
-                            break
+                    while chunk := await response.content.readany():
                         size += len(chunk)
                         if size > limits.max_body_bytes:
                             raise _too_large(host_of(url), limits.max_body_bytes)
@@ -371,11 +426,11 @@ class AiohttpTransport:
         headers: Mapping[str, str],
         body: bytes | None,
         idle_timeout: float,
+        *,
+        until_quiet: bool = False,
+        timeout: float | None = None,
     ) -> AsyncGenerator[HttpResponse, None]:
-        """A streamed answer line by line: first the status and headers (empty content), then
-        one item per non-empty line (content: the line); a non-200 status gives its whole
-        (capped) body as the only item after the first. Ends when the server ends the
-        stream; TransportFailure when it is lost or stays silent `idle_timeout` seconds."""
+        """See `Transport.stream_lines`."""
         import aiohttp
         from yarl import URL
 
@@ -383,38 +438,42 @@ class AiohttpTransport:
         proxy, proxy_auth = self._proxy(url)
         tls = self._tls() if url.startswith("https:") else True
         host = host_of(url)
-        cap = self.limits.max_body_bytes
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=self.limits.connect_timeout, sock_read=idle_timeout
-        )
+        limits = self.limits
+        deadline = _stream_deadline(timeout)
         try:
-            async with session.request(
-                method,
-                URL(url, encoded=True),
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                timeout=timeout,
-                ssl=tls,
-                proxy=proxy,
-                proxy_auth=proxy_auth,
-            ) as response:
+            # The waits are ours (`_stream_head_wait`, `_lines`): aiohttp's own would fail
+            # where a quiet stream only ends.
+            response = await asyncio.wait_for(
+                session.request(
+                    method,
+                    URL(url, encoded=True),
+                    headers=headers,
+                    data=body,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=None, connect=limits.connect_timeout),
+                    ssl=tls,
+                    proxy=proxy,
+                    proxy_auth=proxy_auth,
+                ),
+                _stream_head_wait(limits, idle_timeout, timeout),
+            )
+            async with response:
                 yield HttpResponse(response.status, response.headers, b"")
-                if response.status != 200:
-                    raw = await response.content.read(cap)
-                    yield HttpResponse(response.status, response.headers, raw)
-                    return
-                buffer = bytearray()
-                async for chunk in response.content.iter_any():
-                    for line in _split_lines(buffer, chunk, cap, host):
-                        if line.strip():
-                            yield HttpResponse(response.status, response.headers, line)
-                if buffer.strip():
-                    yield HttpResponse(response.status, response.headers, bytes(buffer))
+                lines = _lines(
+                    response.content.iter_any(),
+                    response.status,
+                    limits.max_body_bytes,
+                    host,
+                    idle_timeout,
+                    until_quiet,
+                    deadline,
+                )
+                async for line in lines:
+                    yield HttpResponse(response.status, response.headers, line)
         except TransportFailure:
             raise
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise TransportFailure("timeout", host, f"silent for {idle_timeout:g} s") from None
+            raise TransportFailure("timeout", host, "no answer in time") from None
         except aiohttp.ClientError as error:
             raise _aiohttp_failure(error, host) from None
         except OSError as error:
@@ -486,7 +545,6 @@ class HttpxTransport:
         headers: Mapping[str, str],
         body: bytes | None,
         timeout: float,
-        idle: float | None = None,
     ) -> HttpResponse:
         import httpx
 
@@ -498,12 +556,7 @@ class HttpxTransport:
                 try:
                     chunks: list[bytes] = []
                     size = 0
-                    stream = response.aiter_raw().__aiter__()
-                    while True:
-                        try:
-                            chunk = await asyncio.wait_for(anext(stream), idle)
-                        except (StopAsyncIteration, TimeoutError):
-                            break  # the end, or a stream gone quiet (see Transport.send)
+                    async for chunk in response.aiter_raw():
                         size += len(chunk)
                         if size > self.limits.max_body_bytes:
                             raise _too_large(host, self.limits.max_body_bytes)
@@ -512,15 +565,8 @@ class HttpxTransport:
                     await response.aclose()
         except TimeoutError:
             raise TransportFailure("timeout", host, f"after {timeout:g} s") from None
-        except httpx.ConnectError as error:
-            cause = error.__cause__ or error.__context__
-            if isinstance(cause, OSError):
-                raise _os_failure(cause, host) from None
-            raise TransportFailure("refused", host, str(error)[:100]) from None
-        except httpx.TimeoutException:
-            raise TransportFailure("timeout", host) from None
         except httpx.TransportError as error:
-            raise TransportFailure("connection closed", host, type(error).__name__) from None
+            raise _httpx_failure(error, host) from None
         content = decode_body(
             b"".join(chunks), response.headers.get("Content-Encoding"), self.limits, host
         )
@@ -533,50 +579,138 @@ class HttpxTransport:
         headers: Mapping[str, str],
         body: bytes | None,
         idle_timeout: float,
+        *,
+        until_quiet: bool = False,
+        timeout: float | None = None,
     ) -> AsyncGenerator[HttpResponse, None]:
-        """As `AiohttpTransport.stream_lines` (note: httpx.ASGITransport answers only when the
-        app's response is complete, so an endless stream needs a served app)."""
-        import asyncio
-
+        """See `Transport.stream_lines`."""
         import httpx
 
         host = host_of(url)
-        cap = self.limits.max_body_bytes
+        deadline = _stream_deadline(timeout)
         request = httpx.Request(method, url, headers=headers, content=body)
         try:
-            async with asyncio.timeout(self.limits.connect_timeout + idle_timeout):
-                response = await self.inner.handle_async_request(request)
+            async with asyncio.timeout(_stream_head_wait(self.limits, idle_timeout, timeout)):
+                if isinstance(self.inner, httpx.ASGITransport):
+                    response = await _asgi_streamed(self.inner, request, body or b"")
+                else:
+                    response = await self.inner.handle_async_request(request)
             try:
                 yield HttpResponse(response.status_code, response.headers, b"")
-                chunks = response.aiter_raw()
-                buffer = bytearray()
-                while True:
-                    try:
-                        async with asyncio.timeout(idle_timeout):
-                            chunk = await anext(chunks)
-                    except StopAsyncIteration:
-                        break
-                    if response.status_code != 200:
-                        buffer.extend(chunk)
-                        if len(buffer) > cap:
-                            raise _too_large(host, cap)
-                        continue
-                    for line in _split_lines(buffer, chunk, cap, host):
-                        if line.strip():
-                            yield HttpResponse(response.status_code, response.headers, line)
-                if buffer.strip() or response.status_code != 200:
-                    yield HttpResponse(response.status_code, response.headers, bytes(buffer))
+                lines = _lines(
+                    response.aiter_raw(),
+                    response.status_code,
+                    self.limits.max_body_bytes,
+                    host,
+                    idle_timeout,
+                    until_quiet,
+                    deadline,
+                )
+                async for line in lines:
+                    yield HttpResponse(response.status_code, response.headers, line)
             finally:
                 await response.aclose()
         except TimeoutError:
-            raise TransportFailure("timeout", host, f"silent for {idle_timeout:g} s") from None
-        except httpx.ConnectError as error:
-            cause = error.__cause__ or error.__context__
-            if isinstance(cause, OSError):
-                raise _os_failure(cause, host) from None
-            raise TransportFailure("refused", host, str(error)[:100]) from None
+            raise TransportFailure("timeout", host, "no answer in time") from None
         except httpx.TransportError as error:
-            raise TransportFailure("connection closed", host, type(error).__name__) from None
+            raise _httpx_failure(error, host) from None
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def _httpx_failure(error: httpx.TransportError, host: str) -> TransportFailure:
+    import httpx
+
+    if isinstance(error, httpx.ConnectError):
+        cause = error.__cause__ or error.__context__
+        if isinstance(cause, OSError):
+            return _os_failure(cause, host)
+        return TransportFailure("refused", host, str(error)[:100])
+    if isinstance(error, httpx.TimeoutException):
+        return TransportFailure("timeout", host)
+    return TransportFailure("connection closed", host, type(error).__name__)
+
+
+async def _asgi_streamed(
+    transport: httpx.ASGITransport, request: httpx.Request, body: bytes
+) -> httpx.Response:
+    """`request` to the app of `transport`, answered as soon as the app starts its response,
+    with the body as the app sends it. httpx.ASGITransport hands a response over only once the
+    app has ended it, which an endless stream (TTS's events) never does. Closing the answer
+    tells the app the client is gone (`http.disconnect`) and ends it."""
+    import httpx
+
+    loop = asyncio.get_running_loop()
+    head: asyncio.Future[tuple[int, list[tuple[bytes, bytes]]]] = loop.create_future()
+    chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+    gone = asyncio.Event()
+    received = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Mapping[str, Any]) -> None:
+        if message["type"] == "http.response.start" and not head.done():
+            head.set_result((message["status"], list(message.get("headers", []))))
+        elif message["type"] == "http.response.body":
+            if message.get("body"):
+                chunks.put_nowait(message["body"])
+            if not message.get("more_body", False):
+                chunks.put_nowait(None)
+
+    url = request.url
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": request.method,
+        "headers": [(k.lower(), v) for k, v in request.headers.raw],
+        "scheme": url.scheme,
+        "path": url.path,
+        "raw_path": url.raw_path.split(b"?")[0],
+        "query_string": url.query,
+        "server": (url.host, url.port),
+        "client": transport.client,
+        "root_path": transport.root_path,
+    }
+
+    async def run() -> None:
+        try:
+            await transport.app(scope, receive, send)
+        except Exception as error:
+            if not head.done():
+                # As httpx.ASGITransport: the app's own error where it raises them (tests).
+                head.set_exception(
+                    error
+                    if transport.raise_app_exceptions
+                    else httpx.RemoteProtocolError(f"the app failed: {error!r}")
+                )
+        finally:
+            if not head.done():
+                head.set_exception(httpx.RemoteProtocolError("the app sent no response"))
+            chunks.put_nowait(None)
+
+    task = asyncio.create_task(run())
+
+    class Body(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            while (chunk := await chunks.get()) is not None:
+                yield chunk
+
+        async def aclose(self) -> None:
+            gone.set()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    try:
+        status, headers = await head
+    except BaseException:
+        await Body().aclose()
+        raise
+    return httpx.Response(status, headers=headers, stream=Body())

@@ -54,9 +54,9 @@ IN_PROCESS_STREAM_IDLE_S = 0.02
 
 
 def end_streams_when_idle(app: Any, seconds: float = IN_PROCESS_STREAM_IDLE_S) -> None:
-    """httpx.ASGITransport hands a response over only once the app has ended it, and the event
-    stream (as on the real server) never ends: in-process, the emulator ends it once idle, so a
-    client gets the history it asked for."""
+    """The emulator ends each event stream once it has been idle `seconds` (the real server
+    never does). The client's history read ends once the stream has been quiet half a second
+    without it (`tests/core/test_event_streams.py`); in-process tests end it sooner."""
     app.state.emulator.faults.event_stream_idle_s = seconds
 
 

@@ -210,6 +210,8 @@ class TTSClient:
             "User-Agent": user_agent,
         }
         self._write_headers = {**self._headers, "Content-Type": "application/json"}
+        # Streams uncompressed: each message must arrive as it is sent.
+        self._stream_headers = {**self._write_headers, "Accept-Encoding": "identity"}
         self._bases: dict[str, str] = {
             server: urls.for_server(server).rstrip("/") + API_PREFIX for server in SERVER_NAMES
         }
@@ -289,9 +291,10 @@ class TTSClient:
                 self.observer(method, url, body)
             started = time.perf_counter()
             try:
-                response = await self.transport.send(
-                    method, url, headers, body, timeout, idle=stream_idle
-                )
+                if stream_idle is None:
+                    response = await self.transport.send(method, url, headers, body, timeout)
+                else:
+                    response = await self._read_stream(method, url, body, stream_idle, timeout)
             except TransportFailure as failure:
                 # No answer: the request stays counted in flight for the pacer, since the server
                 # may have counted it (a lost response), so its estimate errs towards fewer
@@ -343,13 +346,11 @@ class TTSClient:
         method = "POST"
         url = self.url(server, path)
         body = jsonlib.dumps(json, separators=(",", ":")).encode()
-        # An uncompressed stream: each message must arrive as it is sent.
-        headers = {**self._write_headers, "Accept-Encoding": "identity"}
         self.stats.requests += 1
         if self.observer is not None:
             self.observer(method, url, body)
         started = time.perf_counter()
-        lines = self.transport.stream_lines(method, url, headers, body, idle_timeout)
+        lines = self.transport.stream_lines(method, url, self._stream_headers, body, idle_timeout)
         try:
             head = await anext(lines)
             elapsed = time.perf_counter() - started
@@ -386,6 +387,21 @@ class TTSClient:
             ) from None
         finally:
             await lines.aclose()
+
+    async def _read_stream(
+        self, method: str, url: str, body: bytes | None, quiet: float, timeout: float
+    ) -> HttpResponse:
+        """A stream read until it has been quiet `quiet` seconds, as one answer: its
+        status, headers and lines (a `request(stream_idle=)` attempt)."""
+        lines = self.transport.stream_lines(
+            method, url, self._stream_headers, body, quiet, until_quiet=True, timeout=timeout
+        )
+        try:
+            head = await anext(lines)
+            content = [line.content async for line in lines]
+        finally:
+            await lines.aclose()
+        return HttpResponse(head.status_code, head.headers, b"\n".join(content))
 
     def _note_warning(self, server: Server, method: str, path: str, text: str) -> None:
         text = self.redactor.excerpt(text, EXCERPT_CHARS)
