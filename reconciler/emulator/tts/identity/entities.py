@@ -187,58 +187,109 @@ def make_get(kind: EntityKind) -> Any:
     return get
 
 
+def _list_entities(
+    call: Call,
+    kind: EntityKind,
+    paths: list[str],
+    page_params: tuple[str, int, int],
+    deleted: bool,
+    collaborator: tuple[str, str] | None,
+    updated_since: str | None = None,
+) -> Any:
+    """The List RPC, wherever its request came from (path and query, or a POST body)."""
+    from reconciler.emulator.tts.app import JSONResponse
+
+    order, limit, page = page_params
+    caller = call.caller()
+    owner: str | None = None
+    if collaborator is not None:
+        account, account_id = collaborator
+        owner = f"{account}:{account_id}"
+        needed = f"RIGHT_{account.upper()}_{kind.plural.upper()}_LIST"
+        if account == "user":
+            require_user(call, account_id, needed)
+        else:
+            require_organization(call, account_id, needed)
+    since = timestamp_key(updated_since) if updated_since else None
+    items = []
+    for record in kind.table(call).values():
+        entity = record[kind.kind]
+        if bool(entity.get("deleted_at")) != deleted:
+            continue
+        if since is not None and timestamp_key(entity["updated_at"]) <= since:
+            continue
+        if owner is not None:
+            if owner not in record.get("collaborators", {}):
+                continue
+        elif not caller.is_admin:
+            live = dict(record)
+            if deleted:
+                live = {
+                    kind.kind: {**entity, "deleted_at": None},
+                    "collaborators": record.get("collaborators", {}),
+                }
+            if not call.emu.auth.collaborator_rights(caller, kind.kind, live):
+                continue
+        items.append(entity)
+    id_field = f"{kind.kind}_id"
+    keys: dict[str, Any] = {
+        id_field: lambda e: e["ids"][id_field],
+        "name": lambda e: (e.get("name", ""), e["ids"][id_field]),
+        "created_at": lambda e: timestamp_key(e["created_at"]),
+        "gateway_eui": lambda e: (e["ids"].get("eui", ""), e["ids"][id_field]),
+    }
+    items = sort_entities(items, order, id_field, keys)
+    total = len(items)
+    page_items = paginate(items, limit, page)
+    body = {kind.plural: [output(kind.message, e, paths) for e in page_items]}
+    if not page_items:
+        body = {}
+    return JSONResponse(body, 200, {"X-Total-Count": str(total)})
+
+
 def make_list(kind: EntityKind) -> Any:
     def list_(call: Call) -> Any:
-        from reconciler.emulator.tts.app import JSONResponse
-
         paths = mask_from_query(call)
         check_allowed(f"{kind.service}/List", paths)
-        order, limit, page = list_params(call, f"List{kind.message}sRequest")
-        deleted = deleted_param(call)
-        caller = call.caller()
-        owner: str | None = None
+        page_params = list_params(call, f"List{kind.message}sRequest")
+        collaborator: tuple[str, str] | None = None
         if "usr" in call.params:
-            owner = "user:" + call.params["usr"]
-            require_user(call, call.params["usr"], f"RIGHT_USER_{kind.plural.upper()}_LIST")
+            collaborator = ("user", call.params["usr"])
         elif "org" in call.params:
-            owner = "organization:" + call.params["org"]
-            require_organization(
-                call, call.params["org"], f"RIGHT_ORGANIZATION_{kind.plural.upper()}_LIST"
-            )
-        items = []
-        for record in kind.table(call).values():
-            entity = record[kind.kind]
-            if bool(entity.get("deleted_at")) != deleted:
-                continue
-            if owner is not None:
-                if owner not in record.get("collaborators", {}):
-                    continue
-            elif not caller.is_admin:
-                live = dict(record)
-                if deleted:
-                    live = {
-                        kind.kind: {**entity, "deleted_at": None},
-                        "collaborators": record.get("collaborators", {}),
-                    }
-                if not call.emu.auth.collaborator_rights(caller, kind.kind, live):
-                    continue
-            items.append(entity)
-        id_field = f"{kind.kind}_id"
-        keys: dict[str, Any] = {
-            id_field: lambda e: e["ids"][id_field],
-            "name": lambda e: (e.get("name", ""), e["ids"][id_field]),
-            "created_at": lambda e: timestamp_key(e["created_at"]),
-            "gateway_eui": lambda e: (e["ids"].get("eui", ""), e["ids"][id_field]),
-        }
-        items = sort_entities(items, order, id_field, keys)
-        total = len(items)
-        page_items = paginate(items, limit, page)
-        body = {kind.plural: [output(kind.message, e, paths) for e in page_items]}
-        if not page_items:
-            body = {}
-        return JSONResponse(body, 200, {"X-Total-Count": str(total)})
+            collaborator = ("organization", call.params["org"])
+        return _list_entities(call, kind, paths, page_params, deleted_param(call), collaborator)
 
     return list_
+
+
+def make_list_filtered(kind: EntityKind) -> Any:
+    """`POST /gateways/filter`: the List RPC with its whole request in the body, which adds
+    `filters` (`updated_since`: entities whose record changed after it)."""
+    request_type = f"List{kind.message}sRequest"
+
+    def list_filtered(call: Call) -> Any:
+        request = decode_request(request_type, call.body)
+        paths = list(request.get("field_mask", {}).get("paths", []))
+        check_allowed(f"{kind.service}/List", paths)
+        validate_request(request_type, request)
+        raw: dict[str, str] = {
+            k: str(request[k]) for k in ("order", "limit", "page") if k in request
+        }
+        page_params = list_params(call, request_type, raw)
+        collaborator: tuple[str, str] | None = None
+        account = request.get("collaborator") or {}
+        if account.get("user_ids"):
+            collaborator = ("user", account["user_ids"].get("user_id", ""))
+        elif account.get("organization_ids"):
+            collaborator = ("organization", account["organization_ids"].get("organization_id", ""))
+        since = None
+        for filter_ in request.get("filters") or []:
+            since = filter_.get("updated_since") or since
+        return _list_entities(
+            call, kind, paths, page_params, bool(request.get("deleted")), collaborator, since
+        )
+
+    return list_filtered
 
 
 def make_update(kind: EntityKind) -> Any:
@@ -424,6 +475,19 @@ def operations() -> list[Operation]:
                 body=True,
             ),
             Operation("GET", base, f"{service}/List", make_list(kind)),
+            *(
+                [
+                    Operation(
+                        "POST",
+                        f"{base}/filter",
+                        f"{service}/List",
+                        make_list_filtered(kind),
+                        body=True,
+                    )
+                ]
+                if kind is GATEWAY  # the real API has no such route for applications
+                else []
+            ),
             Operation("GET", f"/users/{{usr}}/{kind.plural}", f"{service}/List", make_list(kind)),
             Operation(
                 "GET", f"/organizations/{{org}}/{kind.plural}", f"{service}/List", make_list(kind)
