@@ -1043,7 +1043,9 @@ def watch(
     verbose: VerboseOpt = False,
 ) -> None:
     """Keep watching: report drift as it happens (and with --heal repair it) until
-    interrupted (SIGINT/SIGTERM: exit 0 after a summary)."""
+    interrupted (SIGINT/SIGTERM: exit 0 after a summary). Manifests changed on disk are
+    loaded again and healed towards (a tree that does not load is reported, the last good
+    one kept)."""
     import asyncio
 
     from reconciler.watch import Watch, WatchOptions
@@ -1084,7 +1086,7 @@ def watch(
         finally:
             if server is not None:
                 await server.cleanup()
-            await session.aclose()
+            await watcher.session.aclose()  # a reload of the manifests may have replaced it
 
     summary = _run_async(run())
     stderr.print(f"watch stopped: {summary}", markup=False, highlight=False)
@@ -1097,7 +1099,7 @@ async def _serve_metrics(watcher: Any, address: str, port: int, report: Any) -> 
     from reconciler.watch import metrics_text
 
     async def metrics(_request: web.Request) -> web.Response:
-        watcher.metrics.requests = watcher.session.requests
+        watcher.count_requests()
         return web.Response(
             text=metrics_text(watcher.metrics), content_type="text/plain", charset="utf-8"
         )

@@ -19,24 +19,37 @@ Healing goes through the same planner (safety thresholds counted over every owne
 replacements refused, prune only as the target's own `safety.prune` says) and the same
 executor as `apply`, under the same apply lease (a repair never runs in the middle of an
 apply; one refused by a held lease is re-checked at the next sweep). It heals towards the
-manifests it loaded at start: restart it when they change (as a deployment of a new commit
-does). One worker does all reading, planning and writing, so the cached live state is never
-changed by two things at once. No printing here: `report` gets each line (the CLI prints
-them).
+manifests as they are on disk: every `manifest_poll` seconds it looks whether any file of the
+tree changed (a `git pull` of a GitOps checkout), and if so loads and validates it again; a
+tree that does not load is reported and the last good one kept, a good one replaces the
+targets and is healed towards with a full sweep (as a restart would). One worker does all
+reading, planning and writing, so the cached live state is never changed by two things at
+once. No printing here: `report` gets each line (the CLI prints them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from reconciler.diagnostics import ReconcilerError
-from reconciler.engine import Loaded, RunOptions, Session, Target, hold_lease, plan_options
+from reconciler.diagnostics import ManifestError, ReconcilerError
+from reconciler.engine import (
+    Loaded,
+    RunOptions,
+    Session,
+    Target,
+    connect,
+    hold_lease,
+    load,
+    plan_options,
+)
 from reconciler.executor import Work, execute_plan
 from reconciler.lease import LeaseHeld
 from reconciler.plan.model import Plan, ResourceChange
@@ -49,7 +62,8 @@ from reconciler.resources import LiveState, ResourceKey
 # not heal it).
 REPLAY_OVERLAP = 30.0
 
-Report = Callable[[str, str], None]  # (what: drift|healed|failed|blocked|info|error, line)
+# (what: drift|healed|failed|blocked|warning|info|error, line)
+Report = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,8 @@ class WatchOptions:
     # How long the targets keep changes to replay after a lost stream (the real TTS: about 10
     # minutes); a longer outage is followed by a full sweep.
     history: float = 600.0
+    # Seconds between looks at the manifest tree (file sizes and modification times).
+    manifest_poll: float = 5.0
 
 
 @dataclass
@@ -77,6 +93,7 @@ class Metrics:
     stream_reconnects: int = 0
     cheap_sweeps: int = 0
     full_sweeps: int = 0
+    reloads: int = 0
     errors: int = 0
     requests: int = 0  # updated from the providers' counters
 
@@ -85,6 +102,7 @@ class Metrics:
             f"{self.drift_found} drift found, {self.healed} healed, {self.heal_failed} failed, "
             f"{self.heal_blocked} blocked; {self.changes_seen} changes seen, "
             f"{self.cheap_sweeps} cheap and {self.full_sweeps} full sweeps, "
+            f"{self.reloads} manifest reloads, "
             f"{self.stream_reconnects} stream reconnects, {self.requests} requests, "
             f"{self.errors} errors"
         )
@@ -99,6 +117,7 @@ METRICS_HELP: dict[str, str] = {
     "stream_reconnects": "Change streams lost and reconnected",
     "cheap_sweeps": "Cheap sweeps run",
     "full_sweeps": "Full sweeps run",
+    "reloads": "Changed manifest trees loaded and healed towards",
     "errors": "Reads or writes that failed (retried at the next sweep)",
     "requests": "Requests sent to the targets",
 }
@@ -119,6 +138,30 @@ def metrics_text(metrics: Metrics) -> str:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector())
     return generate_latest(registry).decode()
+
+
+def tree_state(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
+    """What tells a changed manifest tree: each file's path, size and modification time.
+    Hidden files and directories (`.git`) are left out: a fetch changes them, not the tree."""
+    found: list[tuple[str, int, int]] = []
+
+    def note(path: str) -> None:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return  # gone meanwhile: the next look sees the tree without it
+        found.append((path, stat.st_size, stat.st_mtime_ns))
+
+    for root in paths:
+        if not root.is_dir():
+            note(str(root))
+            continue
+        for directory, subdirectories, files in os.walk(root):
+            subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+            for name in sorted(files):
+                if not name.startswith("."):
+                    note(os.path.join(directory, name))
+    return tuple(found)
 
 
 def _now() -> str:
@@ -152,25 +195,30 @@ class Watch:
         self.options = options
         self.report = report
         self.metrics = Metrics()
-        self.targets = [_TargetWatch(t, watcher=t.provider.watcher()) for t in session.targets]
-        self.work: asyncio.Queue[tuple[str, _TargetWatch, list[LiveChange]]] = asyncio.Queue()
+        self.targets = _watches(session)
+        self.work: asyncio.Queue[tuple[str, _TargetWatch | None, list[LiveChange]]] = (
+            asyncio.Queue()
+        )
+        self.tree = tree_state(run_options.paths)
+        self._following: list[asyncio.Task[None]] = []
+        self._earlier_requests = 0  # those of the sessions a reload replaced
+        self._warned: set[str] = set()
 
-    def _count_requests(self) -> None:
-        self.metrics.requests = self.session.requests
+    def count_requests(self) -> int:
+        """Requests sent to the targets since the start (kept in the metrics)."""
+        self.metrics.requests = self._earlier_requests + self.session.requests
+        return self.metrics.requests
 
     # -- the loop -----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> Metrics:
         """Watch until `stop` is set; the metrics at the end."""
-        for state in self.targets:
-            # The stream starts after the full sweep and replays from before it, so a change
-            # made while the sweep reads is not lost.
-            state.after = _timestamp(time.time() - REPLAY_OVERLAP)
-            await self._full_sweep(state)
+        try:
+            await self._start()
+        except BaseException:
+            await self._stop_following()  # the first full sweep failed: the run ends
+            raise
         tasks = [asyncio.create_task(self._timers(stop))]
-        for state in self.targets:
-            if state.watcher is not None:
-                tasks.append(asyncio.create_task(self._follow(state)))
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
@@ -192,10 +240,85 @@ class Watch:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        self._count_requests()
+            await self._stop_following()
+        self.count_requests()
         return self.metrics
 
-    async def _handle(self, kind: str, state: _TargetWatch, changes: list[LiveChange]) -> None:
+    async def _start(self) -> None:
+        """A full sweep of every target, then their change streams."""
+        try:
+            for state in self.targets:
+                # The stream starts after the full sweep and replays from before it, so a
+                # change made while the sweep reads is not lost.
+                state.after = _timestamp(time.time() - REPLAY_OVERLAP)
+                await self._full_sweep(state)
+        finally:
+            self._following = [
+                asyncio.create_task(self._follow(state))
+                for state in self.targets
+                if state.watcher is not None
+            ]
+
+    async def _stop_following(self) -> None:
+        for task in self._following:
+            task.cancel()
+        await asyncio.gather(*self._following, return_exceptions=True)
+        self._following = []
+
+    async def _reload(self) -> None:
+        """Load the manifest tree again if it changed; heal towards it when it is good."""
+        tree = tree_state(self.run_options.paths)
+        if tree == self.tree:
+            return
+        self.tree = tree
+        try:
+            loaded = load(self.run_options)
+            session = connect(loaded, self.run_options)
+        except ReconcilerError as error:
+            self.metrics.errors += 1
+            self.report(
+                "error",
+                f"the manifests changed but do not load ({error}); still healing towards the "
+                "last good ones",
+            )
+            if isinstance(error, ManifestError):
+                for diagnostic in error.diagnostics:
+                    if diagnostic.severity == "error":
+                        self.report("error", str(diagnostic))
+            return
+        for diagnostic in loaded.warnings:
+            self.report("warning", str(diagnostic))
+        await self._stop_following()
+        replaced = self.session
+        self._earlier_requests += replaced.requests
+        self.loaded, self.session, self.targets = loaded, session, _watches(session)
+        await replaced.aclose()
+        self.metrics.reloads += 1
+        self.report("info", "the manifests changed: loaded again; a full sweep heals towards them")
+        await self._start()
+
+    def _report_warnings(self, target: Target, more: Sequence[str] = ()) -> None:
+        """The servers' warnings (X-Warning answers: a deprecated field, what will become an
+        error) and the read's own, each the first time it comes."""
+        for line in [*more, *target.provider.take_warnings()]:
+            text = line.rsplit(" (", 1)[0] if line.endswith(" requests)") else line
+            if text not in self._warned:
+                self._warned.add(text)
+                self.report("warning", f"{target.provider.name}: {line}")
+
+    async def _handle(
+        self, kind: str, state: _TargetWatch | None, changes: list[LiveChange]
+    ) -> None:
+        if kind == "reload":
+            try:
+                await self._reload()
+            except ReconcilerError as error:
+                self.metrics.errors += 1
+                self.report("error", f"{error} (retried at the next sweep)")
+            self.count_requests()
+            return
+        if state is None or state not in self.targets:
+            return  # queued for targets a reload replaced
         try:
             if kind == "full":
                 await self._full_sweep(state)
@@ -208,14 +331,19 @@ class Watch:
             self.report(
                 "error", f"{state.target.provider.name}: {error} (retried at the next sweep)"
             )
-        self._count_requests()
+        self.count_requests()
 
     async def _timers(self, stop: asyncio.Event) -> None:
         next_cheap = time.monotonic() + self.options.interval
         next_full = time.monotonic() + self.options.full_interval
+        next_look = time.monotonic() + self.options.manifest_poll
         while not stop.is_set():
-            await asyncio.sleep(max(0.0, min(next_cheap, next_full) - time.monotonic()))
+            await asyncio.sleep(max(0.0, min(next_cheap, next_full, next_look) - time.monotonic()))
             now = time.monotonic()
+            if now >= next_look:
+                next_look = now + self.options.manifest_poll
+                if tree_state(self.run_options.paths) != self.tree:
+                    self.work.put_nowait(("reload", None, []))
             if now >= next_full:
                 next_full = now + self.options.full_interval
                 next_cheap = now + self.options.interval
@@ -272,9 +400,10 @@ class Watch:
         state.last_sweep = time.time()
         self.metrics.full_sweeps += 1
         state.live = await target.provider.read(target.desired, prune=True)
+        self._report_warnings(target, state.live.warnings)
         part = plan_target(target.provider, target.desired, state.live, self._plan_options(state))
         await self._act(state, part, {})
-        self._count_requests()
+        self.count_requests()
         self.report("info", f"{target.provider.name}: full sweep: {self.metrics.summary()}")
 
     async def _cheap_sweep(self, state: _TargetWatch) -> None:
@@ -331,11 +460,13 @@ class Watch:
             async with hold_lease(self.session, self.run_options):
                 applied = await execute_plan(plan, [work], parallelism=self.run_options.parallelism)
         except LeaseHeld as held:
+            self._report_warnings(state.target)
             self.metrics.heal_blocked += len(drifted)
             # Checked again at the next sweep (a re-read: the apply may have repaired them).
             state.pending |= {change.key for change in drifted}
             self.report("blocked", f"not healed now: {held}")
             return
+        self._report_warnings(state.target)
         healed: list[LiveChange] = []
         for result in applied.results:
             if result.outcome == "done":
@@ -357,12 +488,16 @@ class Watch:
             await state.watcher.reread(state.target.desired, state.live, healed)
 
 
+def _watches(session: Session) -> list[_TargetWatch]:
+    return [_TargetWatch(t, watcher=t.provider.watcher()) for t in session.targets]
+
+
 def _batched(
-    items: list[tuple[str, _TargetWatch, list[LiveChange]]],
-) -> list[tuple[str, _TargetWatch, list[LiveChange]]]:
+    items: list[tuple[str, _TargetWatch | None, list[LiveChange]]],
+) -> list[tuple[str, _TargetWatch | None, list[LiveChange]]]:
     """The queued work in order, the changes of each target gathered into its first batch and
     repeated sweeps of a target run once."""
-    batches: list[tuple[str, _TargetWatch, list[LiveChange]]] = []
+    batches: list[tuple[str, _TargetWatch | None, list[LiveChange]]] = []
     for kind, state, changes in items:
         same = next((b for b in batches if b[0] == kind and b[1] is state), None)
         if same is None:

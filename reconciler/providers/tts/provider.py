@@ -507,12 +507,13 @@ class TTSProvider(TTSDiffer):
         mask: Iterable[str] | None,
         extra: dict[str, str] | None = None,
         filters: list[dict[str, Any]] | None = None,
+        selection: dict[str, Any] | None = None,
     ) -> Any:
         """The listing's items, page by page: never more pages than X-Total-Count needs, nor
         than the client's page ceiling (a server that answers full pages forever). `mask`
         None: a listing without a field mask (API keys, collaborators); `extra`: more query
         parameters (`deleted`). With `filters`, the list RPC's POST form (`path` ends in
-        `/filter`) carries them."""
+        `/filter`) carries them, and `selection` (more request fields: `deleted`)."""
         page = 1
         ceiling = self.client.limits.max_list_pages
         while True:
@@ -529,6 +530,7 @@ class TTSProvider(TTSDiffer):
                     json={
                         "field_mask": {"paths": sorted(set(mask or ())) or ["ids"]},
                         "filters": filters,
+                        **(selection or {}),
                         "limit": LIST_PAGE_SIZE,
                         "page": page,
                     },

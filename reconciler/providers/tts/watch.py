@@ -9,8 +9,10 @@
 * **Sweep**: what the events cannot tell. Per application one Identity Server
   `POST /applications/{id}/devices/filter` with `updated_since` (devices whose IS record changed;
   NS, AS and JS writes do not move it), one application GET, and its link, webhook and pub/sub
-  lists (the real webhook and link registries publish no events); each declared gateway by a
-  GET.
+  lists (the real webhook and link registries publish no events); the gateways by two
+  `POST /gateways/filter` (those changed since, those deleted), re-reading only those they
+  name and those missing from the cache. No fallback to a GET each: the filter route is part
+  of the API this tool speaks, as the devices' filter is.
 * **Re-read**: the records an event names, on its registry only.
 """
 
@@ -209,11 +211,39 @@ class TTSWatcher:
                 if key in desired.resources or key in live.owned:
                     fresh.resources.setdefault(key, LiveResource(key)).records["is"] = record(item)
                     covered.add(key)
-        for resource in desired.of_kind("gateway"):
-            await provider._read_gateway(resource, fresh)
-            covered.add(resource.key)
+        covered |= await self._sweep_gateways(desired, live, fresh, updated_since)
         scopes = {k: frozenset({"as" if k.kind in ("webhook", "link") else "is"}) for k in covered}
         return self._merge(desired, live, fresh, scopes, "sweep")
+
+    async def _sweep_gateways(
+        self, desired: DesiredState, live: LiveState, fresh: LiveState, updated_since: str
+    ) -> set[ResourceKey]:
+        """The declared gateways to refresh, read into `fresh`: those changed since
+        `updated_since` (one `POST /gateways/filter`) or missing from the cache (created or
+        restored since), re-read as the full read reads them; those deleted (a listing of
+        the deleted ones), gone. The rest are as cached."""
+        declared = {resource.key.id: resource for resource in desired.of_kind("gateway")}
+        if not declared:
+            return set()
+        provider = self.provider
+        in_cache = {key.id for key in live.resources if key.kind == "gateway"}
+        changed = set(declared) - in_cache
+        deleted: set[str] = set()
+        for found, selection in ((changed, {}), (deleted, {"deleted": True})):
+            async for item in provider._list_pages(
+                "is",
+                "/gateways/filter",
+                "gateways",
+                {"ids"},
+                filters=[] if selection else [{"updated_since": updated_since}],
+                selection=selection,
+            ):
+                gateway_id = (item.get("ids") or {}).get("gateway_id")
+                if gateway_id in declared:
+                    found.add(gateway_id)
+        for gateway_id in sorted(changed - deleted):
+            await provider._read_gateway(declared[gateway_id], fresh)
+        return {gateway_key(gateway_id) for gateway_id in changed | deleted}
 
     async def reread(
         self, desired: DesiredState, live: LiveState, changes: list[LiveChange]
