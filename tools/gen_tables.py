@@ -127,6 +127,7 @@ FREQUENCY_PLANS: dict[str, str] = {
 # RPCs whose allow-lists the product and emulator use (the rest of the 79 are out of scope).
 RPC_PREFIXES = (
     "/ttn.lorawan.v3.ApplicationAccess/",
+    "/ttn.lorawan.v3.ApplicationPackageRegistry/",
     "/ttn.lorawan.v3.ApplicationPubSubRegistry/",
     "/ttn.lorawan.v3.ApplicationRegistry/",
     "/ttn.lorawan.v3.ApplicationWebhookRegistry/",

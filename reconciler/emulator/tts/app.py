@@ -369,12 +369,23 @@ def create_app(config: TTSConfig | None = None) -> Starlette:
         identity,
         join,
         network,
+        packages,
         pubsub,
     )
 
     emu = Emulator(config or TTSConfig())
     operations: list[Operation] = []
-    for module in (identity, devices, network, application, pubsub, join, configuration, events):
+    for module in (
+        identity,
+        devices,
+        network,
+        application,
+        pubsub,
+        packages,
+        join,
+        configuration,
+        events,
+    ):
         operations.extend(module.operations())
     routes: list[BaseRoute] = [
         Route(PREFIX + op.path, Endpoint(emu, op).handle, methods=[op.method]) for op in operations

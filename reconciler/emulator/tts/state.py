@@ -21,5 +21,7 @@ class TTSStore(Store):
         self.js_devices = self.table("js_devices")
         self.webhooks = self.table("webhooks")
         self.pubsubs = self.table("pubsubs")
+        self.package_defaults = self.table("package_defaults")
+        self.package_associations = self.table("package_associations")
         self.links = self.table("links")
         self.downlinks = self.table("downlinks")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from reconciler.emulator.tts import errors
 from reconciler.emulator.tts.identity.shared import IS
+from reconciler.emulator.tts.packages import purge_application_packages
 
 if TYPE_CHECKING:
     from reconciler.emulator.tts.app import Call
@@ -31,3 +32,4 @@ def purge_application_data(call: Call, app_id: str) -> None:
         for key, _ in table.items():
             if key.startswith(app_id + "/"):
                 table.delete(key)
+    purge_application_packages(call, app_id)
