@@ -21,6 +21,8 @@ from reconciler.providers.tts.kinds import (
     gateway_key,
     link_key,
     organization_key,
+    package_association_key,
+    package_default_key,
     pubsub_key,
     webhook_key,
 )
@@ -131,6 +133,14 @@ def desired_state(project: Project, target: Target) -> DesiredState:
                     location=pubsub.location,
                 )
             )
+        for default in app.packages:
+            state.add(
+                DesiredResource(
+                    package_default_key(app.application_id, default.f_port),
+                    dict(default.fields),
+                    location=default.location,
+                )
+            )
     addresses = {role: server_address(target.server_urls[role]) for _, role in ADDRESS_ROLES}
     applications = {a.application_id: a for a in tts.applications}
     for device in tts.devices:
@@ -143,12 +153,26 @@ def desired_state(project: Project, target: Target) -> DesiredState:
             if path not in fields:
                 from_app = owner_app.fields.get(path) if owner_app else None
                 fields[path] = from_app or addresses[role]
+        extra: dict[str, Any] = {"otaa": otaa}
+        if device.packages is not None:
+            # The device's association list is declared: read and managed whole.
+            extra["packages"] = True
+            for association in device.packages:
+                state.add(
+                    DesiredResource(
+                        package_association_key(
+                            device.application_id, device.device_id, association.f_port
+                        ),
+                        dict(association.fields),
+                        location=association.location,
+                    )
+                )
         state.add(
             DesiredResource(
                 device_key(device.application_id, device.device_id),
                 _owned(fields, target, device.location, problems),
                 location=device.location,
-                extra={"otaa": otaa},
+                extra=extra,
             )
         )
     for gateway in tts.gateways:

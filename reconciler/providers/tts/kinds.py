@@ -15,7 +15,9 @@ ResourceKind = Literal[
     "link",
     "webhook",
     "pubsub",
+    "package_default",
     "device",
+    "package_association",
     "gateway",
     "api_key",
     "collaborator",
@@ -29,7 +31,9 @@ KIND_ORDER: tuple[ResourceKind, ...] = (
     "link",
     "webhook",
     "pubsub",
+    "package_default",
     "device",
+    "package_association",
     "gateway",
     "api_key",
     "collaborator",
@@ -53,6 +57,26 @@ def webhook_key(application_id: str, webhook_id: str) -> ResourceKey:
 
 def pubsub_key(application_id: str, pub_sub_id: str) -> ResourceKey:
     return ResourceKey(PROVIDER, "pubsub", (application_id, pub_sub_id))
+
+
+def package_default_key(application_id: str, f_port: int) -> ResourceKey:
+    """An application's default package association on one FPort."""
+    return ResourceKey(
+        PROVIDER,
+        "package_default",
+        (application_id, str(f_port)),
+        label=f"package default {application_id} FPort {f_port}",
+    )
+
+
+def package_association_key(application_id: str, device_id: str, f_port: int) -> ResourceKey:
+    """A device's package association on one FPort."""
+    return ResourceKey(
+        PROVIDER,
+        "package_association",
+        (application_id, device_id, str(f_port)),
+        label=f"package association {application_id}/{device_id} FPort {f_port}",
+    )
 
 
 def device_key(application_id: str, device_id: str) -> ResourceKey:

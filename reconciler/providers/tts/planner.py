@@ -48,6 +48,8 @@ MESSAGE_OF_KIND: dict[str, str] = {
     "link": schema.APPLICATION_LINK,
     "webhook": schema.WEBHOOK,
     "pubsub": schema.PUBSUB,
+    "package_default": schema.PACKAGE_DEFAULT,
+    "package_association": schema.PACKAGE_ASSOCIATION,
     "device": schema.END_DEVICE,
     "gateway": schema.GATEWAY,
     "organization": schema.ORGANIZATION,
@@ -59,12 +61,15 @@ SERVER_OF_KIND: dict[str, Server] = {
     "link": "as",
     "webhook": "as",
     "pubsub": "as",
+    "package_default": "as",
+    "package_association": "as",
     "gateway": "is",
     "api_key": "is",
     "collaborator": "is",
 }
 # Kinds that carry attributes on the Identity Server, hence the ownership marker; links,
-# webhooks, pub/subs, API keys and collaborators are owned through their entity.
+# webhooks, pub/subs, package associations, API keys and collaborators are owned through
+# their entity.
 MARKED_KINDS = frozenset({"organization", "application", "device", "gateway"})
 # Identity Server entities: created under an owner, updated with a field mask.
 ENTITY_KINDS = frozenset({"organization", "application", "gateway"})

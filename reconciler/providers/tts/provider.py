@@ -22,6 +22,7 @@ from reconciler.manifest.project import Project
 from reconciler.plan.model import Endpoint, ResourceChange, ResourceResult, Step, TargetInfo
 from reconciler.provider import ProgressCallback, ProviderContext
 from reconciler.providers.tts import devices, reference, rights, schema
+from reconciler.providers.tts import packages as pkg
 from reconciler.providers.tts.client import (
     RetryPolicy,
     ServerURLs,
@@ -104,6 +105,7 @@ ENTITY_WRAPPER: dict[str, str] = {
     "link": "link",
     "webhook": "webhook",
     "pubsub": "pubsub",
+    **pkg.WRAPPER,
     "device": "end_device",
     "gateway": "gateway",
 }
@@ -351,6 +353,26 @@ class TTSProvider(TTSDiffer):
                 if key.kind == "device":
                     declared.setdefault(application_of(key), []).append(key.id)
             on_identity_server: dict[str, set[str]] = {}
+            # The associations of each device whose manifest lists them (one request each).
+            associations: dict[tuple[str, ...], list[DesiredResource]] = {}
+            listing_devices: list[DesiredResource] = []
+            for resource in desired.resources.values():
+                if resource.key.kind == "package_association":
+                    associations.setdefault(resource.key.ids[:2], []).append(resource)
+                elif resource.key.kind == "device" and resource.extra.get("packages"):
+                    listing_devices.append(resource)
+            for resource in listing_devices:
+                app_id = application_of(resource.key)
+                if app_id in existing_apps:
+                    start(
+                        self._read_package_associations(
+                            associations.get(resource.key.ids, []),
+                            live,
+                            app_id,
+                            resource.key.id,
+                            application_key(app_id) in live.owned,
+                        )
+                    )
             for app_id in existing_apps:
                 seen = await self._list_devices(desired, live, app_id, prune, start)
                 on_identity_server[app_id] = seen
@@ -629,6 +651,36 @@ class TTSProvider(TTSDiffer):
                 # owns, the manifests' list is authoritative (prune removes the others).
                 if app_owned:
                     live.owned.add(key)
+        declared = [
+            r for r in desired.of_kind("package_default") if application_of(r.key) == app_id
+        ]
+        if declared or (prune and app_owned):
+            await self._read_package_associations(declared, live, app_id, None, app_owned)
+
+    async def _read_package_associations(
+        self,
+        declared: Sequence[DesiredResource],
+        live: LiveState,
+        app_id: str,
+        device_id: str | None,
+        app_owned: bool,
+    ) -> None:
+        """An application's default associations, or one device's associations (one list
+        request: the registry lists them all, data included when asked)."""
+        mask = {*pkg.READ_PATHS} | {p for r in declared for p in r.fields}
+        path = pkg.collection_path(app_id, device_id)
+        kind = "package_default" if device_id is None else "package_association"
+        listing = await self.client.get_json("as", path, params={"field_mask": _field_mask(mask)})
+        items = listing.get(pkg.LIST_FIELD[kind]) or []
+        for item in items if isinstance(items, list) else [None]:
+            key = pkg.listed_key(item, app_id, device_id)
+            if key is None or not isinstance(item, dict):
+                raise self._malformed("as", path, "a package association without an FPort")
+            live.resources[key] = LiveResource(key, {"as": managed_record(item, self._version_key)})
+            # Like webhooks: owned through the application; for a device, read only when its
+            # manifest lists its associations, so that list is authoritative.
+            if app_owned:
+                live.owned.add(key)
 
     async def _read_gateway(self, resource: DesiredResource, live: LiveState) -> None:
         """The gateway's managed fields; its secrets (LNS, CUPS keys) only when the API key
@@ -891,8 +943,10 @@ class TTSProvider(TTSDiffer):
         """Links, webhooks, pub/subs and devices need their application; API keys and
         collaborators their entity; applications and gateways the organization they are
         created under."""
-        if key.kind in ("link", "webhook", "pubsub", "device"):
+        if key.kind in ("link", "webhook", "pubsub", "package_default", "device"):
             return application_key(key.ids[0])
+        if key.kind == "package_association":
+            return device_key(key.ids[0], key.ids[1])
         if key.kind in ("api_key", "collaborator"):
             return entity_of(key)
         return self._owner_organization.get(key)
@@ -1009,6 +1063,15 @@ class TTSProvider(TTSDiffer):
                     "PUT",
                     f"/as/{integration.route}/{app_id}/{item_id}",
                     json={ENTITY_WRAPPER[key.kind]: body, "field_mask": {"paths": paths}},
+                )
+            case "package_default" | "package_association":
+                body = self._body(resource, step.paths, live, server)
+                body["ids"] = pkg.body_ids(key)
+                await self.client.request(
+                    "as",
+                    "PUT",
+                    pkg.item_path(key),
+                    json={ENTITY_WRAPPER[key.kind]: body, "field_mask": {"paths": step.paths}},
                 )
 
     def _body(
@@ -1270,6 +1333,8 @@ class TTSProvider(TTSDiffer):
                 return
             case "webhook" | "pubsub":
                 path = f"/as/{INTEGRATION_OF_KIND[key.kind].route}/{key.ids[0]}/{key.id}"
+            case "package_default" | "package_association":
+                path = pkg.item_path(key)
             case _:  # link
                 path = f"/as/applications/{key.ids[0]}/link"
         try:

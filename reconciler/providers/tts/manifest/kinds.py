@@ -28,6 +28,8 @@ from reconciler.providers.tts.manifest import devices as dev
 from reconciler.providers.tts.manifest import models as m
 from reconciler.providers.tts.manifest import types as t
 from reconciler.providers.tts.manifest.mac_settings import DEPRECATED_ADR
+from reconciler.providers.tts.manifest.packages import KNOWN_PACKAGES, association_fields
+from reconciler.providers.tts.manifest.packages import PackageAssociation as PackageModel
 from reconciler.providers.tts.manifest.project import (
     SERVER_ROLES,
     ApiKey,
@@ -37,6 +39,7 @@ from reconciler.providers.tts.manifest.project import (
     Gateway,
     Organization,
     OwnerRef,
+    PackageAssociation,
     PubSub,
     ServerRole,
     Target,
@@ -465,6 +468,7 @@ class _Resolution:
                 link = _formatter_fields(app.default_formatters, "default_formatters")
             webhooks = self.resolve_webhooks(item, app)
             pubsubs = self.resolve_pubsubs(item, app)
+            packages = self.resolve_packages(item, app.packages, app.id, None)
             self.project.applications.append(
                 Application(
                     application_id=app.id,
@@ -474,6 +478,7 @@ class _Resolution:
                     link=link,
                     webhooks=webhooks,
                     pubsubs=pubsubs,
+                    packages=packages,
                     profiles=tuple(app.device_profiles),
                     api_keys=self.resolve_api_keys(item, app.api_keys, "application", app.id),
                     collaborators=self.resolve_collaborators(
@@ -515,6 +520,50 @@ class _Resolution:
             )
             for index in self.unique_ids(item, app, "pubsubs", "pub/sub", ids)
         ]
+
+    def resolve_packages(
+        self,
+        item: Validated,
+        declared: Sequence[PackageModel],
+        app_id: str,
+        device_id: str | None,
+    ) -> list[PackageAssociation]:
+        """Package associations by FPort (one per FPort; a package the server does not run
+        is stored by it but never used: a warning)."""
+        owner = f"device `{app_id}/{device_id}`" if device_id else f"application `{app_id}`"
+        seen: dict[int, int] = {}
+        found: list[PackageAssociation] = []
+        for index, association in enumerate(declared):
+            at: YamlPath = ["packages", index]
+            if association.f_port in seen:
+                first = item.document.locate(["packages", seen[association.f_port], "f_port"])
+                self.error(
+                    item.document.locate([*at, "f_port"]),
+                    f"duplicate package association on FPort {association.f_port} in {owner} "
+                    f"(first defined at {first})",
+                    "duplicate-id",
+                )
+                continue
+            seen[association.f_port] = index
+            if association.package_name not in KNOWN_PACKAGES:
+                known = ", ".join(sorted(KNOWN_PACKAGES))
+                self.warn(
+                    item.document.locate([*at, "package_name"]),
+                    f"package `{association.package_name}` is not one The Things Stack runs "
+                    f"({known}): the Application Server stores the association, but no "
+                    "package handles its messages",
+                    "unknown-package",
+                )
+            found.append(
+                PackageAssociation(
+                    app_id,
+                    device_id,
+                    association.f_port,
+                    association_fields(association),
+                    _lazy(item.document, at),
+                )
+            )
+        return found
 
     def resolve_webhooks(self, item: Validated, app: m.Application) -> list[Webhook]:
         webhooks: list[Webhook] = []
@@ -611,6 +660,9 @@ class _Resolution:
             self.error(at, f"device `{device.id}`: {message}", "invalid-device")
         if problems:
             return
+        packages = None
+        if device.packages is not None:
+            packages = self.resolve_packages(item, device.packages, device.application, device.id)
         devices.add(
             Device(
                 application_id=device.application,
@@ -618,6 +670,7 @@ class _Resolution:
                 fields=dev.to_fields(settings, supports_join),
                 source=_lazy(document, []),
                 profile=device.profile,
+                packages=packages,
             ),
             lambda key: document.locate([key] if key in own else ["id"]),
         )
@@ -917,7 +970,8 @@ def _settings(model: BaseModel | None) -> dev.Settings:
     """A validated device-settings model as flat settings (only the fields it sets)."""
     if model is None:
         return {}
-    return model.model_dump(exclude_unset=True, round_trip=False)
+    # A device's package associations are resources of their own, not device settings.
+    return model.model_dump(exclude_unset=True, round_trip=False, exclude={"packages"})
 
 
 def _model_fields(model: BaseModel, names: Sequence[str]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from reconciler.manifest.secrets import (
 )
 from reconciler.providers.tts.manifest import types as t
 from reconciler.providers.tts.manifest.mac_settings import Duration, MacSettings
+from reconciler.providers.tts.manifest.packages import PackageAssociation
 from reconciler.providers.tts.manifest.pubsubs import PubSub
 from reconciler.providers.tts.manifest.types import AesKey, HeaderName, HeaderValue
 
@@ -282,6 +283,11 @@ class Device(DeviceSettings):
     claim_authentication_code: t.ClaimCode | None = Field(
         default=None, description="Claim authentication code: a secret, by reference."
     )
+    packages: list[PackageAssociation] | None = Field(
+        default=None,
+        description="The device's application package associations by FPort (listed: all of "
+        "them; they override the application's default association on the same FPort).",
+    )
 
 
 class Fleet(ManifestModel):
@@ -362,6 +368,10 @@ class Application(ManifestModel):
     webhooks: list[Webhook] = Field(default_factory=list)
     pubsubs: list[PubSub] = Field(
         default_factory=list, description="Pub/sub integrations (MQTT, NATS, AWS IoT)."
+    )
+    packages: list[PackageAssociation] = Field(
+        default_factory=list,
+        description="Default application package associations by FPort (every device uses them).",
     )
     api_keys: list[ApiKey] | None = Field(
         default=None, description="The application's API keys (listed: all of them)."

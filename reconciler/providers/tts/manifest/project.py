@@ -103,6 +103,18 @@ def api_key_problem(key: str) -> str | None:
 
 
 @dataclass(slots=True)
+class PackageAssociation(Located):
+    """An application package on one FPort: an application's default association
+    (`device_id` None) or a device's own."""
+
+    application_id: str
+    device_id: str | None
+    f_port: int
+    fields: dict[str, Any]  # `package_name`, `data` (a JSON object; top-level Secrets)
+    source: Source
+
+
+@dataclass(slots=True)
 class Device(Located):
     """One end device, with application defaults and its profile already applied."""
 
@@ -111,6 +123,8 @@ class Device(Located):
     fields: dict[str, Any]  # TTS EndDevice field path -> value (see module doc)
     source: Source
     profile: str | None = None
+    # None: not declared (left alone); a list: all of the device's associations.
+    packages: list[PackageAssociation] | None = None
 
     def get(self, path: str, default: Any = None) -> Any:
         return self.fields.get(path, default)
@@ -191,6 +205,7 @@ class Application(Located):
     link: dict[str, Any] | None = None
     webhooks: list[Webhook] = field(default_factory=list)
     pubsubs: list[PubSub] = field(default_factory=list)
+    packages: list[PackageAssociation] = field(default_factory=list)  # default associations
     profiles: tuple[str, ...] = ()
     # None: not declared (left alone); a list: all of them.
     api_keys: list[ApiKey] | None = None
@@ -242,12 +257,20 @@ class TtsProject:
             "applications": len(self.applications),
             "webhooks": sum(len(a.webhooks) for a in self.applications),
             "pubsubs": sum(len(a.pubsubs) for a in self.applications),
+            "package associations": sum(len(a.packages) for a in self.applications)
+            + sum(len(d.packages or ()) for d in self.devices),
             "devices": len(self.devices),
             "gateways": len(self.gateways),
             "API keys": len(self.api_keys()),
             "collaborators": len(self.collaborators()),
         }
-        optional = ("organizations", "pubsubs", "API keys", "collaborators")
+        optional = (
+            "organizations",
+            "pubsubs",
+            "package associations",
+            "API keys",
+            "collaborators",
+        )
         return {k: v for k, v in counts.items() if v or k not in optional}
 
 
