@@ -106,6 +106,8 @@ def desired_state(project: Project, target: Target) -> DesiredState:
                 extra={
                     "owner": Owner(app.owner.kind, app.owner.id),
                     "declared_lists": declared_lists(app),
+                    # The default association list is declared: read and managed whole.
+                    **({"packages": True} if app.packages is not None else {}),
                 },
             )
         )
@@ -133,7 +135,7 @@ def desired_state(project: Project, target: Target) -> DesiredState:
                     location=pubsub.location,
                 )
             )
-        for default in app.packages:
+        for default in app.packages or ():
             state.add(
                 DesiredResource(
                     package_default_key(app.application_id, default.f_port),

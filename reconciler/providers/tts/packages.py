@@ -17,8 +17,9 @@ from reconciler.resources import ResourceKey
 KINDS = ("package_default", "package_association")
 WRAPPER = {"package_default": "default", "package_association": "association"}
 LIST_FIELD = {"package_default": "defaults", "package_association": "associations"}
-# What a read asks for besides the managed fields (the server adds `ids` and the timestamps).
-READ_PATHS = ("package_name",)
+# What a read asks for besides the managed fields (the server adds `ids` and the timestamps):
+# `data` always, so a listing is complete for import and the record's digest.
+READ_PATHS = ("package_name", "data")
 
 
 def collection_path(application_id: str, device_id: str | None = None) -> str:

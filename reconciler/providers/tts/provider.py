@@ -651,10 +651,13 @@ class TTSProvider(TTSDiffer):
                 # owns, the manifests' list is authoritative (prune removes the others).
                 if app_owned:
                     live.owned.add(key)
-        declared = [
-            r for r in desired.of_kind("package_default") if application_of(r.key) == app_id
-        ]
-        if declared or (prune and app_owned):
+        # Read only when the application's manifest lists its default associations (like a
+        # device's own): the right they need is not one every API key holds.
+        app_resource = desired.resources.get(application_key(app_id))
+        if app_resource is not None and app_resource.extra.get("packages"):
+            declared = [
+                r for r in desired.of_kind("package_default") if application_of(r.key) == app_id
+            ]
             await self._read_package_associations(declared, live, app_id, None, app_owned)
 
     async def _read_package_associations(

@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler.importer.output import ImportFailure
 from reconciler.provider import ProgressCallback
+from reconciler.providers.tts import packages as pkg
 from reconciler.providers.tts import schema
 from reconciler.providers.tts.client import TTSAPIError, TTSClient
 from reconciler.providers.tts.importing import fields as f
@@ -71,8 +72,16 @@ async def read_live(
     device_fields: dict[str, Any] = dict.fromkeys(f.live_read_paths())
     webhooks: dict[str, list[dict[str, Any]]] = {}
     pubsubs: dict[str, list[dict[str, Any]]] = {}
+    defaults: dict[str, list[dict[str, Any]]] = {}
     for app_id in app_ids:
         await _check_application(client, app_id)
+        # Package associations need their own right; without it they are reported, not read.
+        packages = await _packages_readable(client, app_id)
+        if not packages:
+            snapshot.report.note(
+                f"application {app_id}: package associations not read: the API key lacks "
+                f"{PACKAGES_RIGHT}"
+            )
         probe.add(
             DesiredResource(
                 application_key(app_id),
@@ -88,8 +97,10 @@ async def read_live(
                 if item["ids"]["device_id"] == LEASE_DEVICE_ID:
                     continue  # a running apply's lease (reconciler.lease), not a device
                 key = device_key(app_id, item["ids"]["device_id"])
-                # Every registry is read: the Join Server answers 404 for ABP devices.
-                probe.add(DesiredResource(key, device_fields, extra={"otaa": True}))
+                # Every registry is read: the Join Server answers 404 for ABP devices; the
+                # Application Server's package associations too (one list per device).
+                extra = {"otaa": True, "packages": True} if packages else {"otaa": True}
+                probe.add(DesiredResource(key, device_fields, extra=extra))
             listing = await client.get_json(
                 "as",
                 f"/as/webhooks/{app_id}",
@@ -107,6 +118,14 @@ async def read_live(
                 ) from None
             raise
         webhooks[app_id] = list(listing.get("webhooks") or [])
+        defaults[app_id] = []
+        if packages:
+            default_listing = await client.get_json(
+                "as",
+                pkg.collection_path(app_id),
+                params={"field_mask": ",".join(pkg.READ_PATHS)},
+            )
+            defaults[app_id] = list(default_listing.get("defaults") or [])
         pubsubs[app_id] = list(pubsub_listing.get("pubsubs") or [])
     gateway_fields = dict.fromkeys(r.GATEWAY_PATHS + r.GATEWAY_EXTRAS)
     for gateway_id in gateway_ids:
@@ -125,7 +144,7 @@ async def read_live(
                 f"gateway `{gateway_id}`: not found on the Identity Server (or the API key has "
                 "no rights to it)"
             )
-    _collect(snapshot, live, app_ids, gateway_ids, webhooks, pubsubs)
+    _collect(snapshot, live, app_ids, gateway_ids, webhooks, pubsubs, defaults)
     # What could not be read (API keys or collaborators without the rights to list them) and
     # the servers' warnings.
     for warning in live.warnings:
@@ -140,12 +159,18 @@ def _collect(
     gateway_ids: list[str],
     webhooks: dict[str, list[dict[str, Any]]],
     pubsubs: dict[str, list[dict[str, Any]]],
+    defaults: dict[str, list[dict[str, Any]]],
 ) -> None:
     report = snapshot.report
     by_app: dict[str, list[ResourceKey]] = {}
-    for key in live.resources:
+    associations: dict[tuple[str, ...], list[r.PackageRecord]] = {}
+    for key, entry in live.resources.items():
         if key.kind == "device":
             by_app.setdefault(key.ids[0], []).append(key)
+        elif key.kind == "package_association" and "as" in entry.records:
+            associations.setdefault(key.ids[:2], []).append(
+                r.package_record(entry.records["as"].data)
+            )
     for app_id in app_ids:
         app_live = live.get(application_key(app_id))
         data = app_live.records["is"].data if app_live and "is" in app_live.records else {}
@@ -176,6 +201,9 @@ def _collect(
             )
         app.webhooks = [r.webhook_record(item, app_id, report) for item in webhooks[app_id]]
         app.pubsubs = [r.pubsub_record(item, app_id, report) for item in pubsubs[app_id]]
+        app.packages = sorted(
+            (r.package_record(item) for item in defaults[app_id]), key=lambda p: p.f_port
+        )
         app.access = r.access_record(live, application_key(app_id), report)
         if app.access.api_keys:
             report.count("API key", len(app.access.api_keys))
@@ -193,14 +221,19 @@ def _collect(
                 continue
             app.keys_readable = entry.secrets_readable
             sources = [(s, entry.records[s].data) for s in r.SERVER_ORDER if s in entry.records]
-            app.devices.append(
-                r.device_record(app_id, key.id, sources, report, keys_read=entry.secrets_readable)
+            device = r.device_record(
+                app_id, key.id, sources, report, keys_read=entry.secrets_readable
             )
+            device.packages = sorted(associations.get(key.ids, []), key=lambda p: p.f_port)
+            app.devices.append(device)
         snapshot.applications.append(app)
         report.count("application")
         report.count("device", len(app.devices))
         report.count("webhook", len(app.webhooks))
         report.count("pub/sub", len(app.pubsubs))
+        associations_count = len(app.packages) + sum(len(d.packages) for d in app.devices)
+        if associations_count:
+            report.count("package association", associations_count)
     for gateway_id in gateway_ids:
         entry = live.resources[gateway_key(gateway_id)]
         gateway = r.gateway_record(entry.records["is"].data, report, snapshot.owner)
@@ -220,6 +253,21 @@ async def _caller(client: TTSClient) -> tuple[str, str] | None:
         if entity and entity.get(f"{kind}_id"):
             return kind, str(entity[f"{kind}_id"])
     return None
+
+
+PACKAGES_RIGHT = "RIGHT_APPLICATION_SETTINGS_PACKAGES"
+
+
+async def _packages_readable(client: TTSClient, app_id: str) -> bool:
+    try:
+        answer = await client.get_json("is", f"/applications/{app_id}/rights")
+    except TTSAPIError as error:
+        if error.status == 403:
+            return False  # no rights at all: the reads that follow say so
+        raise
+    rights = answer.get("rights")
+    held = set(rights) if isinstance(rights, list) else set()
+    return bool(held & {PACKAGES_RIGHT, "RIGHT_APPLICATION_ALL", "RIGHT_ALL"})
 
 
 async def _check_application(client: TTSClient, app_id: str) -> None:

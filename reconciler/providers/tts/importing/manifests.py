@@ -129,6 +129,8 @@ class _Builder:
             doc["webhooks"] = [self.webhook(app.application_id, w) for w in app.webhooks]
         if app.pubsubs:
             doc["pubsubs"] = [self.pubsub(app.application_id, p) for p in app.pubsubs]
+        if app.packages:
+            doc["packages"] = [self.package(app.application_id, None, p) for p in app.packages]
         self.access(doc, app.access, "")
         documents = self.devices(app, base, doc)
         self.tree.add(f"{base}/application.yaml", yaml_documents([doc], HEADER))
@@ -223,6 +225,28 @@ class _Builder:
             node[keys[-1]] = {"env": name}
         return doc
 
+    def package(
+        self, app_id: str, device_id: str | None, package: r.PackageRecord
+    ) -> dict[str, Any]:
+        """A package association with its token as an `{env: ...}` reference."""
+        doc: dict[str, Any] = {"f_port": package.f_port, "package_name": package.package_name}
+        data: dict[str, Any] | None = None if package.data is None else dict(package.data)
+        owner = app_id if device_id is None else f"{app_id}/{device_id}"
+        for key in package.secrets:
+            parts = [app_id] if device_id is None else [app_id, device_id]
+            name = self.variable(
+                f"package association {owner} FPort {package.f_port}: data.{key}",
+                "PACKAGE",
+                *parts,
+                str(package.f_port),
+                key,
+            )
+            data = data or {}
+            data[key] = {"env": name}
+        if data is not None:
+            doc["data"] = data
+        return doc
+
     # -- devices -----------------------------------------------------------------------------
 
     def devices(
@@ -249,7 +273,13 @@ class _Builder:
         documents: list[dict[str, Any]] = []
         profiles: dict[str, dict[str, Any]] = {}
         yaml_devices: list[_Device] = []
-        for signature, members in groups.items():
+        for signature, grouped in groups.items():
+            # A device with its own package associations needs a Device document (CSV has no
+            # column for them).
+            yaml_devices.extend(m for m in grouped if m.record.packages)
+            members = [m for m in grouped if not m.record.packages]
+            if not members:
+                continue
             if signature and len(members) < 2:
                 yaml_devices.extend(members)
                 continue
@@ -374,6 +404,10 @@ class _Builder:
                 path = f"secrets/{device.record.device_id}.{key}"
                 self.tree.add(f"{base}/{path}", text + "\n")
                 doc[key] = {"file": path}
+        if device.record.packages:
+            doc["packages"] = [
+                self.package(app_id, device.record.device_id, p) for p in device.record.packages
+            ]
         return doc
 
     # -- gateways ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from reconciler.providers.tts.access import normal_rights, normal_timestamp
 from reconciler.providers.tts.importing import fields as f
 from reconciler.providers.tts.kinds import entity_of
 from reconciler.providers.tts.manifest import models as m
+from reconciler.providers.tts.manifest import packages as pk
 from reconciler.providers.tts.manifest import pubsubs as ps
 from reconciler.providers.tts.servers import SERVER_NAMES, Server
 from reconciler.resources import LiveState, ResourceKey
@@ -29,6 +30,7 @@ class DeviceRecord:
     fields: dict[str, Any]  # device slot path -> normal form (zero values left out)
     otaa: bool
     keys_read: bool = True  # False: the API key could not read the root/session keys
+    packages: list[PackageRecord] = field(default_factory=list)  # its own associations
 
     @property
     def name(self) -> str:
@@ -63,12 +65,24 @@ class AccessRecord:
 
 
 @dataclass
+class PackageRecord:
+    """A package association as the manifest writes it; `secrets` are the `data` keys whose
+    values are left out (written as references for the user to fill in)."""
+
+    f_port: int
+    package_name: str
+    data: dict[str, Any] | None = None
+    secrets: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ApplicationRecord:
     application_id: str
     fields: dict[str, Any]  # name, description, attributes, server addresses (normal form)
     link: dict[str, Any]  # default_formatters.* (normal form)
     webhooks: list[WebhookRecord] = field(default_factory=list)
     pubsubs: list[PubSubRecord] = field(default_factory=list)
+    packages: list[PackageRecord] = field(default_factory=list)  # default associations
     devices: list[DeviceRecord] = field(default_factory=list)
     keys_readable: bool = True
     access: AccessRecord = field(default_factory=AccessRecord)
@@ -94,6 +108,23 @@ class Snapshot:
 # -- devices ----------------------------------------------------------------------------------
 
 SERVER_ORDER: tuple[Server, ...] = devices.CREATE_ORDER
+
+
+def package_record(data: Mapping[str, Any]) -> PackageRecord:
+    """A package association (default or a device's) as listed by the Application Server.
+    Its token is never copied: the server returns it in clear, but it goes to the manifests as
+    a reference."""
+    f_port = int((data.get("ids") or {}).get("f_port") or 0)
+    record = PackageRecord(f_port, str(data.get("package_name") or ""))
+    values = data.get("data")
+    if isinstance(values, Mapping) and values:
+        record.data = {}
+        for key, value in values.items():
+            if key in pk.SECRET_DATA_KEYS:
+                record.secrets.append(str(key))
+            else:
+                record.data[str(key)] = value
+    return record
 
 
 def device_record(

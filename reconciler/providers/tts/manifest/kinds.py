@@ -468,7 +468,9 @@ class _Resolution:
                 link = _formatter_fields(app.default_formatters, "default_formatters")
             webhooks = self.resolve_webhooks(item, app)
             pubsubs = self.resolve_pubsubs(item, app)
-            packages = self.resolve_packages(item, app.packages, app.id, None)
+            packages = None
+            if app.packages is not None:
+                packages = self.resolve_packages(item, app.packages, app.id, None)
             self.project.applications.append(
                 Application(
                     application_id=app.id,

@@ -369,9 +369,10 @@ class Application(ManifestModel):
     pubsubs: list[PubSub] = Field(
         default_factory=list, description="Pub/sub integrations (MQTT, NATS, AWS IoT)."
     )
-    packages: list[PackageAssociation] = Field(
-        default_factory=list,
-        description="Default application package associations by FPort (every device uses them).",
+    packages: list[PackageAssociation] | None = Field(
+        default=None,
+        description="Default application package associations by FPort (every device uses "
+        "them; listed: all of them).",
     )
     api_keys: list[ApiKey] | None = Field(
         default=None, description="The application's API keys (listed: all of them)."

@@ -205,7 +205,8 @@ class Application(Located):
     link: dict[str, Any] | None = None
     webhooks: list[Webhook] = field(default_factory=list)
     pubsubs: list[PubSub] = field(default_factory=list)
-    packages: list[PackageAssociation] = field(default_factory=list)  # default associations
+    # Default associations; None: not declared (left alone); a list: all of them.
+    packages: list[PackageAssociation] | None = None
     profiles: tuple[str, ...] = ()
     # None: not declared (left alone); a list: all of them.
     api_keys: list[ApiKey] | None = None
@@ -257,7 +258,7 @@ class TtsProject:
             "applications": len(self.applications),
             "webhooks": sum(len(a.webhooks) for a in self.applications),
             "pubsubs": sum(len(a.pubsubs) for a in self.applications),
-            "package associations": sum(len(a.packages) for a in self.applications)
+            "package associations": sum(len(a.packages or ()) for a in self.applications)
             + sum(len(d.packages or ()) for d in self.devices),
             "devices": len(self.devices),
             "gateways": len(self.gateways),
