@@ -11,6 +11,10 @@ Both enforce the limits an untrusted server must not lift: a deadline per reques
 send and the whole body), caps on the body as received and as decompressed, no redirects
 followed. Failures to get an answer are one typed error naming the host and the cause
 (refused, unknown host, TLS, timeout, connection closed), which the client retries or not.
+
+Answers a server may never end (TTS's event stream) have one way in, `stream_lines`: line by
+line as they come, over the network and in-process alike; a silence either ends the reading
+(a history read) or means a lost connection (a watch).
 """
 
 from __future__ import annotations
