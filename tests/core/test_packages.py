@@ -280,3 +280,25 @@ def test_an_inline_token_is_warned_about(tmp_path: Path) -> None:
     assert "data.token" in warning.message or "token" in warning.message
     assert "written-in-git" not in warning.message
     assert "2 package associations" in result.summary() or "package association" in result.summary()
+
+
+async def test_a_console_token_is_never_shown_where_the_manifest_has_none(
+    eng: Engine, tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    """The alcsync default's manifest `data` holds no secret, but a token typed in the Console
+    does: the change of `data` must not show the live value."""
+    paths = [site(tmp_path)]
+    _, report = await eng.apply(paths)
+    assert not report.failed
+    console = {
+        "default": {"data": {"threshold": 8, "token": "console-typed-token"}},
+        "field_mask": {"paths": ["data"]},
+    }
+    assert (await client.put(f"{DEFAULTS}/202", json=console)).status_code == 200
+    run = await eng.plan(paths)
+    [change] = run.plan.changes
+    [data] = [c for s in change.steps for c in s.changes]
+    assert data.path == "data" and data.sensitive
+    rendered = "\n".join(str(line) for line in render_plan(run.plan, full=True))
+    assert "console-typed-token" not in rendered
+    assert "console-typed-token" not in run.plan.dumps()

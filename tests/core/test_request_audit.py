@@ -33,6 +33,8 @@ WRAPPERS = (
     "link",
     "organization",
     "api_key",
+    "default",
+    "association",
 )
 # The message of each wrapper: bodies hold oneof members as their JSON spells them, masks name
 # the oneof too (`mqtt.password` is `provider.mqtt.password`, `mac_settings.adr.dynamic` is
@@ -48,6 +50,8 @@ MESSAGE_OF_WRAPPER = {
         ("link", "ApplicationLink"),
         ("organization", "Organization"),
         ("api_key", "APIKey"),
+        ("default", "ApplicationPackageDefaultAssociation"),
+        ("association", "ApplicationPackageAssociation"),
     )
 }
 # Full device and gateway settings: ADR modes, durations, enums, JS and AS fields, secrets.

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.providers.tts import schema
 from reconciler.providers.tts.kinds import package_association_key, package_default_key
+from reconciler.providers.tts.manifest.packages import SECRET_DATA_KEYS
 from reconciler.resources import ResourceKey
 
 KINDS = ("package_default", "package_association")
@@ -20,6 +22,20 @@ LIST_FIELD = {"package_default": "defaults", "package_association": "association
 # What a read asks for besides the managed fields (the server adds `ids` and the timestamps):
 # `data` always, so a listing is complete for import and the record's digest.
 READ_PATHS = ("package_name", "data")
+
+
+MESSAGES = frozenset({schema.PACKAGE_DEFAULT, schema.PACKAGE_ASSOCIATION})
+
+
+def live_data_holds_secret(message: str, path: str, live: Any) -> bool:
+    """A live `data` that holds a token (typed in the Console, say): a change of it must not
+    show the live value, even where the manifest's own `data` holds no secret."""
+    return (
+        path == "data"
+        and message in MESSAGES
+        and isinstance(live, dict)
+        and any(key in SECRET_DATA_KEYS for key in live)
+    )
 
 
 def collection_path(application_id: str, device_id: str | None = None) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 from reconciler.plan.model import FieldChange, ResourceChange, Step
 from reconciler.provider import PlanOptions
-from reconciler.providers.tts import access, devices, schema
+from reconciler.providers.tts import access, devices, packages, schema
 from reconciler.providers.tts.kinds import KIND_ORDER, PROVIDER, ResourceKind, eui_pair, gateway_eui
 from reconciler.providers.tts.servers import Server
 from reconciler.resources import (
@@ -187,7 +187,7 @@ def compare_field(
         if raw == want and type(raw) is type(want):
             return None
     live = _live_normal(message, live_data, path, raw)
-    sensitive = is_sensitive(desired)
+    sensitive = is_sensitive(desired) or packages.live_data_holds_secret(message, path, raw)
     if path in MERGED_MAPS and isinstance(desired, dict):
         live_map = live or {}
         changed = {
