@@ -15,7 +15,7 @@ def test_validate_examples_exits_0_with_a_summary() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert (
         "valid: stack orchard-north: 1 organization, 2 applications, 1 webhook, 1 pubsub, "
-        "2 package associations, 54 devices, 2 gateways, 1 API key, 1 collaborator, "
+        "2 package associations, 54 devices, 2 gateways, 2 API keys, 1 collaborator, "
         "12 iothub devices, 1 iothub module (11 files)" in (result.stdout)
     )
     assert result.stderr == ""  # no warnings either

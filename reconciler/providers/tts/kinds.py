@@ -92,7 +92,8 @@ def organization_key(organization_id: str) -> ResourceKey:
 
 
 def api_key_key(entity_kind: str, entity_id: str, name: str) -> ResourceKey:
-    """An API key of an application or gateway, by its name (the server picks its ID)."""
+    """An API key of an application, gateway or organization, by its name (the server picks
+    its ID)."""
     return ResourceKey(PROVIDER, "api_key", (entity_kind, entity_id, name))
 
 

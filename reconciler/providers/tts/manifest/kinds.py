@@ -307,6 +307,7 @@ class _Resolution:
                     _model_fields(org, _ORGANIZATION_FIELDS),
                     _lazy(item.document, []),
                     self.resolve_collaborators(item, org.collaborators, "organization", org.id),
+                    self.resolve_api_keys(item, org.api_keys, "organization", org.id),
                 )
             )
 
@@ -377,7 +378,7 @@ class _Resolution:
         self,
         item: Validated,
         declared: list[m.ApiKey] | None,
-        entity_kind: Literal["application", "gateway"],
+        entity_kind: Literal["application", "gateway", "organization"],
         entity_id: str,
     ) -> list[ApiKey] | None:
         if declared is None:

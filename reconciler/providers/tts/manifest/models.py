@@ -167,8 +167,8 @@ class SecretSink(ManifestModel):
 
 
 class ApiKey(ManifestModel):
-    """An API key of an application or gateway, matched by `name` (the server picks its ID and
-    shows its secret once, at creation: it goes to `deliver`, nowhere else)."""
+    """An API key of an application, gateway or organization, matched by `name` (the server
+    picks its ID and shows its secret once, at creation: it goes to `deliver`, nowhere else)."""
 
     name: Annotated[str, Field(min_length=1, max_length=t.NAME_MAX)]
     rights: Rights
@@ -454,6 +454,11 @@ class Organization(ManifestModel):
     )
     collaborators: list[Collaborator] | None = Field(
         default=None, description="Members (users only) and their rights (listed: all of them)."
+    )
+    api_keys: list[ApiKey] | None = Field(
+        default=None,
+        description="The organization's API keys (listed: all of them); besides organization "
+        "rights they may hold the application, gateway and client rights the organization has.",
     )
 
 

@@ -146,9 +146,9 @@ class Device(Located):
 
 @dataclass(slots=True)
 class ApiKey(Located):
-    """An API key of an application or gateway, by name."""
+    """An API key of an application, gateway or organization, by name."""
 
-    entity_kind: Literal["application", "gateway"]
+    entity_kind: Literal["application", "gateway", "organization"]
     entity_id: str
     name: str
     rights: tuple[str, ...]  # canonical names, sorted, unique
@@ -177,6 +177,7 @@ class Organization(Located):
     source: Source
     # None: not declared (left alone); a list: all of them.
     collaborators: list[Collaborator] | None = None
+    api_keys: list[ApiKey] | None = None
 
 
 @dataclass(slots=True)
@@ -243,7 +244,8 @@ class TtsProject:
         return None
 
     def api_keys(self) -> list[ApiKey]:
-        found = [k for a in self.applications for k in a.api_keys or []]
+        found = [k for o in self.organizations for k in o.api_keys or []]
+        found += [k for a in self.applications for k in a.api_keys or []]
         return found + [k for g in self.gateways for k in g.api_keys or []]
 
     def collaborators(self) -> list[Collaborator]:
