@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from reconciler import __version__
-from reconciler.diagnostics import Diagnostic, ManifestError, ReconcilerError
+from reconciler.diagnostics import Diagnostic, ManifestError, ReconcilerError, UsageError
 from reconciler.plan.markdown import COMMENT_LIMIT
 from reconciler.providers.tts.servers import URL_ENV, URL_HELP
 from reconciler.redact import printable
@@ -380,6 +380,30 @@ TargetOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _check_rotations(values: list[str] | None) -> list[str] | None:
+    for value in values or ():
+        kind, _, ids = value.partition("/")
+        if not kind or not ids or any(c in value for c in "*?["):
+            raise typer.BadParameter(
+                f"{value!r} is not an address such as api_key/gateway/GATEWAY_ID/NAME"
+            )
+    return values
+
+
+RotateOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--rotate",
+        metavar="ADDRESS",
+        help="Rotate this declared API key now, whatever its age (a leaked key): create a new "
+        "key, deliver its secret to the key's sink, delete the old one. ADDRESS is "
+        "api_key/application|gateway|organization/ID/NAME (repeatable; a saved plan keeps it).",
+        callback=_check_rotations,
+        show_default=False,
+    ),
+]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Do not stop at the safety thresholds.")]
 PruneOpt = Annotated[
     bool | None,
@@ -400,6 +424,7 @@ class PlanFlags:
     prune: PruneOpt = None
     allow_replace: AllowReplaceOpt = False
     rotate_keys: RotateKeysOpt = False
+    rotate: RotateOpt = None
     force: ForceOpt = False
     target: TargetOpt = None
     verbose: VerboseOpt = False
@@ -560,6 +585,7 @@ def _plan_options(paths: list[Path], flags: PlanFlags) -> RunOptions:
         rotate_keys=flags.rotate_keys,
         force=flags.force,
         targets=tuple(flags.target or ()),
+        rotate=tuple(dict.fromkeys(flags.rotate or ())),
         request_log=_log_request if flags.verbose else None,
         parallelism=flags.parallelism,
         retries=flags.retries,
@@ -767,6 +793,8 @@ def apply(
         try:
             if saved is not None:
                 engine.check_saved_plan_scope(saved, session, options)
+            # Before the lease is written: a usage error changes nothing on the servers.
+            engine.check_rotations(session, options)
             async with engine.hold_lease(session, options, note=_note) as lease:
                 return await plan_and_apply(lease)
         finally:
@@ -1517,6 +1545,9 @@ def main() -> None:
         print_diagnostics(error.diagnostics)
         stderr.print(str(error), markup=False, highlight=False)
         sys.exit(1)
+    except UsageError as error:
+        stderr.print(f"error: {error}", markup=False, highlight=False)
+        sys.exit(2)
     except ReconcilerError as error:
         stderr.print(f"error: {error}", markup=False, highlight=False)
         sys.exit(1)

@@ -56,6 +56,11 @@ class ReconcilerError(Exception):
     """Base of every error the CLI reports as a clean message with exit code 1."""
 
 
+class UsageError(ReconcilerError):
+    """A command-line argument that the manifests show to be wrong (exit code 2, as click's
+    usage errors), e.g. `--rotate` naming no declared API key."""
+
+
 @dataclass
 class ManifestError(ReconcilerError):
     """The manifests did not load or validate; carries every problem found in one run."""

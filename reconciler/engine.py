@@ -8,6 +8,7 @@ errors go back to the CLI, which renders them.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import gc
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__
-from reconciler.diagnostics import Diagnostic, ReconcilerError
+from reconciler.diagnostics import Diagnostic, ReconcilerError, UsageError
 from reconciler.executor import StopReason, Work, execute_plan
 from reconciler.lease import DEFAULT_TTL, Lease, LeaseKeeper, Note, utc_now
+from reconciler.manifest.common import closest
 from reconciler.manifest.load import load_manifests
 from reconciler.manifest.project import Project
 from reconciler.plan.model import ApplyReport, Plan, ResourceChange, ResourceResult
@@ -51,6 +53,7 @@ class RunOptions:
     rotate_keys: bool = False
     force: bool = False
     targets: tuple[str, ...] = ()  # `--target KIND/ID` globs: plan and apply only these
+    rotate: tuple[str, ...] = ()  # `--rotate ADDRESS`: rotate these declared keys now
     parallelism: int = 16
     retries: int = 8  # tries per request on transient failures
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
@@ -175,10 +178,37 @@ def plan_options(target: Target, options: RunOptions) -> PlanOptions:
         max_change_fraction=settings.change_threshold,
         digest_key=target.provider.digest_key(),
         targets=options.targets,
+        rotate=frozenset(options.rotate),
     )
 
 
+def check_rotations(session: Session, options: RunOptions) -> None:
+    """Each `--rotate` address must name a declared resource that its provider can rotate
+    (an API key), and one that `--target` keeps: otherwise the rotation would silently not
+    happen. Raises UsageError (before anything is read or written)."""
+    for address in options.rotate:
+        rotatable = [
+            key.address
+            for target in session.targets
+            for kind in target.provider.rotatable_kinds
+            for key in (r.key for r in target.desired.of_kind(kind))
+        ]
+        if address not in rotatable:
+            match = closest(address, rotatable)
+            hint = f"; did you mean {match}?" if match else ""
+            examples = "" if hint or not rotatable else f" (declared: {', '.join(rotatable[:3])})"
+            raise UsageError(
+                f"--rotate {address}: names no API key the manifests declare{hint}{examples}"
+            )
+        if options.targets and not any(fnmatch.fnmatchcase(address, p) for p in options.targets):
+            raise UsageError(
+                f"--rotate {address}: --target leaves it out, so it would not be rotated; add "
+                f"--target {address}"
+            )
+
+
 async def make_plan(loaded: Loaded, session: Session, options: RunOptions) -> PlanRun:
+    check_rotations(session, options)
     before = session.requests
     parts = []
     live: dict[str, LiveState] = {}
@@ -215,6 +245,8 @@ async def make_plan(loaded: Loaded, session: Session, options: RunOptions) -> Pl
     )
     if options.targets:  # only then: plans without targets read as before
         plan.options["targets"] = list(options.targets)
+    if options.rotate:  # likewise
+        plan.options["rotate"] = list(options.rotate)
     unmatched = [p for p in options.targets if not any(p in part.matched for part in parts)]
     if unmatched:
         raise ReconcilerError(
@@ -385,6 +417,7 @@ def saved_plan_options(saved: Plan, options: RunOptions) -> RunOptions:
         allow_replace=bool(saved.options.get("allow_replace", False)),
         rotate_keys=bool(saved.options.get("rotate_keys", False)),
         targets=tuple(saved.options.get("targets", ())),
+        rotate=tuple(saved.options.get("rotate", ())),
         saved_plan=True,
     )
 

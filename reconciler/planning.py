@@ -110,7 +110,7 @@ def plan_target(
 
 def target_name(change: ResourceChange) -> str:
     """What `--target` patterns match: `kind/id` (ids outermost first, joined by `/`)."""
-    return "/".join((change.key.kind, *change.key.ids))
+    return change.key.address
 
 
 def _matches(change: ResourceChange, options: PlanOptions) -> list[str]:

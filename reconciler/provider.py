@@ -89,6 +89,9 @@ class PlanOptions:
     # `--target KIND/ID` patterns (globs on `kind/id/...`): plan only the resources they match,
     # and delete (prune) none of the others. Empty: everything.
     targets: tuple[str, ...] = ()
+    # `--rotate ADDRESS`: the resources (`ResourceKey.address`) to rotate now, whatever their
+    # age; each is one the provider lists in `rotatable_kinds`.
+    rotate: frozenset[str] = frozenset()
 
 
 class Differ(Protocol):
@@ -101,6 +104,10 @@ class Differ(Protocol):
     @property
     def kind_order(self) -> Sequence[str]:
         """Creation order of its kinds (parents first); deletes run in reverse."""
+
+    @property
+    def rotatable_kinds(self) -> Sequence[str]:
+        """Kinds whose credentials `--rotate` may renew now (empty: none)."""
 
     @property
     def replace_consequence(self) -> str:

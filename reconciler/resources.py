@@ -36,6 +36,12 @@ class ResourceKey:
         """The innermost id (the resource's own name within its parent)."""
         return self.ids[-1]
 
+    @property
+    def address(self) -> str:
+        """How the command line names it (`--target`, `--rotate`): `kind/id/...`, ids
+        outermost first."""
+        return "/".join((self.kind, *self.ids))
+
     def __str__(self) -> str:
         return self.label or f"{self.kind} {'/'.join(self.ids)}"
 

@@ -140,6 +140,9 @@ def render_plan(
     if plan.options.get("targets"):
         only = ", ".join(plan.options["targets"])
         lines.append(Text(f"  only: {only} (--target; nothing else is changed or pruned)", "dim"))
+    if plan.options.get("rotate"):
+        keys = ", ".join(plan.options["rotate"])
+        lines.append(Text(f"  rotate: {keys} (--rotate; nothing else is rotated)", "dim"))
     lines.append(Text(""))
     changes = plan.changes
     creates = sum(1 for c in changes if c.action == "create")

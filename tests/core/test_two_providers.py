@@ -77,6 +77,7 @@ class HubProvider:
     name = "hub"
     kind_order = ("edge", "device")  # parents first
     replace_consequence = "devices reconnect"
+    rotatable_kinds = ()  # nothing to rotate
     manifest_kinds = ("HubTarget",)
 
     def __init__(self, target: HubTarget, cloud: Cloud) -> None:

@@ -220,6 +220,7 @@ class IotHubDiffer:
 
     name = PROVIDER
     kind_order: Sequence[str] = KIND_ORDER
+    rotatable_kinds: Sequence[str] = ()
     replace_consequence = "nothing on an IoT Hub is replaced"
 
     def marker(self, live: LiveResource, ownership_key: str) -> str | None:

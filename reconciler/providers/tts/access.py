@@ -4,9 +4,10 @@ action and steps. The provider reads and writes them (reconciler.providers.tts.p
 API keys are matched by name: the server picks a key's ID and shows its secret once, when it
 is created, so a new secret exists only during `apply`, which hands it to the key's sink. Two
 live keys with the declared name are refused (which one would the manifests mean?). Rights and
-expiry are updated in place; a rotation (the key is older than `rotate_after_days`) creates a
-new key, delivers it, then deletes the old one. A collaborator's rights are set in one request;
-removing one, or reducing its rights, is refused when it is the tool's own access.
+expiry are updated in place; a rotation (the key is older than `rotate_after_days`, or
+`--rotate` names it) creates a new key, delivers it, then deletes the old one. A
+collaborator's rights are set in one request; removing one, or reducing its rights, is refused
+when it is the tool's own access.
 
 Live records, as the provider reads them: an API key's `is` record holds `api_keys`, every live
 key with the name (each with `age_days`, its age when read: the planner has no clock); a
@@ -49,8 +50,13 @@ def _create_step(resource: DesiredResource) -> Step:
 
 
 def plan_api_key(
-    resource: DesiredResource, live: LiveResource | None, change: ResourceChange
+    resource: DesiredResource,
+    live: LiveResource | None,
+    change: ResourceChange,
+    *,
+    rotate_now: bool = False,
 ) -> None:
+    """`rotate_now`: `--rotate` names the key (a leaked one): rotated whatever its age."""
     record = live.records.get("is") if live else None
     keys: list[dict[str, Any]] = list(record.data.get("api_keys") or []) if record else []
     sink = resource.extra["sink"]
@@ -71,12 +77,17 @@ def plan_api_key(
     version = str(current.get("updated_at") or "") or None
     rotate_after = resource.extra.get("rotate_after_days")
     age = current.get("age_days")
-    if rotate_after and isinstance(age, int) and age >= rotate_after:
+    due = rotate_after and isinstance(age, int) and age >= rotate_after
+    if rotate_now or due:
+        why = (
+            "rotate now (--rotate)"
+            if rotate_now
+            else f"rotate: the key is {age} days old (rotate_after_days: {rotate_after})"
+        )
         change.action = "update"
         change.reason = (
-            f"rotate: the key is {age} days old (rotate_after_days: {rotate_after}); a new key "
-            f"is created and its secret goes to {sink.describe()}, then the old key "
-            f"{current.get('id')} is deleted"
+            f"{why}: a new key is created and its secret goes to {sink.describe()}, then the "
+            f"old key {current.get('id')} is deleted"
         )
         change.steps.append(_create_step(resource))
         change.steps.append(Step("is", "delete", live_version=version, verb="delete the old key"))

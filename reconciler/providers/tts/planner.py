@@ -247,6 +247,7 @@ class TTSDiffer:
     name = PROVIDER
     kind_order: tuple[ResourceKind, ...] = KIND_ORDER
     replace_consequence = "devices lose their session"
+    rotatable_kinds: tuple[ResourceKind, ...] = ("api_key",)
 
     def marker(self, live: LiveResource, ownership_key: str) -> str | None:
         # A soft-deleted resource keeps its attributes, so its marker too.
@@ -267,7 +268,8 @@ class TTSDiffer:
             case "device":
                 self._plan_device(resource, live, change, options)
             case "api_key":
-                access.plan_api_key(resource, live, change)
+                rotate_now = resource.key.address in options.rotate
+                access.plan_api_key(resource, live, change, rotate_now=rotate_now)
             case "collaborator":
                 access.plan_collaborator(resource, live, change)
             case _:
