@@ -1166,8 +1166,20 @@ def import_command(
         list[str] | None,
         typer.Option("--gateway", help="Gateway ID to import (repeatable).", show_default=False),
     ] = None,
+    organization: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--organization",
+            help="Organization ID to import, with its members and API keys (repeatable); the "
+            "organizations owning an imported application or gateway are imported anyway.",
+            show_default=False,
+        ),
+    ] = None,
     everything: Annotated[
-        bool, typer.Option("--all", help="Import every application and gateway the key can see.")
+        bool,
+        typer.Option(
+            "--all", help="Import every application, gateway and organization the key can see."
+        ),
     ] = False,
     stack: Annotated[
         str | None,
@@ -1245,7 +1257,8 @@ def import_command(
     retries: RetriesOpt = 8,
 ) -> None:
     """Write manifests for existing resources (read-only on the server): a Stack, applications
-    with formatters, webhooks and device fleets, gateways; or with --iothub an IoT Hub's device
+    with formatters, webhooks and device fleets, gateways, organizations, their API keys and
+    collaborators (API key secrets cannot be read back); or with --iothub an IoT Hub's device
     identities, twins and modules. Secrets go to git-ignored files."""
     import asyncio
 
@@ -1257,6 +1270,7 @@ def import_command(
         tts_only = {
             "--application": bool(application),
             "--gateway": bool(gateway),
+            "--organization": bool(organization),
             "--all": everything,
             "--from-file": from_file is not None,
             "--owner": owner is not None,
@@ -1304,7 +1318,12 @@ def import_command(
             out=out,
             stack=stack or "imported",
             url=url,
-            selection=Selection(tuple(application or ()), tuple(gateway or ()), everything),
+            selection=Selection(
+                tuple(application or ()),
+                tuple(gateway or ()),
+                everything,
+                tuple(organization or ()),
+            ),
             from_file=from_file,
             owner=owner,
             overwrite=overwrite,

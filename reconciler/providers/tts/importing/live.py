@@ -4,7 +4,9 @@ Discovery (which applications, devices, webhooks, pub/subs and gateways exist) l
 Identity Server and the Application Server; the records themselves are read by
 `TTSProvider.read` for a probe state that declares every discovered resource with every path
 import can use, so import reads with the same masks, concurrency, pacing and progress as
-`plan`. Nothing is written.
+`plan`. Organizations (the chosen ones, and those owning an imported application or gateway,
+which only its collaborators show) are read by a second probe after the first. Nothing is
+written.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from reconciler.providers.tts.kinds import (
     device_key,
     gateway_key,
     link_key,
+    organization_key,
 )
 from reconciler.providers.tts.provider import TTSProvider
 from reconciler.resources import DesiredResource, DesiredState, LiveState, ResourceKey
@@ -36,7 +39,8 @@ from reconciler.resources import DesiredResource, DesiredState, LiveState, Resou
 class Selection:
     application_ids: Sequence[str] = ()
     gateway_ids: Sequence[str] = ()
-    everything: bool = False  # --all: every application and gateway the key can see
+    everything: bool = False  # --all: every application, gateway and organization it can see
+    organization_ids: Sequence[str] = ()
 
 
 async def read_live(
@@ -51,14 +55,18 @@ async def read_live(
     snapshot.owner = await _caller(client)
     app_ids = list(dict.fromkeys(selection.application_ids))
     gateway_ids = list(dict.fromkeys(selection.gateway_ids))
+    org_ids = list(dict.fromkeys(selection.organization_ids))
     if selection.everything:
         # The provider's paged IS listing (limit 1000 per page, X-Total-Count), as plan uses.
         async for item in provider._list_pages("is", "/applications", "applications", ["ids"]):
             app_ids.append(item["ids"]["application_id"])
         async for item in provider._list_pages("is", "/gateways", "gateways", ["ids"]):
             gateway_ids.append(item["ids"]["gateway_id"])
+        async for item in provider._list_pages("is", "/organizations", "organizations", ["ids"]):
+            org_ids.append(item["ids"]["organization_id"])
         app_ids = list(dict.fromkeys(app_ids))
         gateway_ids = list(dict.fromkeys(gateway_ids))
+        org_ids = list(dict.fromkeys(org_ids))
 
     # Stack name and ownership key do not matter for reading: nothing is planned.
     probe = DesiredState(stack="import", ownership_key="managed-by")
@@ -149,7 +157,50 @@ async def read_live(
     # the servers' warnings.
     for warning in live.warnings:
         snapshot.report.note(warning)
+    owners = [a.owner_organization for a in snapshot.applications]
+    owners += [g.owner_organization for g in snapshot.gateways]
+    org_ids = list(dict.fromkeys([*org_ids, *(o for o in owners if o)]))
+    if org_ids:
+        await _read_organizations(provider, snapshot, org_ids)
     return snapshot
+
+
+async def _read_organizations(
+    provider: TTSProvider, snapshot: r.Snapshot, org_ids: list[str]
+) -> None:
+    """The organizations with their members and API keys (as lists the manifests declare)."""
+    probe = DesiredState(stack="import", ownership_key="managed-by")
+    fields = dict.fromkeys(r.ORGANIZATION_PATHS + r.ORGANIZATION_EXTRAS)
+    for org_id in org_ids:
+        probe.add(
+            DesiredResource(
+                organization_key(org_id),
+                fields,
+                extra={
+                    "owner": Owner("user", "import"),
+                    "declared_lists": ("api_key", "collaborator"),
+                    "access_optional": True,
+                },
+            )
+        )
+    live = await provider.read(probe, prune=False)
+    for org_id in org_ids:
+        entry = live.get(organization_key(org_id))
+        if entry is None or "is" not in entry.records:
+            raise ImportFailure(
+                f"organization `{org_id}`: not found on the Identity Server (or the API key has "
+                "no rights to it)"
+            )
+        access = r.access_record(live, organization_key(org_id), snapshot.report)
+        organization = r.organization_record(
+            entry.records["is"].data, access, snapshot.report, snapshot.owner
+        )
+        if access.api_keys:
+            snapshot.report.count("API key", len(access.api_keys))
+        snapshot.organizations.append(organization)
+        snapshot.report.count("organization")
+    for warning in live.warnings:
+        snapshot.report.note(warning)
 
 
 def _collect(
@@ -174,6 +225,8 @@ def _collect(
     for app_id in app_ids:
         app_live = live.get(application_key(app_id))
         data = app_live.records["is"].data if app_live and "is" in app_live.records else {}
+        access = r.access_record(live, application_key(app_id), report)
+        owner_org = r.owning_organization(access, "application", snapshot.owner)
         app = r.ApplicationRecord(
             app_id,
             r.values(
@@ -184,9 +237,11 @@ def _collect(
                 report,
                 "application",
                 app_id,
-                snapshot.owner,
+                ("organization", owner_org) if owner_org else snapshot.owner,
             ),
             {},
+            access=access,
+            owner_organization=owner_org,
         )
         link_live = live.get(link_key(app_id))
         if link_live and "as" in link_live.records:
@@ -204,7 +259,6 @@ def _collect(
         app.packages = sorted(
             (r.package_record(item) for item in defaults[app_id]), key=lambda p: p.f_port
         )
-        app.access = r.access_record(live, application_key(app_id), report)
         if app.access.api_keys:
             report.count("API key", len(app.access.api_keys))
         keys = sorted(by_app.get(app_id, []))
@@ -236,8 +290,12 @@ def _collect(
             report.count("package association", associations_count)
     for gateway_id in gateway_ids:
         entry = live.resources[gateway_key(gateway_id)]
-        gateway = r.gateway_record(entry.records["is"].data, report, snapshot.owner)
-        gateway.access = r.access_record(live, gateway_key(gateway_id), report)
+        access = r.access_record(live, gateway_key(gateway_id), report)
+        owner_org = r.owning_organization(access, "gateway", snapshot.owner)
+        owner = ("organization", owner_org) if owner_org else snapshot.owner
+        gateway = r.gateway_record(entry.records["is"].data, report, owner)
+        gateway.access = access
+        gateway.owner_organization = owner_org
         if gateway.access.api_keys:
             report.count("API key", len(gateway.access.api_keys))
         snapshot.gateways.append(gateway)

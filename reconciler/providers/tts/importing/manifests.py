@@ -5,7 +5,8 @@ with scripts as `.js` files, webhooks with header values by reference, `device_d
 holding what all its devices share and `device_profiles` for groups that share settings the
 CSV cannot hold), `devices.yaml` (Fleet documents and the devices only YAML can express),
 CSV fleets in The Things Stack CSV format with their keys in `*.secrets.csv` beside them.
-Gateways go to `gateways.yaml`, the target to `stack.yaml`. Secrets never go into manifests:
+Gateways go to `gateways.yaml`, organizations to `organizations.yaml`, the target to
+`stack.yaml`. Secrets never go into manifests:
 keys to git-ignored `*.secrets.csv` and `secrets/` files, webhook header values to the
 `secrets.env` template (empty values), keys that could not be read to env references.
 """
@@ -76,6 +77,7 @@ class _Builder:
         self.report: ImportReport = snapshot.report
         self.tree = OutputTree()
         self.env: list[tuple[str, str]] = []  # (name, what it is for)
+        self.keys_noted = False  # the report's note on API key secrets, once
         self.host = server_address(options.url)
         for pattern in ("*.secrets.csv", "secrets/", SECRETS_ENV):
             self.tree.ignore(pattern)
@@ -92,6 +94,9 @@ class _Builder:
         if self.options.ownership_key != m.DEFAULT_OWNERSHIP_KEY:
             stack["ownership_key"] = self.options.ownership_key
         self.tree.add("stack.yaml", yaml_documents([stack], HEADER))
+        if self.snapshot.organizations:
+            docs = [self.organization(o) for o in self.snapshot.organizations]
+            self.tree.add("organizations.yaml", yaml_documents(docs, HEADER))
         for app in self.snapshot.applications:
             self.application(app)
         if self.snapshot.gateways:
@@ -119,6 +124,8 @@ class _Builder:
                 value = self.attributes(value or {}, app.application_id)
             if value:
                 doc[path] = value
+        if app.owner_organization:
+            doc["owner"] = {"organization": app.owner_organization}
         if app.link:
             formatters: dict[str, Any] = {}
             for path, value in app.link.items():
@@ -430,19 +437,53 @@ class _Builder:
                 held = (fields.get(contact) or {}).get(f"{kind}_ids") or {}
                 if held.get(f"{kind}_id"):
                     doc[contact] = {kind: held[f"{kind}_id"]}
+        if gateway.owner_organization:
+            doc["owner"] = {"organization": gateway.owner_organization}
         self.access(doc, gateway.access, f"gateway-{gateway.gateway_id}.")
+        return doc
+
+    # -- organizations -----------------------------------------------------------------------
+
+    def organization(self, org: r.OrganizationRecord) -> dict[str, Any]:
+        doc: dict[str, Any] = {"kind": "Organization", "id": org.organization_id}
+        for path in r.ORGANIZATION_PATHS:
+            value = org.fields.get(path)
+            if path == "attributes":
+                value = self.attributes(value or {}, org.organization_id)
+            if value:
+                doc[path] = value
+        stack_owner = self.options.owner
+        if org.owner_user and ("user", org.owner_user) != stack_owner:
+            doc["owner"] = {"user": org.owner_user}
+        elif not org.owner_user and stack_owner[0] != "user":
+            self.report.add(
+                "organization has no member with every right to create it under on a new "
+                "server, and the Stack's owner is an organization: set its `owner: {user: "
+                "...}`",
+                org.organization_id,
+            )
+        self.access(doc, org.access, f"organization-{org.organization_id}.")
         return doc
 
     def access(self, doc: dict[str, Any], access: r.AccessRecord, prefix: str) -> None:
         """API keys and collaborators, as the lists they are on the server. A key's secret
-        cannot be read: it goes, on a server that lacks the key, to a git-ignored file under
-        `secrets/` beside the manifest."""
+        cannot be read back: the declaration names a git-ignored file under `secrets/` beside
+        the manifest, which only receives a secret when apply creates the key (on a server that
+        lacks it, or when it is rotated); the report says so once."""
         if access.api_keys:
             keys = []
             for key in access.api_keys:
                 file = f"secrets/{prefix}api-key.{_file_part(key['name'])}"
                 keys.append({**key, "deliver": {"file": file}})
             doc["api_keys"] = keys
+            if not self.keys_noted:
+                self.keys_noted = True
+                self.report.note(
+                    "API keys are imported by name, rights and expiry only: a key's secret "
+                    "cannot be read back, so no secret was written. Each key's `deliver` file "
+                    "(under secrets/) receives one only when apply creates the key: on a server "
+                    "that lacks it, or when it is rotated (rotate_after_days, --rotate)."
+                )
         if access.collaborators:
             doc["collaborators"] = [
                 {kind: member_id, "rights": rights}

@@ -12,7 +12,7 @@ from typing import Any
 
 from reconciler.importer.report import ImportReport
 from reconciler.manifest.common import ManifestModel
-from reconciler.providers.tts import devices, schema
+from reconciler.providers.tts import devices, rights, schema
 from reconciler.providers.tts.access import normal_rights, normal_timestamp
 from reconciler.providers.tts.importing import fields as f
 from reconciler.providers.tts.kinds import entity_of
@@ -86,6 +86,7 @@ class ApplicationRecord:
     devices: list[DeviceRecord] = field(default_factory=list)
     keys_readable: bool = True
     access: AccessRecord = field(default_factory=AccessRecord)
+    owner_organization: str | None = None  # created under this organization (imported too)
 
 
 @dataclass
@@ -93,12 +94,22 @@ class GatewayRecord:
     gateway_id: str
     fields: dict[str, Any]  # gateway paths (normal form), `location` for the first antenna's
     access: AccessRecord = field(default_factory=AccessRecord)
+    owner_organization: str | None = None  # created under this organization (imported too)
+
+
+@dataclass
+class OrganizationRecord:
+    organization_id: str
+    fields: dict[str, Any]  # name, description, attributes (normal form)
+    access: AccessRecord  # its API keys and members (the owner left out)
+    owner_user: str | None  # the member it is created under on a new server
 
 
 @dataclass
 class Snapshot:
     applications: list[ApplicationRecord] = field(default_factory=list)
     gateways: list[GatewayRecord] = field(default_factory=list)
+    organizations: list[OrganizationRecord] = field(default_factory=list)
     owner: tuple[str, str] | None = None  # ("user" | "organization", id)
     report: ImportReport = field(default_factory=ImportReport)
     # Why a device's keys may be missing (said in the report).
@@ -427,3 +438,70 @@ def access_record(live: LiveState, entity: ResourceKey, report: ImportReport) ->
             api_key["expires_at"] = normal_timestamp(item["expires_at"])
         found.api_keys.append(api_key)
     return found
+
+
+# -- organizations ------------------------------------------------------------------------------
+
+ORGANIZATION_PATHS = ("name", "description", "attributes")
+ORGANIZATION_EXTRAS = (*CONTACTS, "contact_info")
+
+
+def owning_organization(
+    access: AccessRecord, entity_kind: str, caller: tuple[str, str] | None
+) -> str | None:
+    """The organization an application or gateway was created under, as far as its
+    collaborators show it: creating one under an organization makes the organization its only
+    collaborator with every right (`RIGHT_<ENTITY>_ALL`), while one created under the API key's
+    user has that user as such a collaborator (then it stays under the Stack's owner)."""
+    full = rights.expand([f"RIGHT_{entity_kind.upper()}_ALL"])
+    holders = [
+        (kind, member)
+        for kind, member, granted in access.collaborators
+        if rights.expand(granted) >= full
+    ]
+    if caller in holders:
+        return None
+    return next((member for kind, member in holders if kind == "organization"), None)
+
+
+def organization_record(
+    data: Mapping[str, Any],
+    access: AccessRecord,
+    report: ImportReport,
+    caller: tuple[str, str] | None,
+) -> OrganizationRecord:
+    """An organization as the manifests declare it. Its owner (the user it is created under)
+    is the API key's user when a member, else the member holding every right; the owner is not
+    listed among the members, as the owner stays whatever the list says. A member whose rights
+    an organization's collaborator cannot hold in the manifests (`RIGHT_ALL`, user rights)
+    makes the whole list undeclared: a list is all of them, and a partial one would remove the
+    others."""
+    org_id = str((data.get("ids") or {}).get("organization_id", ""))
+    members = [(m, g) for kind, m, g in access.collaborators if kind == "user"]
+    holders = [m for m, g in members if rights.expand(g) >= rights.expand(["RIGHT_ALL"])]
+    holders += [m for m, g in members if "RIGHT_ORGANIZATION_ALL" in rights.expand(g)]
+    owner_user = caller[1] if caller and caller[0] == "user" and caller[1] in holders else None
+    owner_user = owner_user or next(iter(holders), None)
+    fields = values(
+        schema.ORGANIZATION,
+        data,
+        ORGANIZATION_PATHS,
+        ORGANIZATION_EXTRAS,
+        report,
+        "organization",
+        org_id,
+        ("user", owner_user) if owner_user else caller,
+    )
+    listed = [(kind, m, g) for kind, m, g in access.collaborators if m != owner_user]
+    undeclarable = sorted(
+        m for _, m, g in listed if not all(rights.applies_to(x, "organization") for x in g)
+    )
+    if undeclarable:
+        report.add(
+            "organization members not imported as a list: "
+            f"{', '.join(undeclarable)} hold rights a manifest cannot give a member (RIGHT_ALL "
+            "or user rights); the members are left unmanaged",
+            org_id,
+        )
+        listed = []
+    return OrganizationRecord(org_id, fields, AccessRecord(access.api_keys, listed), owner_user)

@@ -55,14 +55,26 @@ def _check(options: ImportOptions) -> tuple[str | None, tuple[str, str] | None]:
     if options.from_file is None:
         if url is None:
             raise ImportFailure("--url is required (or RECONCILER_TTS_URL): the server to read")
-        if not (selection.application_ids or selection.gateway_ids or selection.everything):
-            raise ImportFailure("nothing to import: pass --application ID, --gateway ID or --all")
+        if not (
+            selection.application_ids
+            or selection.gateway_ids
+            or selection.organization_ids
+            or selection.everything
+        ):
+            raise ImportFailure(
+                "nothing to import: pass --application ID, --gateway ID, --organization ID or --all"
+            )
     else:
         if url is None:
             raise ImportFailure(
                 "--url is required (or RECONCILER_TTS_URL): the server the manifests will manage"
             )
-        if len(selection.application_ids) != 1 or selection.gateway_ids or selection.everything:
+        if (
+            len(selection.application_ids) != 1
+            or selection.gateway_ids
+            or selection.organization_ids
+            or selection.everything
+        ):
             raise ImportFailure("--from-file needs exactly one --application ID (and no others)")
         if owner is None:
             raise ImportFailure(
