@@ -19,6 +19,8 @@ from reconciler.plan.markdown import render_markdown
 from reconciler.plan.render import render_plan
 from reconciler.providers.registry import MANIFEST_KINDS
 from tests.core.support import STACK, Engine, write_manifests
+from tests.core.test_request_audit import Recorder, audit
+from tests.shared_data import needs_shared
 
 ORGANIZATION = """
 kind: Organization
@@ -128,3 +130,39 @@ def test_an_organization_key_may_hold_only_rights_an_organization_can_hold(
             "RIGHT_APPLICATION_* or RIGHT_GATEWAY_* or RIGHT_CLIENT_*)",
         )
     ], json.dumps(found)
+
+
+@needs_shared
+@pytest.mark.asyncio
+async def test_organization_key_requests_match_the_real_routes(
+    emulator_transport: httpx.ASGITransport,
+    admin_api_key: str,
+    tmp_path: Path,
+    client: httpx.AsyncClient,
+) -> None:
+    """Create, update in place, rotate now, prune and delete: every request the real server
+    would accept (the request audit over ../shared)."""
+    recorder = Recorder(emulator_transport)
+    eng = Engine(recorder, admin_api_key)
+    paths = [write_manifests(tmp_path, stack=STACK, org=ORGANIZATION)]
+    for step in (
+        {},
+        {"org": ORGANIZATION.replace("RIGHT_APPLICATION_ALL", "RIGHT_GATEWAY_ALL")},
+        {"rotate": ("api_key/organization/acme-farms/fleet-ops",)},
+        # An empty list: every key of the owned organization is pruned.
+        {"org": ORGANIZATION.split("api_keys:", maxsplit=1)[0] + "api_keys: []\n", "prune": True},
+    ):
+        if "org" in step:
+            write_manifests(tmp_path, org=str(step["org"]))
+        options = {k: v for k, v in step.items() if k != "org"}
+        _run, report = await eng.apply(paths, **options)
+        assert not report.failed, report.failed
+    assert await keys_of(client, "acme-farms") == []
+    problems, seen = audit(recorder.requests)
+    assert not problems, "\n".join(sorted(set(problems)))
+    assert {
+        "OrganizationAccess/CreateAPIKey",
+        "OrganizationAccess/UpdateAPIKey",
+        "OrganizationAccess/ListAPIKeys",
+        "OrganizationAccess/DeleteAPIKey",
+    } <= seen

@@ -17,6 +17,8 @@ from ruamel.yaml import YAML
 
 from reconciler.importer.output import ImportFailure
 from reconciler.providers.tts.importing.live import Selection
+from tests.cli_runner import CliRunner
+from tests.conftest import ServedEmulator
 from tests.core.support import Engine
 from tests.emulator.support import ADMIN_USER, expect_ok, make_api_key
 from tests.importer.support import (
@@ -27,8 +29,6 @@ from tests.importer.support import (
     only_adoption,
     validate,
 )
-
-pytestmark = pytest.mark.asyncio
 
 ORG_KEY = {
     "name": "ops",
@@ -131,6 +131,7 @@ async def org_view(client: httpx.AsyncClient, org_id: str) -> dict[str, Any]:
     }
 
 
+@pytest.mark.asyncio
 async def test_organizations_round_trip(
     tmp_path: Path,
     client: httpx.AsyncClient,
@@ -170,7 +171,7 @@ async def test_organizations_round_trip(
     assert "owner" not in applications["own-app"]  # coop-org only collaborates on it
     assert documents(out / "gateways.yaml")["coop-gw"]["owner"] == {"organization": "coop-org"}
     text = (out / "import-report.txt").read_text()
-    assert "a key's secret cannot be read back, so no secret was written" in text
+    assert "API key secrets: a key's secret cannot be read back, so none was written" in text
     assert "administrative_contact" not in text  # the owning organization's contacts
     assert not (out / "secrets").exists()
 
@@ -197,6 +198,7 @@ async def test_organizations_round_trip(
     assert stat.S_IMODE(os.stat(sink).st_mode) == 0o600
 
 
+@pytest.mark.asyncio
 async def test_a_member_with_rights_no_manifest_can_give_leaves_the_members_unmanaged(
     tmp_path: Path,
     client: httpx.AsyncClient,
@@ -229,6 +231,7 @@ async def test_a_member_with_rights_no_manifest_can_give_leaves_the_members_unma
     assert only_adoption(run.plan, "orchard-north") == []
 
 
+@pytest.mark.asyncio
 async def test_an_organization_that_does_not_exist_fails_and_writes_nothing(
     tmp_path: Path, emulator_transport: httpx.ASGITransport, admin_api_key: str
 ) -> None:
@@ -243,3 +246,29 @@ async def test_an_organization_that_does_not_exist_fails_and_writes_nothing(
             )
         )
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_import_organization_through_the_cli(
+    served_emulator: ServedEmulator, tmp_path: Path
+) -> None:
+    with served_emulator.client() as client:
+        body = {"organization": {"ids": {"organization_id": "cli-org"}, "name": "CLI org"}}
+        expect_ok(client.post(f"/users/{ADMIN_USER}/organizations", json=body))
+        created = expect_ok(client.post("/organizations/cli-org/api-keys", json=ORG_KEY))
+    cli = CliRunner({"TTS_API_KEY": served_emulator.api_key}, tmp_path)
+    url = served_emulator.root_url
+    cli("import", "--url", url, "--organization", "cli-org", "--out", "imported")
+    assert "imported 1 organization, 1 API key into imported" in cli.stdout
+    assert "not imported: API key secrets: a key's secret cannot be read back" in cli.stderr
+    text = cli("plan", "imported", "--url", url, "--detailed-exitcode", expect=2)
+    assert "~ organization cli-org  (adopt)" in text
+    assert "Plan: 0 to create, 1 to update, 0 to replace, 0 to delete" in text
+    cli.run("import", "--url", url, "--organization", "nope", "--out", "other", expect=1)
+    assert "organization `nope`: not found" in cli.stderr
+    assert not (tmp_path / "other").exists()
+    everything = "\n".join(cli.outputs)
+    assert created["key"].split(".")[2] not in everything
+    assert created["key"].split(".")[2] not in "".join(
+        p.read_text() for p in (tmp_path / "imported").rglob("*") if p.is_file()
+    )

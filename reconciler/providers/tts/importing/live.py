@@ -195,10 +195,10 @@ async def _read_organizations(
         organization = r.organization_record(
             entry.records["is"].data, access, snapshot.report, snapshot.owner
         )
-        if access.api_keys:
-            snapshot.report.count("API key", len(access.api_keys))
         snapshot.organizations.append(organization)
         snapshot.report.count("organization")
+        if access.api_keys:
+            snapshot.report.count("API key", len(access.api_keys))
     for warning in live.warnings:
         snapshot.report.note(warning)
 

@@ -479,10 +479,11 @@ class _Builder:
             if not self.keys_noted:
                 self.keys_noted = True
                 self.report.note(
-                    "API keys are imported by name, rights and expiry only: a key's secret "
-                    "cannot be read back, so no secret was written. Each key's `deliver` file "
-                    "(under secrets/) receives one only when apply creates the key: on a server "
-                    "that lacks it, or when it is rotated (rotate_after_days, --rotate)."
+                    "API key secrets: a key's secret cannot be read back, so none was written; "
+                    "the keys are declared by name, rights and expiry, and each key's `deliver` "
+                    "file (under secrets/) receives a secret only when apply creates the key: "
+                    "on a server that lacks it, or when it is rotated (rotate_after_days, "
+                    "--rotate)"
                 )
         if access.collaborators:
             doc["collaborators"] = [
