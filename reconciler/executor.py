@@ -4,17 +4,20 @@ Concurrently across resources (at most `parallelism` groups at once per provider
 resource's steps in order (the provider's `execute`), kinds in the provider's order: creates and
 updates first, parents before children, then deletes in reverse kind order; a deletion that frees
 a unique key another change claims (a device's EUI pair, when a device moves) runs before all of
-them. One failing resource never stops the others, and what was done stays done; a change whose
-parent failed to be created, or whose unique key was not freed, is skipped. After
-`should_stop()` names a reason (an interrupt, or the apply lease lost) no new group is started
-(the ones in flight finish their steps) and the rest is reported as skipped, with that reason.
+them, and so does the deletion half of such a replacement (devices swapping EUIs: both are
+deleted, then both registered). One failing resource never stops the others, and what was done
+stays done; a change whose parent failed to be created, or whose unique key was not freed, is
+skipped (a replacement already deleted then fails). After `should_stop()` names a reason (an
+interrupt, or the apply lease lost) no new group is started (the ones in flight finish their
+steps, and a replacement deleted first is registered again) and the rest is reported as skipped,
+with that reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from reconciler.plan.model import ApplyReport, Plan, ResourceChange, ResourceResult
@@ -81,9 +84,12 @@ async def _execute_provider(
     semaphore = asyncio.Semaphore(parallelism)
     not_created: set[ResourceKey] = set()
     not_freed: dict[str, ResourceKey] = {}  # unique key -> the holder whose deletion failed
+    # Replacements whose deletion half ran first (it frees a key another change claims, as in
+    # an EUI swap): their registration half is in flight, so it runs even after a stop.
+    deleted_first: set[ResourceKey] = set()
 
     def skip_reason(change: ResourceChange) -> str:
-        stop = should_stop()
+        stop = None if change.key in deleted_first else should_stop()
         if stop == "interrupted":
             report.interrupted = True
         elif stop == "lease lost":
@@ -98,35 +104,80 @@ async def _execute_provider(
                 return f"not started: {not_freed[unique]} (holding {unique}) was not deleted"
         return ""
 
-    async def run(group: list[ResourceChange]) -> None:
+    def result_of_skip(change: ResourceChange, reason: str) -> ResourceResult:
+        if change.key in deleted_first:  # deleted already: not registered is a failure
+            reason = reason.replace("not started:", "deleted, but not registered again:", 1)
+            return ResourceResult(
+                change.key, "failed", change.action, f"{reason}; the next apply registers it"
+            )
+        return ResourceResult(change.key, "skipped", change.action, reason)
+
+    async def run(group: list[ResourceChange], deletion_half: bool = False) -> None:
         async with semaphore:
             reason = skip_reason(group[0])
             if reason:
-                results = [ResourceResult(c.key, "skipped", c.action, reason) for c in group]
+                results = [result_of_skip(c, reason) for c in group]
             else:
                 results = await _execute_group(provider, group, work)
-            report.results.extend(results)
+            reported = 0
             for change, result in zip(group, results, strict=True):
+                if deletion_half and result.outcome == "done":
+                    deleted_first.add(change.key)  # reported with its registration half
+                    continue
+                reported += 1
+                report.results.append(result)
                 if result.outcome == "failed" and change.action in ("create", "replace"):
                     not_created.add(change.key)
                 if result.outcome != "done":
                     not_freed.update(dict.fromkeys(change.releases, change.key))
-        finished(len(group))
+        finished(reported)
 
     upserts = [c for c in changes if c.action != "delete"]
     claimed = {unique for c in upserts for unique in c.claims}
     freeing = [c for c in changes if c.action == "delete" and claimed.intersection(c.releases)]
     first = {id(c) for c in freeing}
     deletes = [c for c in changes if c.action == "delete" and id(c) not in first]
+    # A replacement that frees a key another change claims: its deletion half runs with the
+    # freeing deletions, its registration half in its place among the upserts.
+    halves = [
+        _split_replacement(c)
+        for c in upserts
+        if c.action == "replace" and claimed.intersection(c.releases)
+    ]
+    registering = {id(whole): rest for whole, _deletion, rest in halves}
+    upserts = [registering.get(id(c), c) for c in upserts]
     for kind in reversed(provider.kind_order):
         of_kind = [c for c in freeing if c.key.kind == kind]
         await asyncio.gather(*(run(g) for g in provider.groups(kind, True, of_kind)))
+        halves_of_kind = [
+            [deletion] for _whole, deletion, _rest in halves if deletion.key.kind == kind
+        ]
+        await asyncio.gather(*(run(g, deletion_half=True) for g in halves_of_kind))
+    # A replacement whose deletion half failed (or never started) is reported as such: its
+    # registration half does not run.
+    pending = {id(rest) for _whole, _deletion, rest in halves}
+    upserts = [c for c in upserts if id(c) not in pending or c.key in deleted_first]
     for kind in provider.kind_order:
         of_kind = [c for c in upserts if c.key.kind == kind]
         await asyncio.gather(*(run(g) for g in provider.groups(kind, False, of_kind)))
     for kind in reversed(provider.kind_order):
         of_kind = [c for c in deletes if c.key.kind == kind]
         await asyncio.gather(*(run(g) for g in provider.groups(kind, True, of_kind)))
+
+
+def _split_replacement(
+    change: ResourceChange,
+) -> tuple[ResourceChange, ResourceChange, ResourceChange]:
+    """(the replacement, its deletion half, its registration half): a replacement's steps are
+    its deletions, then its registrations."""
+    deletions = 0
+    while deletions < len(change.steps) and change.steps[deletions].operation == "delete":
+        deletions += 1
+    return (
+        change,
+        replace(change, steps=change.steps[:deletions]),
+        replace(change, steps=change.steps[deletions:]),
+    )
 
 
 async def _execute_group(

@@ -8,9 +8,11 @@ more than a fraction of a kind's owned resources needs `force`.
 
 Unique keys (values only one resource may hold at a time, such as a device's EUI pair): a change
 that claims one held by another live resource is ordered after the deletion that frees it (the
-deletion lists it in `releases`, and the executor runs such deletions first); when no planned
-deletion frees it (prune is off, `--target` leaves the holder out, the holder is not managed, or
-its deletion keeps the value reserved), the plan is blocked with what would free it.
+deletion, or replacement, lists it in `releases`, and the executor runs such deletions, and the
+deletion half of such replacements, first: devices swapping EUIs are all deleted, then all
+registered); when no planned deletion frees it (prune is off, `--target` leaves the holder out,
+the holder is not managed, or its deletion keeps the value reserved), the plan is blocked with
+what would free it.
 """
 
 from __future__ import annotations
@@ -217,10 +219,16 @@ def _order_unique_keys(
             if holder is None or holder.key == change.key:
                 continue
             releaser = planned.get(holder.key)
-            if releaser is not None and releaser.action == "delete" and holder.freed_by_delete:
+            frees = releaser is not None and releaser.action in ("delete", "replace")
+            if releaser is not None and frees and holder.freed_by_delete:
                 if unique not in releaser.releases:
                     releaser.releases.append(unique)
-                change.reason += f"; {unique} is freed first by deleting {holder.key}"
+                how = (
+                    "deleting"
+                    if releaser.action == "delete"
+                    else "the replacement (deleted first, registered again later) of"
+                )
+                change.reason += f"; {unique} is freed first by {how} {holder.key}"
                 continue
             if not holder.freed_by_delete:
                 problem = holder.note
@@ -244,7 +252,29 @@ def _order_unique_keys(
                     "which this stack does not manage: free it there first, or change the manifests"
                 )
             blocked.append(f"{change.key} needs {unique}, held by {holder.key}, {problem}")
+    _warn_of_swaps(result, live)
     return blocked
+
+
+def _warn_of_swaps(result: ProviderPlan, live: LiveState) -> None:
+    """A replacement deleted first (it frees a key another change claims) that itself claims a
+    key another deletion frees, as two devices swapping EUIs do: it is registered again only
+    once that deletion is done, so a failed deletion leaves it unregistered until the next
+    apply. Said on the change, as the risk it is."""
+    planned = {c.key: c for c in result.resources}
+    for change in result.resources:
+        if change.action != "replace" or not change.releases:
+            continue
+        for unique in change.claims:
+            holder = live.unique_keys.get(unique)
+            releaser = planned.get(holder.key) if holder is not None else None
+            if holder is None or releaser is None or unique not in releaser.releases:
+                continue
+            change.warnings.append(
+                f"deleted before any registration (it frees {', '.join(change.releases)}) and "
+                f"registered again only after {holder.key} is deleted (it holds {unique}): if "
+                "that deletion fails, this one stays unregistered until the next apply"
+            )
 
 
 def _unrestorable(result: ProviderPlan, live: LiveState) -> list[str]:

@@ -112,7 +112,8 @@ class ResourceChange:
     # A soft-deleted resource brought back (its ID is reserved, so it cannot be created anew).
     restore: bool = False
     # Unique keys (e.g. a device's EUI pair) this change takes, and those it frees: a deletion
-    # that frees a key another change takes is applied before that change.
+    # (or a replacement's deletion half) that frees a key another change takes is applied
+    # before that change.
     claims: list[str] = field(default_factory=list)
     releases: list[str] = field(default_factory=list)
     # Why the provider refuses this change (e.g. it would remove the tool's own access): any
