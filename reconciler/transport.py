@@ -297,6 +297,8 @@ def proxy_for(url: str) -> str | None:
 
 # -- production: aiohttp -----------------------------------------------------------------------
 
+_NO_PROXY: tuple[str | None, Any] = (None, None)
+
 
 class AiohttpTransport:
     """aiohttp's ClientSession with one connection pool; created in the running event loop."""
@@ -308,14 +310,20 @@ class AiohttpTransport:
         verify: str | Path | bool = True,
         max_connections: int = 32,
         https: bool = False,
+        default_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.limits = limits
         self.verify = verify
         self.max_connections = max_connections
+        # Sent with every request (a request's own headers override them): the session merges
+        # them in C, where a request's headers are merged one by one in Python.
+        self.default_headers = dict(default_headers or {})
         self._session: aiohttp.ClientSession | None = None
         # Only https:// needs a TLS context (building one costs ~50 ms); built up front then,
         # so a bad CA bundle is reported before any request.
         self._ssl: ssl.SSLContext | bool | None = ssl_context(verify) if https else None
+        # The environment's proxies, read once; without any, no request looks one up.
+        self._proxies_configured = bool(urllib.request.getproxies())
         self._proxies: dict[str, tuple[str | None, Any]] = {}
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
@@ -326,12 +334,16 @@ class AiohttpTransport:
             connector = aiohttp.TCPConnector(
                 limit=self.max_connections, limit_per_host=0, ttl_dns_cache=300
             )
+            # We decompress ourselves, within the caps, and only what we asked for: aiohttp's
+            # own Accept-Encoding (which may offer br) is never sent. Skipping it costs a copy
+            # of the headers per request, so not when the default headers name one.
+            names = {name.lower() for name in self.default_headers}
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                # We decompress ourselves, within the caps; cookies are never ours to keep.
+                headers=self.default_headers,
                 auto_decompress=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("Accept-Encoding",),
+                cookie_jar=aiohttp.DummyCookieJar(),  # cookies are never ours to keep
+                skip_auto_headers=() if "accept-encoding" in names else ("Accept-Encoding",),
             )
         return self._session
 
@@ -341,7 +353,10 @@ class AiohttpTransport:
         return self._ssl
 
     def _proxy(self, url: str) -> tuple[str | None, Any]:
-        root = url[: url.find("/", url.find("//") + 2)] if url.count("/") > 2 else url
+        if not self._proxies_configured:
+            return _NO_PROXY
+        end = url.find("/", url.find("//") + 2)
+        root = url if end < 0 else url[:end]
         found = self._proxies.get(root)
         if found is None:
             import aiohttp
@@ -538,9 +553,16 @@ class HttpxTransport:
     """Adapts an `httpx.AsyncBaseTransport` (the in-process emulator in tests) to `Transport`;
     the same caps and no redirects. Not for production: httpx costs more CPU per request."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, *, limits: HttpLimits) -> None:
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        *,
+        limits: HttpLimits,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.inner = inner
         self.limits = limits
+        self.default_headers = dict(default_headers or {})
 
     async def send(
         self,
@@ -553,7 +575,9 @@ class HttpxTransport:
         import httpx
 
         host = host_of(url)
-        request = httpx.Request(method, url, headers=headers, content=body)
+        request = httpx.Request(
+            method, url, headers={**self.default_headers, **headers}, content=body
+        )
         try:
             async with asyncio.timeout(timeout):
                 response = await self.inner.handle_async_request(request)
@@ -592,7 +616,9 @@ class HttpxTransport:
 
         host = host_of(url)
         deadline = _stream_deadline(timeout)
-        request = httpx.Request(method, url, headers=headers, content=body)
+        request = httpx.Request(
+            method, url, headers={**self.default_headers, **headers}, content=body
+        )
         try:
             async with asyncio.timeout(_stream_head_wait(self.limits, idle_timeout, timeout)):
                 if isinstance(self.inner, httpx.ASGITransport):

@@ -212,6 +212,9 @@ class TTSClient:
         self._write_headers = {**self._headers, "Content-Type": "application/json"}
         # Streams uncompressed: each message must arrive as it is sent.
         self._stream_headers = {**self._write_headers, "Accept-Encoding": "identity"}
+        # What a request adds to the transport's default headers (the common ones above).
+        self._read_extra: dict[str, str] = {}
+        self._write_extra = {"Content-Type": "application/json"}
         self._bases: dict[str, str] = {
             server: urls.for_server(server).rstrip("/") + API_PREFIX for server in SERVER_NAMES
         }
@@ -221,13 +224,16 @@ class TTSClient:
         )
         self.transport: Transport
         if transport is not None:
-            self.transport = HttpxTransport(transport, limits=self.limits)
+            self.transport = HttpxTransport(
+                transport, limits=self.limits, default_headers=self._headers
+            )
         else:
             self.transport = AiohttpTransport(
                 limits=self.limits,
                 verify=verify,
                 max_connections=max_connections,
                 https=any(base.startswith("https:") for base in self._bases.values()),
+                default_headers=self._headers,
             )
 
     async def __aenter__(self) -> TTSClient:
@@ -270,7 +276,7 @@ class TTSClient:
         event stream): read until it is quiet that long; `data["messages"]` holds them."""
         url = self.url(server, path, params)
         body = None if json is None else jsonlib.dumps(json, separators=(",", ":")).encode()
-        headers = self._headers if body is None else self._write_headers
+        headers = self._read_extra if body is None else self._write_extra
         bucket = f"{method} {path}"  # TTS limits per RPC and entity: the concrete path
         attempt = 0
         rate_limited = 0
