@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -326,21 +327,34 @@ class TTSProvider(TTSDiffer):
             for app_id in existing_apps
             if prune and application_key(app_id) in live.owned
         }
-        # Each list page's device reads start as soon as the page arrives.
-        reads: list[asyncio.Task[None]] = []
-        done = 0
+        # Each list page's device reads start as soon as the page arrives, on `parallelism`
+        # workers (a task per device waiting on the semaphore cost ~10 us of CPU per device
+        # more: its creation, the wait's future, two wake-ups).
+        queued: deque[Awaitable[None]] = deque()
+        more = asyncio.Event()
+        all_started = False
+        started = done = 0
 
-        async def counted(coro: Awaitable[None]) -> None:
+        async def read_worker() -> None:
             nonlocal done
-            async with semaphore:
-                await coro
-            done += 1
-            if self.progress:
-                self.progress("read", done, len(reads))
+            while True:
+                while queued:
+                    await queued.popleft()
+                    done += 1
+                    if self.progress:
+                        self.progress("read", done, started)
+                if all_started:
+                    return
+                more.clear()
+                await more.wait()
 
         def start(coro: Awaitable[None]) -> None:
-            reads.append(asyncio.ensure_future(counted(coro)))
+            nonlocal started
+            queued.append(coro)
+            started += 1
+            more.set()
 
+        workers = [asyncio.ensure_future(read_worker()) for _ in range(max(1, self.parallelism))]
         try:
             await asyncio.gather(
                 *(
@@ -394,10 +408,15 @@ class TTSProvider(TTSDiffer):
                     servers = registries_to_probe(state)
                     if servers:
                         start(self._probe_registries(app_id, device_id, servers, live, orphan=True))
-            await asyncio.gather(*reads)
+            all_started = True
+            more.set()
+            await asyncio.gather(*workers)
         finally:
-            for task in [*reads, *histories.values()]:  # on an error, leave nothing running
+            for task in [*workers, *histories.values()]:  # on an error, leave nothing running
                 task.cancel()
+            for coro in queued:  # never started
+                if asyncio.iscoroutine(coro):
+                    coro.close()
         live.warnings.extend(self.take_warnings())
         return live
 
@@ -884,18 +903,20 @@ class TTSProvider(TTSDiffer):
                     "is", f"/applications/{app_id}/devices", "a device without ids.device_id"
                 )
             seen.add(device_id)
-            key = device_key(app_id, device_id)
+            resource = declared.get(device_id)
+            # The declared key itself: the planner's lookups then match by identity, without
+            # the key's field-by-field comparison (~16 per device).
+            key = device_key(app_id, device_id) if resource is None else resource.key
             pair = eui_pair(item.get("ids") or {})
             if pair:  # also of the devices not managed here: they hold their pair too
                 live.unique_keys[pair] = KeyHolder(key)
             owned = _attribute(item, desired.ownership_key) == desired.stack
-            if key.id not in declared and not (prune and owned):
+            if resource is None and not (prune and owned):
                 continue
             entry = LiveResource(key, {"is": record(item)}, secrets_readable=keys_readable)
             live.resources[key] = entry
             if owned:
                 live.owned.add(key)
-            resource = declared.get(key.id)
             if resource is not None:
                 start(self._read_device_registries(resource, entry))
         return seen
