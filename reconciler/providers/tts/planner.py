@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from reconciler.plan.model import FieldChange, ResourceChange, Step
@@ -92,7 +92,13 @@ def managed_record(data: dict[str, Any], digest_key: bytes) -> LiveRecord:
     device on every join and uplink (session, MAC state, nonces), so on a live network their
     `updated_at` moves all the time while nothing a plan manages changed. Keyed, as the read
     may hold session or root keys. Computed on first read of the version (see LiveRecord)."""
-    return LiveRecord(data, version_of=partial(_managed_digest, digest_key))
+    return LiveRecord(data, version_of=_digester(digest_key))
+
+
+@lru_cache(maxsize=4)
+def _digester(digest_key: bytes) -> partial[str]:
+    """One per run's key, shared by its records (not one more object per read)."""
+    return partial(_managed_digest, digest_key)
 
 
 def _managed_digest(digest_key: bytes, data: dict[str, Any]) -> str:
