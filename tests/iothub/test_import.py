@@ -17,6 +17,7 @@ import pytest
 
 from reconciler.manifest.load import load_manifests
 from reconciler.providers.iothub.client import IotHubAPIError
+from reconciler.providers.iothub.importing.manifests import MAX_FLEET_COLUMNS
 from reconciler.providers.iothub.importing.run import HubImportOptions, run_import
 from reconciler.providers.registry import MANIFEST_KINDS
 from tests.iothub.support import HubEngine, connection_string, new_key, owner_client
@@ -424,3 +425,27 @@ async def test_bad_options_fail_before_reading(
 
 def _unreachable(request: httpx.Request) -> httpx.Response:
     raise AssertionError(f"no request expected: {request.url}")
+
+
+async def test_devices_with_keys_of_their_own_do_not_widen_the_fleet_csv_without_bound(
+    tmp_path: Path, hub_transport: httpx.ASGITransport, hub_key: str, owner: httpx.AsyncClient
+) -> None:
+    # Each device carries a tag key nobody else has (its serial): one column each would make
+    # the CSV quadratic. The most used columns are kept; the rest of the devices go to YAML.
+    for number in range(120):
+        device_id = f"d-{number:03}"
+        await _device(owner, device_id)
+        await _twin(owner, device_id, tags={"site": "north", f"serial{number:03}": number})
+    out = tmp_path / "hub"
+    await run_import(_options(out, hub_transport, hub_key))
+    header = (out / "devices.csv").read_text().splitlines()[0].split(";")
+    assert len(header) <= MAX_FLEET_COLUMNS
+    assert "tags.site" in header
+    rows = len((out / "devices.csv").read_text().splitlines()) - 1
+    documents = (out / "devices.yaml").read_text().count("kind: 'IotHubDevice'")
+    assert rows + documents == 120 and documents > 0
+    engine = HubEngine(hub_transport, hub_key, device_keys={})
+    run = await engine.plan([out])
+    assert len(run.plan.changes) == 120
+    for change in run.plan.changes:
+        assert [c.path for s in change.steps for c in s.changes] == [f"tags.{MARKER}"]

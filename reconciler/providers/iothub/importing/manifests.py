@@ -33,6 +33,11 @@ SECRETS_DIR = "secrets/"
 FLEET_CSV = "devices.csv"
 KEY_NAMES = ("primaryKey", "secondaryKey")
 THUMBPRINT_NAMES = ("primaryThumbprint", "secondaryThumbprint")
+# A fleet CSV has a column per twin key path any of its devices uses: devices with keys of
+# their own (a serial number as a tag key) would make it quadratic and past the loader's cell
+# cap. The most used paths get columns, within these bounds; the other devices go to YAML.
+MAX_FLEET_COLUMNS = 100
+MAX_FLEET_CELLS = 1_000_000
 # Authentication types whose identity carries nothing per device (so a default can hold it).
 _PLAIN_AUTH = ("sas", "certificateAuthority")
 
@@ -102,7 +107,7 @@ class _Builder:
         hub["device_defaults"] = defaults.values
         self.tree.add("hub.yaml", yaml_documents([hub], HEADER))
         devices = [self._device(record, defaults) for record in self.snapshot.devices]
-        fleet = [d for d in devices if d.flat is not None]
+        fleet = _bounded_fleet(devices)
         documents: list[dict[str, Any]] = []
         if fleet:
             self.tree.add(FLEET_CSV, self._fleet_csv(fleet))
@@ -297,6 +302,29 @@ class _Builder:
             assert device.flat is not None
             rows.append([_cell(device.flat.get(column)) for column in header])
         return csv_text(header, rows)
+
+
+def _bounded_fleet(devices: list[_Device]) -> list[_Device]:
+    """The devices for the fleet CSV: those whose columns are among the most used ones that fit
+    the bounds (the others lose their `flat` form and are written as YAML)."""
+    candidates = [d for d in devices if d.flat is not None]
+    uses: Counter[str] = Counter()
+    for device in candidates:
+        assert device.flat is not None
+        uses.update(c for c in device.flat if c not in CSV_PLAIN_COLUMNS)
+    ranked = sorted(uses, key=lambda column: (-uses[column], column))
+    room = MAX_FLEET_COLUMNS - len(CSV_PLAIN_COLUMNS)
+    if candidates:
+        room = min(room, MAX_FLEET_CELLS // len(candidates) - len(CSV_PLAIN_COLUMNS))
+    columns = set(ranked[: max(0, room)])
+    fleet = []
+    for device in candidates:
+        assert device.flat is not None
+        if all(c in columns or c in CSV_PLAIN_COLUMNS for c in device.flat):
+            fleet.append(device)
+        else:
+            device.flat = None
+    return fleet
 
 
 def _edge(twin: Mapping[str, Any]) -> bool:
