@@ -61,7 +61,7 @@ async def _module(
 
 async def build_varied_hub(client: httpx.AsyncClient) -> dict[str, str]:
     """Identities of every kind, twins, modules, a parent link, and what the manifests cannot
-    hold (nested IoT Edge, a twin the manifest rules refuse, the apply lease). Returns the keys
+    hold (nested IoT Edge, the apply lease). Returns the keys
     set on `sensor-2` and on module `gw-1/filter`."""
     keys = {"sensor-2": _key(), "sensor-2.secondary": _key(), "filter": _key(), "filter.2": _key()}
     gateway = await _device(client, "gw-1", capabilities={"iotEdge": True})

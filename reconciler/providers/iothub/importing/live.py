@@ -91,7 +91,7 @@ async def read_hub(
             raise _malformed("a device twin without a deviceId")
         if device_id.startswith(rules.LEASE_DEVICE_PREFIX):
             snapshot.report.add(
-                "the apply lease identity (exists only while an apply runs): not imported",
+                "the apply lease identity (it exists only while an apply runs)",
                 device_id,
             )
             continue
@@ -140,7 +140,7 @@ async def _read_identities(
             record.identity, _ = await provider.get_identity(record.key)
         done += 1
         if progress:
-            progress("identities", done, len(records))
+            progress("reading identities", done, len(records))
 
     await _gather(read_one(r) for r in records)
 

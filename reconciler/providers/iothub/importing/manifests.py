@@ -135,6 +135,8 @@ class _Builder:
             and not (self.options.with_secrets and d.twin.get("authenticationType") == "sas")
         )
         auth = auths.most_common(1)[0][0] if auths else None
+        if any(not _declarable_authentication(d.twin) for d in devices):
+            auth = None  # a device that cannot declare its own would inherit the default
         values: dict[str, Any] = {"status": status, "capabilities": {"iotEdge": False}}
         if auth is not None:
             values["authentication"] = {"type": auth}
@@ -204,8 +206,8 @@ class _Builder:
         auth: dict[str, Any] = {"type": kind}
         if kind == "sas" and not self.options.with_secrets:
             self.report.add(
-                "symmetric keys: not imported (they stay on the hub and undeclared; a new hub "
-                "generates its own; --with-secrets writes them to git-ignored secrets/ files)",
+                "symmetric keys (they stay on the hub, undeclared; a new hub generates its "
+                "own; --with-secrets writes them to git-ignored secrets/ files)",
                 record.label,
             )
         elif kind == "sas":
@@ -325,6 +327,14 @@ def _bounded_fleet(devices: list[_Device]) -> list[_Device]:
         else:
             device.flat = None
     return fleet
+
+
+def _declarable_authentication(twin: Mapping[str, Any]) -> bool:
+    kind = twin.get("authenticationType")
+    if kind == "selfSigned":
+        thumbs = twin.get("x509Thumbprint")
+        return isinstance(thumbs, dict) and bool(thumbs.get("primaryThumbprint"))
+    return kind in rules.AUTH_TYPES
 
 
 def _edge(twin: Mapping[str, Any]) -> bool:
