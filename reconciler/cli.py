@@ -829,8 +829,9 @@ def apply(
             lease.check()
 
         with Interrupts() as interrupts:
-            should_stop = engine.stop_reason(lambda: interrupts.requested, lease)
-            report = await engine.apply_plan(run, session, options, should_stop=should_stop)
+            report = await engine.apply_plan(
+                run, session, options, lease=lease, interrupted=lambda: interrupts.requested
+            )
         if lease is not None and lease.lost:
             lease_lost.append(lease.lost)
         return run, stale, report

@@ -316,29 +316,82 @@ async def apply_plan(
     session: Session,
     options: RunOptions,
     *,
-    should_stop: Callable[[], StopReason | None] = lambda: None,
+    lease: LeaseKeeper | None = None,
+    interrupted: Callable[[], bool] = lambda: False,
 ) -> ApplyReport:
+    """Apply the plan under `lease` (None: `--no-lock`), starting no more changes once
+    `interrupted()` or the lease is lost.
+
+    A target whose lease found no place (a TTS stack that owns no application yet: its first
+    apply) is guarded from its first creations on: the creations up to the first application
+    (organizations first) run alone, then the renewal takes the lease in that application.
+    The lease record is create-only, so of two first applies exactly one gets it and goes on;
+    the other starts nothing more. (The application's creation alone does not decide: a create
+    answered 409 by a record carrying this stack's marker counts as this run's earlier attempt
+    whose answer was lost.) A first creation that fails stops the run as well."""
     work = [
         Work(t.provider, t.desired, run.live.get(t.provider.name) or LiveState())
         for t in session.targets
     ]
-    report = await execute_plan(
-        run.plan,
+    should_stop = _stop_reason(interrupted, lease)
+    report = ApplyReport()
+    changes = run.plan.changes
+    first = _first_creations(changes, lease)
+    if lease is not None and first:
+        opened = await execute_plan(
+            replace(run.plan, resources=first), work, should_stop=should_stop
+        )
+        report.results.extend(opened.results)
+        report.interrupted = opened.interrupted
+        failed_first = [r for r in opened.results if r.outcome == "failed"]
+        if failed_first and lease.lost is None:
+            failed = failed_first[0]
+            lease.lost = (
+                f"{failed.key} could not be created ({failed.error}): in the "
+                "first apply of a stack (it owns nothing yet to hold the apply lease on) that "
+                "first creation is what keeps a second first apply out, and another apply of "
+                "the stack may be running"
+            )
+        elif all(r.outcome == "done" for r in opened.results):
+            await lease.renew()  # takes the lease in the application just created, or loses it
+        changes = [c for c in changes if all(c is not f for f in first)]
+    rest = await execute_plan(
+        replace(run.plan, resources=changes),
         work,
         parallelism=options.parallelism,
         progress=options.progress,
         should_stop=should_stop,
     )
+    report.results.extend(rest.results)
+    report.interrupted = report.interrupted or rest.interrupted
+    report.lease_lost = rest.lease_lost or (lease is not None and lease.lost is not None)
     # Reads left theirs in the plan (`read` takes them), so these were drawn while applying.
     report.warnings = [w for t in session.targets for w in t.provider.take_warnings()]
     return report
 
 
-def stop_reason(
+def _first_creations(
+    changes: list[ResourceChange], lease: LeaseKeeper | None
+) -> list[ResourceChange]:
+    """For each target whose lease found no place: its creations in the plan's order (parents
+    first) up to the first of the kind that gives the lease a place (TTS: an application, with
+    the organizations before it); none when no creation gives it one."""
+    if lease is None:
+        return []
+    first = []
+    for provider, placed_by in lease.without_place.items():
+        mine = [c for c in changes if c.key.provider == provider and c.action == "create"]
+        places = [i for i, c in enumerate(mine) if c.key.kind == placed_by]
+        if places:
+            first.extend(mine[: places[0] + 1])
+    return first
+
+
+def _stop_reason(
     interrupted: Callable[[], bool], lease: LeaseKeeper | None
 ) -> Callable[[], StopReason | None]:
-    """`apply_plan`'s `should_stop` for a run under `lease` (None: `--no-lock`): an interrupt,
-    or a renewal that found the lease removed or taken over."""
+    """`execute_plan`'s `should_stop` for a run under `lease`: an interrupt, or the lease lost
+    (or not taken)."""
 
     def check() -> StopReason | None:
         if interrupted():

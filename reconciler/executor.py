@@ -24,15 +24,16 @@ from reconciler.plan.model import ApplyReport, Plan, ResourceChange, ResourceRes
 from reconciler.provider import ProgressCallback, Provider
 from reconciler.resources import DesiredState, LiveState, ResourceKey
 
-# Why an apply starts no more changes: the user interrupted it, or a renewal found the apply
-# lease removed or taken over (another run may be writing now).
+# Why an apply starts no more changes: the user interrupted it, or the run does not hold the
+# apply lease (a renewal found it removed or taken over, or a first apply could not take it):
+# another run may be writing now.
 StopReason = Literal["interrupted", "lease lost"]
 
 SKIPPED_BECAUSE: dict[StopReason, str] = {
     "interrupted": "not started: interrupted",
     "lease lost": (
-        "not started: the apply lease was lost (removed or taken over by another run), so no "
-        "more changes were started"
+        "not started: the apply lease was lost (removed or taken over by another run) or, in a "
+        "first apply, could not be taken, so no more changes were started"
     ),
 }
 

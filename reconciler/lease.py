@@ -189,6 +189,9 @@ class Acquired:
 
     places: list[str] = field(default_factory=list)
     taken_over: list[tuple[Lease, str]] = field(default_factory=list)
+    # No place (a TTS stack that owns no application yet): the kind whose creation gives the
+    # lease one (TTS: "application"), or None when no creation does.
+    placed_by: str | None = None
 
 
 Note = Callable[[str], None]
@@ -216,6 +219,10 @@ class LeaseKeeper:
         self.note = note
         self.holder = holder or LeaseHolder.this_process()
         self.lost: str | None = None
+        # Targets whose lease found no place (a TTS stack that owns no application yet: its
+        # first apply), by provider name -> the kind whose creation gives it one: their first
+        # creations decide between two first applies (see `reconciler.engine.apply_plan`).
+        self.without_place: dict[str, str | None] = {}
         self._held: list[Provider] = []
         self._renewer: asyncio.Task[None] | None = None
 
@@ -232,6 +239,8 @@ class LeaseKeeper:
                 for provider in self.providers:
                     acquired = await provider.acquire_lease(self.holder, self.until())
                     self._held.append(provider)
+                    if not acquired.places:
+                        self.without_place[provider.name] = acquired.placed_by
                     for lease, why in acquired.taken_over:
                         self.note(
                             f"took over a lease of {provider.describe().name} ({why}): "
@@ -241,6 +250,7 @@ class LeaseKeeper:
                 break
             except LeaseHeld as held:
                 await self.release()
+                self.without_place.clear()
                 waited = time.monotonic() - started
                 if waited >= self.timeout:
                     if waited > 0 and self.timeout > 0:

@@ -152,7 +152,7 @@ class EngineRuns:
         try:
             async with engine.hold_lease(session, options, note) as lease:
                 run = await engine.make_plan(loaded, session, options)
-                report = await engine.apply_plan(run, session, options)
+                report = await engine.apply_plan(run, session, options, lease=lease)
                 if lease is not None:
                     await lease.renew()
                     lease.check()

@@ -21,6 +21,7 @@ import pytest
 from reconciler import engine
 from reconciler.diagnostics import ManifestError, ReconcilerError
 from reconciler.lease import Acquired, Lease, LeaseHeld, LeaseHolder, LeaseKeeper, utc_now
+from reconciler.plan.model import ApplyReport
 from reconciler.plan.render import render_report
 from reconciler.providers.tts.importing.live import Selection
 from reconciler.providers.tts.importing.run import ImportOptions, run_import
@@ -162,6 +163,72 @@ async def test_plan_warns_of_a_running_apply_without_taking_the_lease(
     assert crashed.holder.lease_id in warning
 
 
+async def first_apply(eng: Engine, paths: list[Path]) -> ApplyReport | LeaseHeld:
+    """An apply as the CLI runs it, returning its report (or the refusal)."""
+    options = eng.options(paths)
+    loaded = engine.load(options)
+    session = engine.connect(loaded, options)
+    try:
+        async with engine.hold_lease(session, options) as keeper:
+            run = await engine.make_plan(loaded, session, options)
+            return await engine.apply_plan(run, session, options, lease=keeper)
+    except LeaseHeld as held:
+        return held
+    finally:
+        await session.aclose()
+
+
+async def test_two_first_applies_one_runs_the_other_starts_nothing(
+    eng: Engine, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A stack that owns nothing yet has nowhere to hold its lease before it writes: once its
+    first application is created, the lease device in it (create-only) decides. Unguarded,
+    both runs wrote all the way through."""
+    paths = [site(tmp_path, extra=SECOND_APP)]
+    outcomes = await asyncio.gather(first_apply(eng, paths), first_apply(eng, paths))
+    reports = [o for o in outcomes if isinstance(o, ApplyReport)]
+    ran = [r for r in reports if not r.lease_lost]
+    assert len(ran) == 1, outcomes
+    assert not ran[0].failed and not ran[0].skipped
+    (stopped,) = [o for o in outcomes if o is not ran[0]]
+    if isinstance(stopped, ApplyReport):  # it planned too: it stopped once the other held it
+        # Only the creation both sent first (answered 409 by a record with the stack's marker,
+        # counted as done); nothing after it.
+        started = [str(r.key) for r in stopped.results if r.outcome != "skipped"]
+        assert started == [f"application {APP}"], started
+        assert len(stopped.skipped) == len(ran[0].results) - 1
+        assert {r.error for r in stopped.skipped} == {
+            "not started: the apply lease was lost (removed or taken over by another run) or, "
+            "in a first apply, could not be taken, so no more changes were started"
+        }
+    assert not (await eng.plan(paths)).plan.has_changes()
+    assert await lease_device(client) is None
+    assert await lease_device(client, "spare-sensors") is None
+
+
+async def test_a_first_apply_holds_the_lease_in_the_application_it_created(
+    eng: Engine, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """From its first creation on, a first apply holds the lease: another apply is refused."""
+    paths = [site(tmp_path, extra=SECOND_APP)]
+    options = eng.options(paths)
+    loaded = engine.load(options)
+    session = engine.connect(loaded, options)
+    try:
+        async with engine.hold_lease(session, options) as keeper:
+            assert keeper is not None
+            run = await engine.make_plan(loaded, session, options)
+            first = [c for c in run.plan.changes if str(c.key) == f"application {APP}"]
+            creation = replace(run.plan, resources=first)
+            await engine.apply_plan(replace(run, plan=creation), session, options, lease=keeper)
+            record = await lease_device(client)
+            assert record is not None and keeper.holder.lease_id in record["description"]
+            with pytest.raises(LeaseHeld):
+                await eng.apply_leased(paths)
+    finally:
+        await session.aclose()
+
+
 async def test_lock_timeout_waits_for_the_holder_then_runs(eng: Engine, tmp_path: Path) -> None:
     paths = [site(tmp_path)]
     await eng.apply(paths)
@@ -282,9 +349,7 @@ async def apply_and_lose_the_lease(eng: Engine, tmp_path: Path) -> None:
                     await other.aclose()
 
             unlocking = asyncio.ensure_future(unlock_soon())
-            # As the CLI wires it (no interrupt here).
-            should_stop = engine.stop_reason(lambda: False, keeper)
-            report = await engine.apply_plan(run, session, options, should_stop=should_stop)
+            report = await engine.apply_plan(run, session, options, lease=keeper)
             await unlocking
     finally:
         await session.aclose()
@@ -296,8 +361,8 @@ async def apply_and_lose_the_lease(eng: Engine, tmp_path: Path) -> None:
     assert report.lease_lost and not report.interrupted
     reasons = {r.error for r in report.skipped}
     assert reasons == {
-        "not started: the apply lease was lost (removed or taken over by another run), so no "
-        "more changes were started"
+        "not started: the apply lease was lost (removed or taken over by another run) or, in a "
+        "first apply, could not be taken, so no more changes were started"
     }, reasons
     assert report.to_json()["lease_lost"] is True
     summary = render_report(report)[-1].plain

@@ -10,8 +10,9 @@ marker and is never declared, so plans, drift, prune and import never see it.
 Limits (the README has them too): taking over an *expired* lease is delete-then-create, and two
 runs doing it in the same instant can both succeed; the next renewal (which reads the record
 back before extending it) shows the loser its loss. Renewals write without a precondition. A
-stack that owns no application yet has nothing to hold a lease on: its first apply is
-unguarded until it creates one (renewals extend the lease to applications created meanwhile).
+stack that owns no application yet has nothing to hold a lease on: `acquire` then names no
+place, and its first apply is guarded by its first creation (`reconciler.engine.apply_plan`);
+renewals extend the lease to the applications a run creates.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class TTSLease:
         raise LeaseHeld(self.target, found or Lease.parse("", self.where(app_id)))
 
     async def acquire(self, holder: LeaseHolder, until: datetime) -> Acquired:
-        acquired = Acquired()
+        acquired = Acquired(placed_by="application")
         try:
             for app_id in await self.owned_applications():
                 replaced = await self._take(app_id, holder, until)
