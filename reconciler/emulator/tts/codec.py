@@ -497,7 +497,7 @@ def decode_value(field_: Field, value: Any) -> Any:
         for key, item in value.items():
             decoded = _decode_single(field_.map_value, item)
             if decoded is None:
-                decoded = _zero_of(field_.map_value)
+                decoded = zero_of(field_.map_value)
             out[str(key)] = decoded
         return out or None
     if field_.repeated:
@@ -506,7 +506,7 @@ def decode_value(field_: Field, value: Any) -> Any:
         items = []
         for item in value:
             decoded = _decode_single(field_, item)
-            items.append(_zero_of(field_) if decoded is None else decoded)
+            items.append(zero_of(field_) if decoded is None else decoded)
         return items or None
     decoded = _decode_single(field_, value)
     if decoded is None or _drop_zero(field_, decoded):
@@ -514,7 +514,7 @@ def decode_value(field_: Field, value: Any) -> Any:
     return decoded
 
 
-def _zero_of(field_: Field) -> Any:
+def zero_of(field_: Field) -> Any:
     kind = field_.kind
     if kind in ("message", "struct", "any", "wrapper"):
         return {}
@@ -564,6 +564,11 @@ def decode_message(msg: Message, data: dict[str, Any]) -> dict[str, Any]:
             continue  # unknown fields are ignored
         decoded = decode_value(field_, value)
         if decoded is not None:
+            if field_.oneof:
+                # The server's decoder keeps the last member of a oneof that a body sets.
+                for other in msg.fields.values():
+                    if other.oneof == field_.oneof and other.name != field_.name:
+                        out.pop(other.name, None)
             out[field_.name] = decoded
     return out
 
@@ -588,7 +593,7 @@ def _encode_single(field_: Field, value: Any) -> Any:
         return encode_message(field_.message, value)
     if kind == "wrapper":
         inner = wrapper_inner(field_.type)
-        return _encode_scalar(inner, value.get("value", _zero_of(inner)))
+        return _encode_scalar(inner, value.get("value", zero_of(inner)))
     return _encode_scalar(field_, value)
 
 

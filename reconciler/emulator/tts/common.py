@@ -137,13 +137,16 @@ def not_found(namespace: str, name: str, message_format: str, **attributes: Any)
     return errors.TTSError(namespace, name, message_format, errors.NOT_FOUND, attributes)
 
 
-def field_value(namespace: str, field: str) -> errors.TTSError:
+def field_value(
+    namespace: str, field: str, cause: errors.TTSError | None = None
+) -> errors.TTSError:
     return errors.TTSError(
         namespace,
         "field_value",
         "invalid value of field `{field}`",
         errors.INVALID_ARGUMENT,
         {"field": field},
+        cause,
     )
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from reconciler.emulator.tts import errors
+from reconciler.emulator.tts.codec import Field, message, zero_of
 from reconciler.emulator.tts.common import (
     field_value,
     mask_from_body,
@@ -14,7 +16,7 @@ from reconciler.emulator.tts.common import (
     require_app,
 )
 from reconciler.emulator.tts.devices import device_key
-from reconciler.emulator.tts.fieldmask import check_allowed, get_path, merge, set_path
+from reconciler.emulator.tts.fieldmask import check_allowed, delete_path, get_path, merge, set_path
 from reconciler.emulator.tts.registry import (
     READ_KEYS,
     TRAFFIC_READ,
@@ -77,6 +79,79 @@ WRITE_KEY_PATHS = (
 _TRIGGERS = ("supports_join", "multicast", "session", "lorawan_version", "supports_class_b", "ids")
 
 
+RELAY_ROOTS = ("mac_settings.relay", "mac_settings.desired_relay")
+END_DEVICE = "ttn.lorawan.v3.EndDevice"
+
+
+@cache
+def multicast_zero_leaves() -> tuple[tuple[str, str], ...]:
+    """(mask path, JSON path) of the relay leaves a multicast device must leave zero: the
+    Network Server's Set allow-list leaves under the relay settings, in sorted order (the
+    order the server checks them in), plus scheduled downlinks."""
+    allowed = reference.rpc_field_masks()["NsEndDeviceRegistry/Set"].allowed
+    under = sorted(p for p in allowed if p.startswith(tuple(f"{r}." for r in RELAY_ROOTS)))
+    leaves = [p for p in under if not any(q.startswith(p + ".") for q in under)]
+    leaves.append("mac_settings.schedule_downlinks.value")
+    return tuple((p, reference.wire_path(END_DEVICE, p)) for p in leaves)
+
+
+def _field_at(wire: str) -> Field | None:
+    msg = message("EndDevice")
+    found: Field | None = None
+    for part in wire.split("."):
+        found = msg.fields.get(part)
+        if found is None:
+            return None
+        if found.kind == "message" and not found.repeated:
+            msg = found.message
+    return found
+
+
+def _is_zero(device: dict[str, Any], wire: str) -> bool:
+    """The server's "zero": absent; a set message or wrapper is not zero even when empty."""
+    if wire.endswith(".value"):  # a wrapper's value: set at all is not zero
+        return get_path(device, wire.removesuffix(".value")) is None
+    value = get_path(device, wire)
+    field_ = _field_at(wire)
+    if value is None or field_ is None:
+        return value is None
+    if field_.repeated:
+        return not value
+    if field_.kind in ("message", "wrapper"):
+        return False
+    return bool(value == zero_of(field_))
+
+
+# Dynamic ADR limits the server keeps in order (a maximum below its minimum is refused).
+_DYNAMIC_PAIRS = (
+    ("min_data_rate_index", "max_data_rate_index", "max_data_rate_index.value"),
+    ("min_tx_power_index", "max_tx_power_index", "max_tx_power_index"),
+    ("min_nb_trans", "max_nb_trans", "max_nb_trans"),
+)
+
+
+def _check_dynamic_adr(device: dict[str, Any]) -> None:
+    dynamic = get_path(device, "mac_settings.adr.dynamic")
+    if not isinstance(dynamic, dict):
+        return
+    base = "mac_settings.adr.mode.dynamic"
+    checks = [(dynamic, low, high, f"{base}.{field}") for low, high, field in _DYNAMIC_PAIRS]
+    overrides = dynamic.get("overrides") or {}
+    for index in range(16):  # the server checks data rates 0 to 15 in order
+        override = overrides.get(f"data_rate_{index}")
+        if isinstance(override, dict):
+            where = f"{base}.overrides.data_rate_{index}.max_nb_trans"
+            checks.append((override, "min_nb_trans", "max_nb_trans", where))
+    for holder, low_name, high_name, where in checks:
+        low, high = _wrapped(holder.get(low_name)), _wrapped(holder.get(high_name))
+        if low is not None and high is not None and high < low:
+            raise field_value(NS, where)
+
+
+def _wrapped(value: Any) -> Any:
+    return value.get("value", 0) if isinstance(value, dict) else value
+
+
 def _phy_rank(phy: str) -> int:
     return PHY_ORDER.index(phy) if phy in PHY_ORDER else -1
 
@@ -112,7 +187,12 @@ class NetworkServer(DeviceRegistry):
             for name in ("supports_join", "multicast"):
                 if name in paths and bool(device.get(name)) != bool(merged.get(name)):
                     raise field_value(NS, name)
-        merge(merged, device, [p for p in paths if p != "ids" and not p.startswith("ids.")])
+        written = [p for p in paths if p != "ids" and not p.startswith("ids.")]
+        for path in written:
+            # Setting inside one member of a oneof replaces the member set before.
+            for sibling in reference.oneof_siblings(END_DEVICE, path):
+                delete_path(merged, sibling)
+        merge(merged, device, written)
         touched = set(paths)
         if (
             create
@@ -130,6 +210,20 @@ class NetworkServer(DeviceRegistry):
             and (create or touches(paths, class_b_paths))
         ):
             raise field_value(NS, "mac_settings.ping_slot_periodicity")
+        if merged.get("multicast") and (create or touches(paths, ("multicast", *RELAY_ROOTS))):
+            # A multicast group has no relay: each relay leaf must be zero.
+            for mask, wire in multicast_zero_leaves():
+                if not _is_zero(merged, wire):
+                    not_zero = errors.TTSError(
+                        NS,
+                        "field_not_zero",
+                        "field `{name}` is not zero",
+                        errors.INVALID_ARGUMENT,
+                        {"name": mask},
+                    )
+                    raise field_value(NS, mask, cause=not_zero)
+        if touches(paths, ("mac_settings.adr",)):
+            _check_dynamic_adr(merged)
         return merged
 
     def created(self, call: Call, key: str) -> None:

@@ -4,6 +4,7 @@ non_zero_path, key rights and (JoinEUI, DevEUI) uniqueness (FACTS §a, §d, §f,
 from __future__ import annotations
 
 import copy
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from reconciler.emulator.tts import errors
@@ -20,6 +21,9 @@ from reconciler.emulator.tts.devices import device_key
 from reconciler.emulator.tts.events import device_identifiers, paths_data, publish_batch_delete
 from reconciler.emulator.tts.fieldmask import check_allowed, check_non_zero
 from reconciler.emulator.tts.validate import validate_request
+from reconciler.providers.tts import reference
+
+END_DEVICE = "ttn.lorawan.v3.EndDevice"
 
 if TYPE_CHECKING:
     from reconciler.emulator.state import Table
@@ -117,7 +121,7 @@ class DeviceRegistry:
         device = self.table(call).get(device_key(app_id, dev_id))
         if device is None:
             raise self.get_not_found()
-        return output("EndDevice", device, paths)
+        return output("EndDevice", device, wire_paths(paths))
 
     # --- Set ---------------------------------------------------------------------------------
 
@@ -136,7 +140,7 @@ class DeviceRegistry:
             "SetEndDeviceRequest",
             request,
             "end_device",
-            paths,
+            wire_paths(paths),
             ["ids.application_ids", "ids.device_id"],
         )
         return device, paths
@@ -188,7 +192,9 @@ class DeviceRegistry:
         existing = table.get(key)
         if existing is not None:
             self.check_read_only_ids(existing, device, paths)
-        stored = self.prepare(call, copy.deepcopy(existing) if existing else None, device, paths)
+        stored = self.prepare(
+            call, copy.deepcopy(existing) if existing else None, device, wire_paths(paths)
+        )
         index = eui_index(call, table)
         pair = eui_pair(stored)
         if pair is not None and index.get(pair, key) != key:
@@ -212,7 +218,7 @@ class DeviceRegistry:
             device_identifiers(stored["ids"]),
             paths_data(paths),
         )
-        return output("EndDevice", stored, paths)
+        return output("EndDevice", stored, wire_paths(paths))
 
     # --- Delete ------------------------------------------------------------------------------
 
@@ -267,6 +273,17 @@ class DeviceRegistry:
             Operation("PUT", f"{base}/{{dev}}", f"{service}/Set", self.set, write=True, body=True),
             Operation("DELETE", f"{base}/{{dev}}", f"{service}/Delete", self.delete, write=True),
         ]
+
+
+@cache
+def _wire_path(path: str) -> str:
+    return reference.wire_path(END_DEVICE, path)
+
+
+def wire_paths(paths: list[str]) -> list[str]:
+    """Field-mask paths as the JSON spells them: masks name a oneof before its member
+    (`mac_settings.adr.mode.dynamic`), the body holds the member directly (`adr.dynamic`)."""
+    return [_wire_path(p) for p in paths]
 
 
 def apply_ids_on_create(merged: dict[str, Any], device: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from reconciler.emulator.tts import errors
 from reconciler.emulator.tts.codec import Field, Message, message, parse_timestamp
+from reconciler.providers.tts import reference
 
 # A path tree: field name -> subtree, or None for "the whole field".
 PathTree = dict[str, "PathTree | None"]
@@ -171,7 +172,10 @@ def validate(
             ):
                 return _fail(msg, name, "value is required")
             if field_.kind == "string" and not field_.repeated:
-                id_field = name in _REQUIRED_IDS and msg.short.endswith("Identifiers")
+                id_field = (name in _REQUIRED_IDS and msg.short.endswith("Identifiers")) or (
+                    msg.name,
+                    name,
+                ) in reference.PATTERN_ON_EMPTY
                 reason = _check_string(rules, "", "", id_field)
                 if reason:
                     return _fail(msg, name, reason)
