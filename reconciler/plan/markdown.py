@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 
 from reconciler.plan.model import Plan, ResourceChange
-from reconciler.plan.render import SYMBOL, format_change, format_duration
+from reconciler.plan.render import SYMBOL, change_lines, format_duration
 
 # GitHub's limit for an issue or pull-request comment (characters).
 COMMENT_LIMIT = 65_536
@@ -68,7 +68,9 @@ def resource_details(plan: Plan, change: ResourceChange) -> str:
         label = plan.endpoint(change.key.provider, step.endpoint).label
         lines.append(f"{label} {step.verb or step.operation}")
         lines.extend(
-            f"  {format_change(c, registers=step.registers, full=True)}" for c in step.changes
+            f"  {line}"
+            for c in step.changes
+            for line in change_lines(c, registers=step.registers, full=True)
         )
     body = "\n".join(lines).replace("```", "`\u200b``")  # a fence can never be closed early
     summary = f"{SYMBOL[change.action]} {ACTION_TITLE[change.action]} {code(str(change.key))}"

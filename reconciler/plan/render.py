@@ -53,13 +53,43 @@ def format_change(change: FieldChange, *, registers: bool, full: bool = False) -
     )
 
 
+def nested_differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(sub-path, old, new) of each differing leaf of two JSON objects; lists, and an object
+    on one side only, are leaves. A plain walk: the values are small server messages."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [(prefix, old, new)]
+    found: list[tuple[str, Any, Any]] = []
+    for key in sorted(old.keys() | new.keys()):
+        found.extend(nested_differences(old.get(key), new.get(key), f"{prefix}{key}."))
+    return found
+
+
+def change_lines(change: FieldChange, *, registers: bool, full: bool = False) -> list[str]:
+    """A field change as text lines: a message whose parts differ (`mac_settings.adr`) shows
+    each differing part under it, indented, instead of two whole values side by side."""
+    if (
+        change.sensitive
+        or registers
+        or not isinstance(change.old, dict)
+        or not isinstance(change.new, dict)
+    ):
+        return [format_change(change, registers=registers, full=full)]
+    lines = [f"{change.path}:"]
+    for sub, old, new in nested_differences(change.old, change.new):
+        lines.append(
+            f"  {sub.rstrip('.')}: {format_value(old, full=full)} -> {format_value(new, full=full)}"
+        )
+    return lines
+
+
 def render_step(
     plan: Plan, resource: ResourceChange, step: Step, *, full: bool = False
 ) -> list[Text]:
     label = plan.endpoint(resource.key.provider, step.endpoint).label
     lines = [Text(f"      {label} {step.verb or step.operation}", style="bold")]
     for change in step.changes:
-        lines.append(Text(f"        {format_change(change, registers=step.registers, full=full)}"))
+        for line in change_lines(change, registers=step.registers, full=full):
+            lines.append(Text(f"        {line}"))
     return lines
 
 

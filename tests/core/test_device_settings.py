@@ -79,13 +79,12 @@ def site(directory: Path, otaa: str = OTAA, multicast: str = MULTICAST) -> Path:
     )
 
 
-def test_every_ns_mac_setting_is_modelled_or_listed_as_not_yet() -> None:
-    """The model follows the Network Server's allow-list: a field the tables add is either a
-    manifest field or named as unmodelled, never silently missing."""
+def test_every_ns_mac_setting_is_modelled() -> None:
+    """The model follows the Network Server's allow-list: a field the tables add is a manifest
+    field, never silently missing."""
     names = mac_settings.ns_mac_settings()
     assert len(names) == 36
-    modelled = set(mac_settings.MacSettings.model_fields)
-    assert set(names) == modelled | set(mac_settings.UNMODELLED)
+    assert set(names) == set(mac_settings.MacSettings.model_fields)
 
 
 async def test_apply_then_plan_is_empty_and_drift_is_repaired(

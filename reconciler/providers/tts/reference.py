@@ -122,6 +122,13 @@ def frequency_plans() -> dict[str, str]:
     return result
 
 
+# String fields whose validation pattern the server applies to the empty string too: the
+# server's proto gives them no `ignore_empty` (a served relay device must name its serving
+# relay). The generated schema does not carry `ignore_empty`, hence this list; other pattern
+# fields are treated as optional.
+PATTERN_ON_EMPTY = frozenset({("ttn.lorawan.v3.ServedRelaySettings", "serving_device_id")})
+
+
 @cache
 def _oneof_fields(message: str) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     """(field name -> (oneof name, field type), oneof name -> message) of one message."""

@@ -3,9 +3,9 @@
 The field list is the Network Server's Set allow-list (`mac_settings.<name>` in
 `NsEndDeviceRegistry/Set`, from the tables tools/gen_tables.py generates) in the schema's order,
 and each field's value type follows its proto type (wrappers are bare values, as on the wire):
-a new server field shows up here when the tables are regenerated, never by hand. Two are not
-modelled yet: the relay settings (`relay`, `desired_relay`: serving/served modes, channels and
-forwarding rules of LoRaWAN relays); import reports them.
+a new server field shows up here when the tables are regenerated, never by hand. Nested
+messages (ADR modes, relay settings) become models the same way (`message_model`), oneofs
+checked.
 
 `adr` is the ADR setting (exactly one of `static`, `dynamic`, `disabled`). The deprecated
 `use_adr` and `adr_margin` are still accepted and written as given (the server still takes
@@ -25,7 +25,6 @@ from reconciler.providers.tts.manifest import types as t
 
 MESSAGE = "ttn.lorawan.v3.MACSettings"
 NS_SET_RPC = "NsEndDeviceRegistry/Set"
-UNMODELLED = ("relay", "desired_relay")
 DEPRECATED_ADR = ("use_adr", "adr_margin")
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _NANOS = {
@@ -129,6 +128,9 @@ def value_type(spec: dict[str, Any]) -> Any:
             return Annotated[
                 list[t.Frequency], Field(max_length=int(rules.get("repeated.max_items", 96)))
             ]
+        if type_name in reference.messages():  # a relay's uplink forwarding rules
+            item: Any = message_model(type_name)
+            return Annotated[list[item], Field(max_length=rules.get("repeated.max_items"))]
         raise TypeError(f"no manifest type for repeated {type_name}")
     if type_name in _BY_PROTO_TYPE:
         return _BY_PROTO_TYPE[type_name]
@@ -141,61 +143,105 @@ def value_type(spec: dict[str, Any]) -> Any:
         return float
     if type_name in ("uint32", "google.protobuf.UInt32Value"):
         return _uint32(rules)
+    if type_name == "uint64" and "uint64.gte" in rules:  # a relay's second channel frequency
+        return t.Frequency
+    if type_name == "string":
+        return Annotated[
+            str, Field(max_length=rules.get("string.max_len"), pattern=rules.get("string.pattern"))
+        ]
+    if type_name == "bytes":  # base64, as the server writes it (a session key ID)
+        return str
     enum = type_name.removeprefix("ttn.lorawan.v3.")
     if enum in reference.enums():
         return t.enum_value(enum, enum)
+    if type_name in reference.messages():
+        return message_model(type_name)
     raise TypeError(f"no manifest type for {type_name}")
 
 
-def _fields_of(message: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {
-        spec["name"]: (value_type(spec) | None, None)
-        for spec in reference.messages()[message]["fields"]
-        if spec["name"] not in skip
-    }
+def _oneofs(type_name: str) -> dict[str, tuple[str, ...]]:
+    groups: dict[str, list[str]] = {}
+    for spec in reference.messages()[type_name]["fields"]:
+        if spec["oneof"]:
+            groups.setdefault(spec["oneof"], []).append(spec["name"])
+    return {name: tuple(members) for name, members in groups.items()}
 
 
-# ADR modes (ADRSettings.StaticMode/DynamicMode/DisabledMode). Dynamic mode's channel steering
-# and per-data-rate overrides are not modelled (import reports them).
-AdrStatic = create_model(
-    "AdrStatic", __base__=ManifestModel, **_fields_of("ttn.lorawan.v3.ADRSettings.StaticMode")
-)
-AdrDynamic = create_model(
-    "AdrDynamic",
-    __base__=ManifestModel,
-    **_fields_of("ttn.lorawan.v3.ADRSettings.DynamicMode", ("channel_steering", "overrides")),
-)
+def _choice_rule(type_name: str) -> Any:
+    """A validator of the message's oneofs: at most one member each; exactly one when the
+    message is nothing but that choice (an ADR mode, a relay mode, a channel steering mode)."""
+    groups = _oneofs(type_name)
+    field_count = len(reference.messages()[type_name]["fields"])
+
+    def check(model: Any) -> Any:
+        present = {n for n in model.model_fields_set if getattr(model, n) is not None}
+        for members in groups.values():
+            chosen = [name for name in members if name in present]
+            quoted = [f"`{name}`" for name in members]
+            names = ", ".join(quoted[:-1]) + " or " + quoted[-1]
+            if len(members) == field_count and len(chosen) != 1:
+                raise ValueError(f"needs exactly one of {names}")
+            if len(chosen) > 1:
+                raise ValueError(f"set at most one of {names} (they are one choice)")
+        return model
+
+    return model_validator(mode="after")(check)
 
 
-class AdrDisabled(ManifestModel):
-    pass
+def _dynamic_ranges(dynamic: Any) -> Any:
+    """The Network Server refuses a dynamic ADR maximum below its minimum (data rate, transmit
+    power, transmissions, and each data rate's override of the transmissions)."""
+    pairs = [(dynamic, "", kind) for kind in ("data_rate_index", "tx_power_index", "nb_trans")]
+    if dynamic.overrides is not None:
+        for name in type(dynamic.overrides).model_fields:
+            override = getattr(dynamic.overrides, name)
+            if override is not None:
+                pairs.append((override, f"overrides.{name}.", "nb_trans"))
+    for holder, where, kind in pairs:
+        low, high = getattr(holder, f"min_{kind}"), getattr(holder, f"max_{kind}")
+        if low is not None and high is not None and high < low:
+            raise ValueError(f"`{where}max_{kind}` ({high}) is below `min_{kind}` ({low})")
+    return dynamic
 
 
-class AdrSettings(ManifestModel):
-    """Adaptive data rate: exactly one of `static`, `dynamic` (the network decides) and
-    `disabled`."""
-
-    static: AdrStatic | None = None
-    dynamic: AdrDynamic | None = None
-    disabled: AdrDisabled | None = None
-
-    @model_validator(mode="after")
-    def _one_mode(self) -> AdrSettings:
-        if len(self.model_fields_set & {"static", "dynamic", "disabled"}) != 1:
-            raise ValueError("`adr` needs exactly one of `static`, `dynamic` or `disabled`")
-        return self
+# Rules across fields of one message, beyond what the schema's field rules say.
+_MESSAGE_RULES = {"ttn.lorawan.v3.ADRSettings.DynamicMode": _dynamic_ranges}
+_MODELS: dict[str, type[ManifestModel]] = {}
 
 
-_BY_PROTO_TYPE["ttn.lorawan.v3.ADRSettings"] = AdrSettings
+def message_model(type_name: str) -> type[ManifestModel]:
+    """The manifest model of a message of the reference schema: its fields by their wire
+    names and proto types, its oneofs checked; built once per message."""
+    model = _MODELS.get(type_name)
+    if model is not None:
+        return model
+    fields: dict[str, Any] = {}
+    for spec in reference.messages()[type_name]["fields"]:
+        if (type_name, spec["name"]) in reference.PATTERN_ON_EMPTY:  # required
+            fields[spec["name"]] = (value_type(spec), ...)
+        else:
+            fields[spec["name"]] = (value_type(spec) | None, None)
+    validators = {"_choice": _choice_rule(type_name)} if _oneofs(type_name) else {}
+    if type_name in _MESSAGE_RULES:
+        validators["_rule"] = model_validator(mode="after")(_MESSAGE_RULES[type_name])
+    # `ttn.lorawan.v3.ADRSettings.DynamicMode` -> `ADRSettingsDynamicMode`
+    name = type_name.removeprefix("ttn.lorawan.v3.").replace(".", "")
+    model = create_model(name, __base__=ManifestModel, __validators__=validators, **fields)
+    _MODELS[type_name] = model
+    return model
+
+
+# Adaptive data rate (`adr`): exactly one of `static`, `dynamic` (the network decides, with
+# optional channel steering and per-data-rate overrides) and `disabled`.
+AdrSettings = message_model("ttn.lorawan.v3.ADRSettings")
+# Relays (`relay`, `desired_relay`): exactly one of `serving` (the device is a relay: second
+# channel, CAD period, uplink forwarding rules and limits) and `served` (it uses a relay).
+RelaySettings = message_model("ttn.lorawan.v3.RelaySettings")
 
 
 def _mac_settings_base() -> type[ManifestModel]:
     specs = {s["name"]: s for s in reference.messages()[MESSAGE]["fields"]}
-    fields = {
-        name: (value_type(specs[name]) | None, None)
-        for name in ns_mac_settings()
-        if name not in UNMODELLED
-    }
+    fields = {name: (value_type(specs[name]) | None, None) for name in ns_mac_settings()}
     model: type[ManifestModel] = create_model(
         "MacSettingsFields",
         __base__=ManifestModel,
@@ -205,7 +251,7 @@ def _mac_settings_base() -> type[ManifestModel]:
 
 
 class MacSettings(_mac_settings_base()):  # type: ignore[misc]
-    """TTS `mac_settings`: every field the Network Server accepts, relays excepted."""
+    """TTS `mac_settings`: every field the Network Server accepts."""
 
     @model_validator(mode="before")
     @classmethod
