@@ -36,9 +36,10 @@ IMPLICIT_PREFIXES = ("ids", "created_at", "updated_at")
 # Changing these needs delete + create (the IS forbids EUI updates; the NS makes
 # supports_join and multicast immutable).
 IMMUTABLE_PATHS = frozenset({"ids.dev_eui", "ids.join_eui", "supports_join", "multicast"})
-# Paths that need RIGHT_APPLICATION_DEVICES_READ_KEYS to read.
+# Paths that need RIGHT_APPLICATION_DEVICES_READ_KEYS to read. Not the claim authentication
+# code: the Identity Server returns it to anyone with RIGHT_APPLICATION_DEVICES_READ (a secret
+# all the same: compared by fingerprint, never shown).
 KEY_PATH_PREFIXES = (
-    "claim_authentication_code",
     "root_keys.app_key",
     "root_keys.nwk_key",
     "session.keys.f_nwk_s_int_key",

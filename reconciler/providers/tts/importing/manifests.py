@@ -41,6 +41,8 @@ CSV_SLOTS: dict[tuple[str, str | None], str] = {
 # Per-device by nature: never lifted into device_defaults (a default name would also name
 # every device added later).
 _NOT_LIFTED = frozenset({"id", "dev_eui", "dev_addr", "name", "description", *dev.SECRET_KEYS})
+# A device secret that is no CSV column: written to a `secrets/` file of a YAML device.
+CLAIM_CODE = "claim_authentication_code"
 _ADDRESS_KEYS = ("network_server_address", "application_server_address", "join_server_address")
 
 Item = tuple[str, str | None]  # (flat key, sub key of a group or map)
@@ -281,10 +283,10 @@ class _Builder:
         profiles: dict[str, dict[str, Any]] = {}
         yaml_devices: list[_Device] = []
         for signature, grouped in groups.items():
-            # A device with its own package associations needs a Device document (CSV has no
-            # column for them).
-            yaml_devices.extend(m for m in grouped if m.record.packages)
-            members = [m for m in grouped if not m.record.packages]
+            # A device with its own package associations or a claim code needs a Device
+            # document (CSV has no column for them).
+            yaml_devices.extend(m for m in grouped if _needs_document(m))
+            members = [m for m in grouped if not _needs_document(m)]
             if not members:
                 continue
             if signature and len(members) < 2:
@@ -313,7 +315,7 @@ class _Builder:
         keys: dict[str, Any] = {}
         for path, value in record.fields.items():
             slot = slots[path]
-            if slot.key in dev.SECRET_KEYS:
+            if slot.key in dev.SECRET_KEYS or slot.key == CLAIM_CODE:
                 keys[slot.key] = value
             elif slot.key == "attributes":
                 for name, text in self.attributes(value, record.name).items():
@@ -505,6 +507,10 @@ def _expected_keys(record: r.DeviceRecord) -> list[str]:
         return ["app_key", "nwk_key"] if is_1_1 else ["app_key"]
     keys = ["app_s_key", "f_nwk_s_int_key"]
     return [*keys, "s_nwk_s_int_key", "nwk_s_enc_key"] if is_1_1 else keys
+
+
+def _needs_document(device: _Device) -> bool:
+    return bool(device.record.packages) or CLAIM_CODE in device.keys
 
 
 def _shared(devices: list[_Device]) -> dict[Item, Any]:
