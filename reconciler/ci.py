@@ -17,7 +17,7 @@ from typing import Any
 
 from reconciler.diagnostics import Diagnostic
 from reconciler.plan.model import Plan, ResourceChange
-from reconciler.plan.render import format_change
+from reconciler.plan.render import change_lines
 
 ANNOTATION_LEVEL = {"error": "error", "warning": "warning"}
 
@@ -171,7 +171,7 @@ def drift_junit(plan: Plan) -> str:
             element = ET.SubElement(case, "failure", message=failure, type="drift")
             details = [
                 f"{plan.endpoint(change.key.provider, s.endpoint).label} "
-                f"{format_change(c, registers=s.registers, full=True)}"
+                + "\n".join(change_lines(c, registers=s.registers, full=True))
                 for s in change.steps
                 for c in s.changes
             ]

@@ -112,9 +112,7 @@ async def test_migrate_output_state_is_reported_not_imported(
                 "last_f_cnt_up": 12,
             }
             extra["mac_state"] = {"current_parameters": {"rx1_delay": 1}}
-            relay = {"served": {"serving_device_id": "relay-01", "always": {}}}
-            mac = {**device.get("mac_settings", {}), "relay": relay}
-            extra["mac_settings"] = mac
+            extra["max_frequency"] = "870000000"
         exported.append({**device, **extra})
     file = tmp_path / "migrated.json"
     file.write_text("".join(json.dumps(d) + "\n" for d in exported))
@@ -122,7 +120,7 @@ async def test_migrate_output_state_is_reported_not_imported(
     lines = "\n".join(report.lines())
     assert "`mac_state`" in lines
     assert "an OTAA session" in lines
-    assert "`mac_settings.relay.served.serving_device_id`: not in the manifest language" in lines
+    assert "device field `max_frequency`: not in the manifest language" in lines
     assert "created_at" not in lines
 
 

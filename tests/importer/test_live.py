@@ -205,11 +205,8 @@ async def test_what_manifests_cannot_hold_is_reported(
     updated = await client.put(
         "/ns/applications/orchard/devices/class-c",
         json={
-            "end_device": {
-                "ids": ids,
-                "mac_settings": {"relay": {"served": {"serving_device_id": "relay-01"}}},
-            },
-            "field_mask": {"paths": ["mac_settings.relay"]},
+            "end_device": {"ids": ids, "max_frequency": "870000000"},
+            "field_mask": {"paths": ["max_frequency"]},
         },
     )
     assert updated.status_code == 200, updated.text
@@ -239,8 +236,7 @@ async def test_what_manifests_cannot_hold_is_reported(
     expected = [
         "device not imported: not registered on the Network Server (a partial registration; "
         "complete or delete it, then import again): 1 resource: orchard/half-done",
-        "device field `mac_settings.relay.served.serving_device_id`: not in the manifest language: "
-        "1 resource: orchard/class-c",
+        "device field `max_frequency`: not in the manifest language: 1 resource: orchard/class-c",
         "gateway field `downlink_path_constraint`: not in the manifest language: "
         "1 resource: gw-barn",
         "owned by another stack (attribute managed-by): the first apply takes it over: "
