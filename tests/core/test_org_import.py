@@ -232,6 +232,57 @@ async def test_a_member_with_rights_no_manifest_can_give_leaves_the_members_unma
 
 
 @pytest.mark.asyncio
+async def test_an_owning_organization_the_key_cannot_read_is_reported(
+    tmp_path: Path,
+    client: httpx.AsyncClient,
+    emulator_transport: httpx.ASGITransport,
+    admin_api_key: str,
+) -> None:
+    """A key of a user who collaborates on an application (without every right) but is no
+    member of the organization owning it: the application is imported under the Stack's owner,
+    the report says why, and the plan still shows only adoption."""
+    await make_user(client, "carol")
+    await make_org(client, "closed-org")
+    expect_ok(
+        await client.post(
+            "/organizations/closed-org/applications",
+            json={"application": {"ids": {"application_id": "closed-app"}}},
+        )
+    )
+    held = [
+        "RIGHT_APPLICATION_INFO",
+        "RIGHT_APPLICATION_SETTINGS_BASIC",
+        "RIGHT_APPLICATION_SETTINGS_API_KEYS",
+        "RIGHT_APPLICATION_SETTINGS_COLLABORATORS",
+        "RIGHT_APPLICATION_DEVICES_READ",
+        "RIGHT_APPLICATION_TRAFFIC_READ",
+        "RIGHT_APPLICATION_SETTINGS_PACKAGES",
+    ]
+    carol = {"ids": {"user_ids": {"user_id": "carol"}}, "rights": held}
+    expect_ok(
+        await client.put("/applications/closed-app/collaborators", json={"collaborator": carol})
+    )
+    carol_key = expect_ok(
+        await client.post("/users/carol/api-keys", json={"name": "ci", "rights": ["RIGHT_ALL"]})
+    )["key"]
+    out = tmp_path / "imported"
+    await do_import(
+        import_options(out, emulator_transport, carol_key, selection=Selection(("closed-app",)))
+    )
+    assert not (out / "organizations.yaml").exists()
+    app = documents(out / "applications/closed-app/application.yaml")["closed-app"]
+    assert "owner" not in app
+    assert (
+        "owned by organization `closed-org`, which the API key cannot read: written under the "
+        "Stack's owner" in (out / "import-report.txt").read_text()
+    )
+    environ = {"TTS_API_KEY": carol_key}
+    validate(out, environ)
+    run = await Engine(emulator_transport, carol_key, environ_extra=environ).plan([out])
+    assert only_adoption(run.plan, "orchard-north") == []
+
+
+@pytest.mark.asyncio
 async def test_an_organization_that_does_not_exist_fails_and_writes_nothing(
     tmp_path: Path, emulator_transport: httpx.ASGITransport, admin_api_key: str
 ) -> None:

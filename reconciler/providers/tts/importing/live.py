@@ -159,19 +159,22 @@ async def read_live(
         snapshot.report.note(warning)
     owners = [a.owner_organization for a in snapshot.applications]
     owners += [g.owner_organization for g in snapshot.gateways]
-    org_ids = list(dict.fromkeys([*org_ids, *(o for o in owners if o)]))
-    if org_ids:
-        await _read_organizations(provider, snapshot, org_ids)
+    owner_ids = [o for o in dict.fromkeys(owners) if o and o not in org_ids]
+    if org_ids or owner_ids:
+        await _read_organizations(provider, snapshot, org_ids, owner_ids)
     return snapshot
 
 
 async def _read_organizations(
-    provider: TTSProvider, snapshot: r.Snapshot, org_ids: list[str]
+    provider: TTSProvider, snapshot: r.Snapshot, chosen: list[str], owners: list[str]
 ) -> None:
-    """The organizations with their members and API keys (as lists the manifests declare)."""
+    """The organizations with their members and API keys (as lists the manifests declare):
+    the `chosen` ones must exist; an organization that owns an imported application or gateway
+    but cannot be read (the API key is no member) is reported, and what it owns is written
+    under the Stack's owner."""
     probe = DesiredState(stack="import", ownership_key="managed-by")
     fields = dict.fromkeys(r.ORGANIZATION_PATHS + r.ORGANIZATION_EXTRAS)
-    for org_id in org_ids:
+    for org_id in [*chosen, *owners]:
         probe.add(
             DesiredResource(
                 organization_key(org_id),
@@ -184,8 +187,23 @@ async def _read_organizations(
             )
         )
     live = await provider.read(probe, prune=False)
-    for org_id in org_ids:
+    for org_id in [*chosen, *owners]:
         entry = live.get(organization_key(org_id))
+        if (entry is None or "is" not in entry.records) and org_id in owners:
+            owned = [a for a in snapshot.applications if a.owner_organization == org_id]
+            owned_gateways = [g for g in snapshot.gateways if g.owner_organization == org_id]
+            for app in owned:
+                app.owner_organization = None
+            for gateway in owned_gateways:
+                gateway.owner_organization = None
+            snapshot.report.add(
+                f"owned by organization `{org_id}`, which the API key cannot read: written "
+                "under the Stack's owner (import with a key of a member to carry it over)",
+                ", ".join(
+                    [a.application_id for a in owned] + [g.gateway_id for g in owned_gateways]
+                ),
+            )
+            continue
         if entry is None or "is" not in entry.records:
             raise ImportFailure(
                 f"organization `{org_id}`: not found on the Identity Server (or the API key has "
