@@ -199,6 +199,24 @@ async def test_organizations_round_trip(
 
 
 @pytest.mark.asyncio
+async def test_all_imports_every_organization(
+    tmp_path: Path,
+    client: httpx.AsyncClient,
+    emulator_transport: httpx.ASGITransport,
+    admin_api_key: str,
+) -> None:
+    await org_state(client)
+    out = tmp_path / "imported"
+    await do_import(
+        import_options(out, emulator_transport, admin_api_key, selection=Selection(everything=True))
+    )
+    assert sorted(documents(out / "organizations.yaml")) == ["coop-org", "solo-org"]
+    environ = {"TTS_API_KEY": admin_api_key}
+    run = await Engine(emulator_transport, admin_api_key, environ_extra=environ).plan([out])
+    assert only_adoption(run.plan, "orchard-north") == []
+
+
+@pytest.mark.asyncio
 async def test_a_member_with_rights_no_manifest_can_give_leaves_the_members_unmanaged(
     tmp_path: Path,
     client: httpx.AsyncClient,
