@@ -84,7 +84,8 @@ async def _execute_provider(
     provider = work.provider
     semaphore = asyncio.Semaphore(parallelism)
     not_created: set[ResourceKey] = set()
-    not_freed: dict[str, ResourceKey] = {}  # unique key -> the holder whose deletion failed
+    # unique key -> the holder whose deletion (or update giving it up) failed, and that action
+    not_freed: dict[str, tuple[ResourceKey, str]] = {}
     # Replacements whose deletion half ran first (it frees a key another change claims, as in
     # an EUI swap): their registration half is in flight, so it runs even after a stop.
     deleted_first: set[ResourceKey] = set()
@@ -102,7 +103,9 @@ async def _execute_provider(
             return f"not started: {parent} was not created"
         for unique in change.claims:
             if unique in not_freed:
-                return f"not started: {not_freed[unique]} (holding {unique}) was not deleted"
+                holder, action = not_freed[unique]
+                done = "deleted" if action in ("delete", "replace") else "changed"
+                return f"not started: {holder} (holding {unique}) was not {done}"
         return ""
 
     def result_of_skip(change: ResourceChange, reason: str) -> ResourceResult:
@@ -130,7 +133,7 @@ async def _execute_provider(
                 if result.outcome == "failed" and change.action in ("create", "replace"):
                     not_created.add(change.key)
                 if result.outcome != "done":
-                    not_freed.update(dict.fromkeys(change.releases, change.key))
+                    not_freed.update(dict.fromkeys(change.releases, (change.key, change.action)))
         finished(reported)
 
     upserts = [c for c in changes if c.action != "delete"]
@@ -160,10 +163,28 @@ async def _execute_provider(
     upserts = [c for c in upserts if id(c) not in pending or c.key in deleted_first]
     for kind in provider.kind_order:
         of_kind = [c for c in upserts if c.key.kind == kind]
-        await asyncio.gather(*(run(g) for g in provider.groups(kind, False, of_kind)))
+        for wave in _waves(of_kind):
+            await asyncio.gather(*(run(g) for g in provider.groups(kind, False, wave)))
     for kind in reversed(provider.kind_order):
         of_kind = [c for c in deletes if c.key.kind == kind]
         await asyncio.gather(*(run(g) for g in provider.groups(kind, True, of_kind)))
+
+
+def _waves(changes: list[ResourceChange]) -> list[list[ResourceChange]]:
+    """`changes` in waves: one that claims a key another of them gives up by an update (a
+    gateway's old EUI) waits for that update. Without such keys, one wave; a cycle (which the
+    plan blocks) runs as one wave too."""
+    waves: list[list[ResourceChange]] = []
+    pending = changes
+    while pending:
+        given_up = {u: c.key for c in pending if c.action == "update" for u in c.releases}
+        wave = [
+            c for c in pending if not any(given_up.get(u, c.key) != c.key for u in c.claims)
+        ] or pending
+        waves.append(wave)
+        started = {id(c) for c in wave}
+        pending = [c for c in pending if id(c) not in started]
+    return waves
 
 
 def _split_replacement(

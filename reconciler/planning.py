@@ -230,7 +230,21 @@ def _order_unique_keys(
                 )
                 change.reason += f"; {unique} is freed first by {how} {holder.key}"
                 continue
-            if not holder.freed_by_delete:
+            gives_up = releaser is not None and unique in releaser.releases
+            if releaser is not None and releaser.action == "update" and gives_up:
+                # A gateway changing its EUI frees the old one once its update is done: the
+                # executor runs it first. In a cycle (gateways exchanging EUIs) no update can
+                # go first, and deleting a gateway keeps its EUI reserved.
+                if not _in_cycle(change, planned, live):
+                    change.reason += f"; {unique} is given up first by {holder.key}"
+                    continue
+                problem = (
+                    "which takes another EUI in this plan, in a cycle of EUI changes: the "
+                    "Identity Server keeps a gateway EUI unique and a deleted gateway keeps its "
+                    f"EUI, so apply in two steps: first remove the EUI of {holder.key} "
+                    "(`eui: null`) or give it one no gateway holds, then the EUIs you want"
+                )
+            elif not holder.freed_by_delete:
                 problem = holder.note
             elif holder.key in orphans:
                 problem = (
@@ -254,6 +268,27 @@ def _order_unique_keys(
             blocked.append(f"{change.key} needs {unique}, held by {holder.key}, {problem}")
     _warn_of_swaps(result, live)
     return blocked
+
+
+def _in_cycle(
+    change: ResourceChange, planned: dict[ResourceKey, ResourceChange], live: LiveState
+) -> bool:
+    """Whether following the keys `change` claims to their holders' changes (updates that give
+    them up and claim others) leads back to `change`."""
+    seen: set[ResourceKey] = set()
+    current = change
+    while current.claims:
+        holder = live.unique_keys.get(current.claims[0])
+        if holder is None or holder.key in seen:
+            return False
+        if holder.key == change.key:
+            return True
+        seen.add(holder.key)
+        following = planned.get(holder.key)
+        if following is None or following.action != "update":
+            return False
+        current = following
+    return False
 
 
 def _warn_of_swaps(result: ProviderPlan, live: LiveState) -> None:

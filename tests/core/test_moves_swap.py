@@ -3,7 +3,8 @@
 deleted, and an EUI change is a replacement (delete, then register): so the cycle is applied
 by running the deletion half of every replacement in it first, then the registrations. The
 plan says so, with the risk: a deletion that fails leaves the other devices of the cycle
-unregistered until the next apply."""
+unregistered until the next apply. Gateways change their EUI by an update and keep it when
+deleted: a cycle of gateway EUI changes is blocked with the way out in two applies."""
 
 from __future__ import annotations
 
@@ -158,3 +159,65 @@ async def test_a_failed_deletion_in_a_swap_is_reported_and_the_next_apply_conver
     _run, report = await eng.apply(paths, allow_replace=True)
     assert not report.failed, [r.error for r in report.failed]
     assert await registered_euis(client, list(EUIS)) == {n: {e} for n, e in swapped.items()}
+
+
+GATEWAY = """
+kind: Gateway
+id: {id}
+eui: {eui}
+frequency_plan_ids: [EU_863_870_TTN]
+"""
+GATEWAY_EUIS = {"gw-1": '"B827EBFFFE000001"', "gw-2": '"B827EBFFFE000002"'}
+
+
+def gateways(directory: Path, euis: dict[str, str]) -> Path:
+    files = {name: GATEWAY.format(id=name, eui=eui) for name, eui in euis.items()}
+    return write_manifests(directory, stack=STACK, **files)
+
+
+async def gateway_euis(client: httpx.AsyncClient) -> dict[str, str | None]:
+    found = {}
+    for name in GATEWAY_EUIS:
+        response = await client.get(f"/gateways/{name}", params={"field_mask": "ids"})
+        assert response.status_code == 200, response.text
+        found[name] = response.json()["ids"].get("eui")
+    return found
+
+
+async def test_gateways_swapping_euis_are_blocked_with_the_two_step_way_out(
+    eng: Engine, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A gateway's EUI changes by an update, and deleting a gateway keeps its EUI reserved: a
+    cycle of gateway EUI changes cannot be applied in one go (unblocked, both updates failed
+    with gateway_eui_taken). The plan says how to get there in two steps, and a chain (one
+    gateway takes the EUI another gives up) is ordered."""
+    await eng.apply([gateways(tmp_path, GATEWAY_EUIS)])
+    swapped = {"gw-1": GATEWAY_EUIS["gw-2"], "gw-2": GATEWAY_EUIS["gw-1"]}
+    run = await eng.plan([gateways(tmp_path, swapped)])
+    assert run.plan.blocked == [
+        f"gateway {a} needs gateway EUI B827EBFFFE00000{b[-1]}, held by "
+        f"gateway {b}, which takes another EUI in this plan, in a cycle of EUI changes: the "
+        "Identity Server keeps a gateway EUI unique and a deleted gateway keeps its EUI, so "
+        f"apply in two steps: first remove the EUI of gateway {b} (`eui: null`) or give it one "
+        "no gateway holds, then the EUIs you want"
+        for a, b in (("gw-1", "gw-2"), ("gw-2", "gw-1"))
+    ]
+    # The way out: first one gateway gives its EUI up, then the rest is a chain, ordered.
+    first = {"gw-1": GATEWAY_EUIS["gw-1"], "gw-2": "null"}
+    run, report = await eng.apply([gateways(tmp_path, first)])
+    assert not run.plan.blocked and not report.failed
+    run = await eng.plan([gateways(tmp_path, swapped)])
+    assert not run.plan.blocked, run.plan.blocked
+    changes = {c.key.id: c for c in run.plan.changes}
+    assert changes["gw-1"].releases == ["gateway EUI B827EBFFFE000001"]
+    assert "gateway EUI B827EBFFFE000001 is given up first by gateway gw-1" in (
+        changes["gw-2"].reason
+    )
+    for _attempt in range(3):  # ordered, not lucky: the update giving the EUI up goes first
+        _run, report = await eng.apply([gateways(tmp_path, swapped)])
+        assert not report.failed, [r.error for r in report.failed]
+        assert await gateway_euis(client) == {
+            "gw-1": "B827EBFFFE000002",
+            "gw-2": "B827EBFFFE000001",
+        }
+        await eng.apply([gateways(tmp_path, first)])

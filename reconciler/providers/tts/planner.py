@@ -281,12 +281,19 @@ class TTSDiffer:
             case _:
                 self._plan_single(resource, live, change, options)
         change.claims = self._claims(resource, change)
+        change.releases = self._given_up(resource, change)
 
     @staticmethod
     def _claims(resource: DesiredResource, change: ResourceChange) -> list[str]:
         """The unique keys a registration on the Identity Server takes: a device's EUI pair, a
-        gateway's EUI (a restored gateway has its EUI already)."""
-        if not any(s.endpoint == "is" and s.operation == "create" for s in change.steps):
+        gateway's EUI (a restored gateway has its EUI already), and the new EUI of a gateway
+        whose EUI changes (an update)."""
+        registers = any(s.endpoint == "is" and s.operation == "create" for s in change.steps)
+        new_eui = any(
+            s.endpoint == "is" and s.operation == "update" and "ids.eui" in s.paths
+            for s in change.steps
+        )
+        if not registers and not (new_eui and resource.key.kind == "gateway"):
             return []
         fields = resource.fields
         if resource.key.kind == "device":
@@ -298,6 +305,19 @@ class TTSDiffer:
         else:
             unique = None
         return [unique] if unique else []
+
+    @staticmethod
+    def _given_up(resource: DesiredResource, change: ResourceChange) -> list[str]:
+        """The unique key an update frees: a gateway's old EUI when its EUI changes (another
+        gateway may take it once this update is done)."""
+        if resource.key.kind != "gateway" or change.action != "update":
+            return []
+        for step in change.steps:
+            for field_change in step.changes:
+                if step.endpoint == "is" and field_change.path == "ids.eui":
+                    old = gateway_eui(field_change.old)
+                    return [old] if old else []
+        return []
 
     def _plan_single(
         self,
