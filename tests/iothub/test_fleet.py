@@ -80,3 +80,19 @@ def test_csv_problems_are_located_by_row_and_column(tmp_path: Path) -> None:
     assert any("duplicate device `ok-1`" in d.message and d.location.line == 4 for d in csv)
     assert any("unknown column `colour`" in d.message and d.severity == "warning" for d in csv)
     assert any("has a character twins do not allow" in d.message for d in csv)
+
+
+def test_only_an_inline_key_cell_is_warned_about(tmp_path: Path) -> None:
+    # Key columns of references (what `import --iothub --with-secrets` writes) draw no warning;
+    # the first inline key is named at its cell.
+    keys = {"K1": new_key(), "K2": new_key()}
+    header = "id;primaryKey;secondaryKey"
+    referenced = fleet_tree(tmp_path / "referenced", [header, "s-001;env:K1;env:K2"])
+    result = load_manifests([referenced], kinds=MANIFEST_KINDS, environ=keys)
+    assert not [d for d in result.diagnostics if d.code == "inline-secret"]
+    inline = fleet_tree(
+        tmp_path / "inline", [header, "s-001;env:K1;env:K2", f"s-002;{new_key()};env:K2"]
+    )
+    result = load_manifests([inline], kinds=MANIFEST_KINDS, environ=keys)
+    (warning,) = [d for d in result.diagnostics if d.code == "inline-secret"]
+    assert (warning.location.line, warning.location.path) == (3, "primaryKey")

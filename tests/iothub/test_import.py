@@ -131,6 +131,9 @@ async def build_varied_hub(client: httpx.AsyncClient) -> dict[str, str]:
     # Owned by another tree: adopted, with the plan's warning.
     await _device(client, "legacy-1")
     await _twin(client, "legacy-1", tags={MARKER: "someone-else", "site": "west"})
+    # Mirrored from The Things Stack by its integration (its tags.lorawan).
+    await _device(client, "lora-1")
+    await _twin(client, "lora-1", tags={"lorawan": {"devEui": "70B3D57ED0000001"}})
     # Nested IoT Edge: the manifest language has no parent for an edge device.
     await _device(
         client,
@@ -234,6 +237,7 @@ async def test_import_round_trip(
         "camera-1",
         "gw-2",
         "legacy-1",
+        "lora-1",
         "probe-01",
         "probe-02",
         "probe-03",
@@ -251,7 +255,8 @@ async def test_import_round_trip(
     assert "nested IoT Edge" in lines and "gw-2" in lines
     assert "owned by another stack" in lines and "legacy-1" in lines
     assert "apply lease" in lines
-    assert report.counts == {"device": 12, "module": 2}
+    assert "tags.lorawan" in lines and "lora-1" in lines
+    assert report.counts == {"device": 13, "module": 2}
 
     loaded = load_manifests([out], kinds=MANIFEST_KINDS, environ={})
     assert not loaded.has_errors, [str(d) for d in loaded.diagnostics]
@@ -389,11 +394,11 @@ async def test_name_ownership_tag_and_sku_are_the_manifests(
     await _twin(owner, "a-1", tags={"owner": "x", "site": "north"})
     out = tmp_path / "hub"
     options = _options(
-        out, hub_transport, hub_key, name="plant-b", ownership_tag="owner", sku="s1", units=2
+        out, hub_transport, hub_key, name="plant-b", ownership_tag="owner", sku="s1", units=100
     )
     report = await run_import(options)
     hub = (out / "hub.yaml").read_text()
-    for line in ("name: 'plant-b'", "ownership_tag: 'owner'", "sku: 'S1'", "units: 2"):
+    for line in ("name: 'plant-b'", "ownership_tag: 'owner'", "sku: 'S1'", "units: 100"):
         assert line in hub
     assert "owner" not in (out / "devices.csv").read_text()
     assert "owned by another stack (twin tag owner)" in "\n".join(report.lines())

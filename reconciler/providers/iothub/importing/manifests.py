@@ -164,6 +164,14 @@ class _Builder:
         parent = self._parent(record)
         if parent is not None:
             doc["parent"] = flat["parent"] = parent
+        tags = twin.get("tags")
+        if isinstance(tags, dict) and isinstance(tags.get("lorawan"), dict):
+            self.report.add(
+                "The Things Stack integration's tags.lorawan (a LoRaWAN device mirrored into "
+                "the hub): imported as a hub device; in a tree whose IotHub mirrors its TTS "
+                "application (lorawan_mirror) remove it here, or it is declared twice",
+                record.label,
+            )
         csv_ok = not record.modules and _csv_text_ok(reason)
         for name, document in self._twin_documents(record):
             if name == "tags":
