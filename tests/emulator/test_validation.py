@@ -306,6 +306,31 @@ async def test_is_end_device_euis_taken(tts: TtsApi, client: httpx.AsyncClient) 
     await tts.create_end_device("app2", "dev3", dev_eui=dev_eui, join_eui=new_eui())
 
 
+async def test_is_end_device_euis_freed_by_delete(tts: TtsApi, client: httpx.AsyncClient) -> None:
+    """Deleting the holder (one by one or in a batch) frees its (JoinEUI, DevEUI) pair for a
+    new device at once; the pair of a device that stays is still refused."""
+    await tts.create_application("app1")
+    pairs = {dev_id: (new_eui(), new_eui()) for dev_id in ("dev1", "dev2", "dev3")}
+    for dev_id, (dev_eui, join_eui) in pairs.items():
+        await tts.create_end_device("app1", dev_id, dev_eui=dev_eui, join_eui=join_eui)
+    expect_ok(await client.delete("/applications/app1/devices/dev1"))
+    expect_ok(await client.delete("/applications/app1/devices/batch?device_ids=dev2"))
+    for old, new in (("dev1", "new1"), ("dev2", "new2")):
+        dev_eui, join_eui = pairs[old]
+        await tts.create_end_device("app1", new, dev_eui=dev_eui, join_eui=join_eui)
+    dev_eui, join_eui = pairs["dev3"]
+    response = await client.post(
+        "/applications/app1/devices",
+        json={
+            "end_device": {"ids": {"device_id": "new3", "dev_eui": dev_eui, "join_eui": join_eui}}
+        },
+    )
+    detail = expect_error(
+        response, code=ALREADY_EXISTS, namespace="pkg/identityserver", name="end_device_euis_taken"
+    )
+    assert "dev3" in set(map(str, detail["attributes"].values())), detail
+
+
 async def test_is_id_taken(tts: TtsApi, client: httpx.AsyncClient) -> None:
     """§d duplicate device ID: `pkg/util/store:id_taken`, 409."""
     await tts.create_application("app1")

@@ -25,6 +25,7 @@ from reconciler.emulator.tts.fieldmask import check_allowed, merge
 from reconciler.emulator.tts.validate import validate_request
 
 if TYPE_CHECKING:
+    from reconciler.emulator.state import Table
     from reconciler.emulator.tts.app import Call, Operation
 
 IS = "pkg/identityserver"
@@ -80,28 +81,61 @@ def _check_addresses(app: dict[str, Any], device: dict[str, Any]) -> None:
             )
 
 
-def _euis_taken(call: Call, device: dict[str, Any]) -> None:
-    ids = device["ids"]
+def eui_index(call: Call, table: Table) -> dict[tuple[str, str], str]:
+    """(JoinEUI, DevEUI) -> device key of one device table, built on first use and kept up to
+    date by the table's writers: a uniqueness check per write in O(1), not a scan of every
+    device (which made creating 10,000 devices quadratic)."""
+    index = call.emu.eui_indexes.get(table.name)
+    if index is None:
+        index = {}
+        for key, device in table.items():
+            pair = eui_pair(device)
+            if pair is not None:
+                index[pair] = key
+        call.emu.eui_indexes[table.name] = index
+    return index
+
+
+def eui_pair(device: dict[str, Any]) -> tuple[str, str] | None:
+    ids = device.get("ids", {})
     dev_eui = ids.get("dev_eui")
     if not dev_eui:
+        return None
+    return ids.get("join_eui", ""), dev_eui
+
+
+def _euis_taken(call: Call, device: dict[str, Any]) -> None:
+    pair = eui_pair(device)
+    holder = None if pair is None else eui_index(call, call.store.is_devices).get(pair)
+    if pair is None or holder is None:
         return
-    join_eui = ids.get("join_eui", "")
-    for other in call.store.is_devices.values():
-        other_ids = other["ids"]
-        if other_ids.get("dev_eui") == dev_eui and other_ids.get("join_eui", "") == join_eui:
-            raise errors.TTSError(
-                IS,
-                "end_device_euis_taken",
-                "an end device with JoinEUI `{join_eui}` and DevEUI `{dev_eui}` is already "
-                "registered as `{device_id}` in application `{application_id}`",
-                errors.ALREADY_EXISTS,
-                {
-                    "join_eui": join_eui or "0000000000000000",
-                    "dev_eui": dev_eui,
-                    "device_id": other_ids["device_id"],
-                    "application_id": other_ids["application_ids"]["application_id"],
-                },
-            )
+    join_eui, dev_eui = pair
+    other_ids = call.store.is_devices.get(holder)["ids"]
+    raise errors.TTSError(
+        IS,
+        "end_device_euis_taken",
+        "an end device with JoinEUI `{join_eui}` and DevEUI `{dev_eui}` is already "
+        "registered as `{device_id}` in application `{application_id}`",
+        errors.ALREADY_EXISTS,
+        {
+            "join_eui": join_eui or "0000000000000000",
+            "dev_eui": dev_eui,
+            "device_id": other_ids["device_id"],
+            "application_id": other_ids["application_ids"]["application_id"],
+        },
+    )
+
+
+def _remove(call: Call, key: str) -> dict[str, Any] | None:
+    """Delete an Identity Server device record and free its EUI pair."""
+    table = call.store.is_devices
+    device: dict[str, Any] | None = table.delete(key)
+    if device is not None:
+        pair = eui_pair(device)
+        index = eui_index(call, table)
+        if pair is not None and index.get(pair) == key:
+            del index[pair]
+    return device
 
 
 def create(call: Call) -> dict[str, Any]:
@@ -131,6 +165,9 @@ def create(call: Call) -> dict[str, Any]:
     now = now_timestamp()
     stored["created_at"] = now
     stored["updated_at"] = now
+    pair = eui_pair(stored)
+    if pair is not None:
+        eui_index(call, call.store.is_devices)[pair] = key
     call.store.is_devices.put(key, stored)
     call.emu.events.publish("end_device.create", device_identifiers(stored["ids"]))
     return output("EndDevice", stored, None)
@@ -246,7 +283,8 @@ def delete(call: Call) -> dict[str, Any]:
     if key not in call.store.is_devices:
         raise _device_not_found(app_id, dev_id)
     call.before_write()
-    device = call.store.is_devices.delete(key)
+    device = _remove(call, key)
+    assert device is not None  # checked above, in the same step
     call.emu.events.publish("end_device.delete", device_identifiers(device["ids"]))
     return {}
 
@@ -279,7 +317,7 @@ def batch_delete(call: Call) -> dict[str, Any]:
     call.before_write()
     deleted = []
     for dev_id in ids:
-        device = call.store.is_devices.delete(device_key(app_id, dev_id))
+        device = _remove(call, device_key(app_id, dev_id))
         if device is not None:
             deleted.append(device["ids"])
     publish_batch_delete(call, "", app_id, deleted)

@@ -17,7 +17,7 @@ from reconciler.emulator.tts.common import (
     require_app,
     validate_masked,
 )
-from reconciler.emulator.tts.devices import device_key
+from reconciler.emulator.tts.devices import device_key, eui_index, eui_pair
 from reconciler.emulator.tts.events import device_identifiers, paths_data, publish_batch_delete
 from reconciler.emulator.tts.fieldmask import check_allowed, check_non_zero
 from reconciler.emulator.tts.validate import validate_request
@@ -47,26 +47,6 @@ def touches(paths: list[str], sensitive: tuple[str, ...]) -> bool:
             ):
                 return True
     return False
-
-
-def eui_index(call: Call, table: Table) -> dict[tuple[str, str], str]:
-    index = call.emu.eui_indexes.get(table.name)
-    if index is None:
-        index = {}
-        for key, device in table.items():
-            pair = eui_pair(device)
-            if pair is not None:
-                index[pair] = key
-        call.emu.eui_indexes[table.name] = index
-    return index
-
-
-def eui_pair(device: dict[str, Any]) -> tuple[str, str] | None:
-    ids = device.get("ids", {})
-    dev_eui = ids.get("dev_eui")
-    if not dev_eui:
-        return None
-    return ids.get("join_eui", ""), dev_eui
 
 
 def euis_taken(join_eui: str, dev_eui: str) -> errors.TTSError:
