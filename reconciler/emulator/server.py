@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import signal
 import socket
@@ -80,6 +81,17 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
+
+
+def collect_rarely() -> None:
+    """Consider a full garbage collection every 100 collections of the middle generation instead
+    of every 10. The emulator keeps every record in memory (10,000 devices are millions of
+    objects) and a full collection rescans them all: creating 10,000 devices and reading them
+    back spent 4.2 s of the emulator's 22 s of CPU in 20 full collections, 0.8 s in 3 with this.
+    Cyclic garbage waits longer for its collection; nothing is kept for good (as `gc.freeze`
+    would)."""
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 100)
 
 
 def api_options(options: ServeOptions) -> APIOptions:
@@ -214,5 +226,6 @@ def serve(options: ServeOptions, announce: Callable[[str], None]) -> None:
             if not server.started:
                 raise ReconcilerError(f"could not serve on {options.host}:{port}")
 
+        collect_rarely()
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             runner.run(run())
