@@ -46,6 +46,13 @@ def canonical(name: object) -> str | None:
 
 def expand(rights: Iterable[str]) -> frozenset[str]:
     """Rights with the `*_ALL` bundles expanded (RIGHT_ALL implies every right)."""
+    return _expand(frozenset(rights))
+
+
+@cache
+def _expand(rights: frozenset[str]) -> frozenset[str]:
+    # Cached: the emulator expands the caller's rights on every request, and a deployment has
+    # only a handful of distinct right sets.
     out: set[str] = set(rights)
     if "RIGHT_ALL" in out:
         return all_rights()
