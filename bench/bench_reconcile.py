@@ -476,6 +476,15 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
                 "emulator_busy_or_waiting_share": round((server_term + emulator_wait) / elapsed, 3),
                 "mean_requests_in_flight": round(latency_s / elapsed, 1),
                 "mean_latency_ms": round(1000 * latency_s / requests, 2) if requests else None,
+                # wall = requests * mean latency / mean in flight, so the ratio to the latency
+                # bound is the product of these two: the answers' slowness (the server and the
+                # machine) and the slots not holding a request (the client's scheduling).
+                "latency_factor": round(latency_s / requests / (spec["latency_ms"] / 1000), 2)
+                if requests and spec["latency_ms"]
+                else None,
+                "in_flight_factor": round(spec["parallelism"] * elapsed / latency_s, 2)
+                if latency_s
+                else None,
                 # How busy the client's one core was: near 1, its own CPU delays the answers
                 # it has to read (the event loop cannot take them sooner).
                 "client_cpu_utilisation": round(cpu_s / elapsed, 3),
