@@ -692,7 +692,9 @@ def _parse_rate_limit(text: str) -> list[int] | None:
 
 
 class Emulator:
-    def __init__(self, latency_ms: float, rate_limit: list[int] | None) -> None:
+    def __init__(
+        self, latency_ms: float, rate_limit: list[int] | None, jitter_ms: float = 0.0
+    ) -> None:
         self.port, self.api_key = _free_port(), generate_api_key()[0]
         self.url = f"http://127.0.0.1:{self.port}"
         self.rate_limit = rate_limit
@@ -700,7 +702,7 @@ class Emulator:
         command = [
             sys.executable, "-m", "reconciler", "emulator", "serve",
             "--host", "127.0.0.1", "--port", str(self.port), "--api-key", self.api_key,
-            "--latency-ms", str(latency_ms),
+            "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms),
         ]  # fmt: skip
         if rate_limit:
             command += ["--rate-limit", f"{rate_limit[0]}:{rate_limit[1]}"]
@@ -809,7 +811,7 @@ def run_size(devices: int, args: argparse.Namespace, scratch: Path) -> dict[str,
     pruned = write_manifests(base / "pruned", kept)
     drifted = drifted_indexes(devices, args.drift_fraction)
     generate_s = time.perf_counter() - started
-    emulator = Emulator(args.latency_ms, args.rate_limit)
+    emulator = Emulator(args.latency_ms, args.rate_limit, args.jitter_ms)
     results: list[dict[str, Any]] = []
     size_started = time.perf_counter()
     try:
@@ -819,7 +821,8 @@ def run_size(devices: int, args: argparse.Namespace, scratch: Path) -> dict[str,
             "emulator_pid": emulator.process.pid,
             "devices": devices,
             "parallelism": args.parallelism,
-            "latency_ms": args.latency_ms,
+            # The bound's latency: the mean of latency + uniform(0, jitter).
+            "latency_ms": args.latency_ms + args.jitter_ms / 2,
             "rate_limit": args.rate_limit,
             "sequential_sample": args.sequential_sample,
             "prune": False,
@@ -909,6 +912,13 @@ def main() -> int:
     parser.add_argument("--devices", type=int, nargs="+", default=[1000], help="sizes to run")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="injected latency")
     parser.add_argument(
+        "--jitter-ms",
+        type=float,
+        default=0.0,
+        help="random extra latency, uniform in [0, JITTER] per request (a real server's answers "
+        "vary; the bound uses the mean latency)",
+    )
+    parser.add_argument(
         "--rate-limit",
         type=_parse_rate_limit,
         default=[6000, 300],
@@ -947,6 +957,7 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "settings": {
             "latency_ms": args.latency_ms,
+            "jitter_ms": args.jitter_ms,
             "rate_limit": None
             if args.rate_limit is None
             else {"per_minute": args.rate_limit[0], "burst": args.rate_limit[1]},
