@@ -16,6 +16,7 @@ from reconciler.plan.render import render_plan
 from reconciler.providers.registry import MANIFEST_KINDS
 from tests.core.support import STACK, Engine, write_manifests
 from tests.core.test_request_audit import Recorder, audit
+from tests.shared_data import needs_shared
 
 SECRETS = {"RELAY_APP_KEY": "2B7E151628AED2A6ABF7158809CF4F3C", "LEAF_APP_KEY": "0" * 31 + "1"}
 APPLICATION = """
@@ -87,13 +88,29 @@ async def ns_mac_settings(client: httpx.AsyncClient, device_id: str) -> dict[str
 
 
 async def test_relays_and_steering_apply_plan_drift_and_repair(
+    eng: Engine, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    await apply_drift_and_repair(eng, client, tmp_path)
+
+
+@needs_shared
+async def test_relay_and_steering_requests_pass_the_request_audit(
     emulator_transport: httpx.ASGITransport,
     admin_api_key: str,
     client: httpx.AsyncClient,
     tmp_path: Path,
 ) -> None:
+    """Every request of that run would be accepted by the real server (routes, masks,
+    non-zero rules, read from the reference tables)."""
     recorder = Recorder(emulator_transport)
     eng = Engine(recorder, admin_api_key, environ_extra=dict(SECRETS))
+    await apply_drift_and_repair(eng, client, tmp_path)
+    problems, rpcs = audit(recorder.requests)
+    assert problems == []
+    assert "NsEndDeviceRegistry/Set" in rpcs
+
+
+async def apply_drift_and_repair(eng: Engine, client: httpx.AsyncClient, tmp_path: Path) -> None:
     paths = [site(tmp_path)]
     _run, report = await eng.apply(paths)
     assert not report.failed, report.failed
@@ -188,10 +205,6 @@ async def test_relays_and_steering_apply_plan_drift_and_repair(
         (await ns_mac_settings(client, "relay-one"))["desired_relay"]
     )
     assert (await eng.plan(paths)).plan.changes == []
-
-    problems, rpcs = audit(recorder.requests)
-    assert problems == []
-    assert "NsEndDeviceRegistry/Set" in rpcs
 
 
 def load_errors(tmp_path: Path, devices: str) -> list[str]:
