@@ -3,6 +3,7 @@ same fleet, from the served emulator, as JSON.
 
     .venv/bin/python bench/bench_import.py [--devices 10000] [--latency-ms 20]
         [--rate-limit 6000:300] [--parallelism 16] [--repeats 2] [--no-check-plan]
+        [--no-device-packages]
 
 The fleet, the manifests and the emulator are those of `bench/bench_reconcile.py` (one
 application, a Fleet CSV of N OTAA LoRaWAN 1.0.3 devices with their AppKeys in a secrets CSV;
@@ -84,6 +85,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
                     url=spec["url"],
                     selection=Selection((fleet.APP_ID,)),
                     overwrite=True,
+                    device_packages=spec["device_packages"],
                     parallelism=spec["parallelism"],
                     environ=environ,
                 )
@@ -167,6 +169,8 @@ def main() -> int:
     parser.add_argument("--parallelism", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-check-plan", action="store_true")
+    # Import without listing each device's package associations (one request per device).
+    parser.add_argument("--no-device-packages", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -183,6 +187,7 @@ def main() -> int:
                 "parallelism": args.parallelism,
                 "manifests": str(manifests),
                 "out": str(out),
+                "device_packages": not args.no_device_packages,
             }
             # Seeded in a child too, so no measured run inherits a large parent.
             emulator.configure(rate_limit=None, latency_ms=0)
@@ -219,6 +224,7 @@ def main() -> int:
         "latency_ms": args.latency_ms,
         "rate_limit": args.rate_limit,
         "parallelism": args.parallelism,
+        "device_packages": not args.no_device_packages,
         "emulator_pinned_cpu": fleet.SERVER_CPU if emulator.pinned else None,
         "seed_s": seeded.get("wall_s"),
         "rounds": rounds,

@@ -1254,6 +1254,14 @@ def import_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a non-empty --out directory.")
     ] = False,
+    no_device_packages: Annotated[
+        bool,
+        typer.Option(
+            "--no-device-packages",
+            help="Do not read each device's own package associations (one request per "
+            "device; the report says they were skipped).",
+        ),
+    ] = False,
     parallelism: ParallelismOpt = 16,
     retries: RetriesOpt = 8,
 ) -> None:
@@ -1275,6 +1283,7 @@ def import_command(
             "--all": everything,
             "--from-file": from_file is not None,
             "--owner": owner is not None,
+            "--no-device-packages": no_device_packages,
             "--url": url is not None and not _from_environment(ctx, "url"),
         }
         for flag, given in tts_only.items():
@@ -1328,6 +1337,7 @@ def import_command(
             from_file=from_file,
             owner=owner,
             overwrite=overwrite,
+            device_packages=not no_device_packages,
             parallelism=parallelism,
             retries=retries,
             progress=progress,

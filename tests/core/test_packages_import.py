@@ -121,3 +121,27 @@ async def test_without_the_packages_right_associations_are_reported(
     assert "package association" not in imported.counts
     assert "lacks RIGHT_APPLICATION_SETTINGS_PACKAGES" in imported.text()
     assert "packages" not in (out / "applications/tracker-app/application.yaml").read_text()
+
+
+async def test_device_associations_can_be_skipped_and_the_report_says_so(
+    tmp_path: Path,
+    client: httpx.AsyncClient,
+    emulator_transport: httpx.ASGITransport,
+    admin_api_key: str,
+) -> None:
+    source = Engine(emulator_transport, admin_api_key, environ_extra=dict(SECRETS))
+    _, report = await source.apply([site(tmp_path / "source")])
+    assert not report.failed
+    out = tmp_path / "imported"
+    options = import_options(
+        out,
+        emulator_transport,
+        admin_api_key,
+        selection=Selection(("tracker-app",), ()),
+        device_packages=False,
+    )
+    imported = await do_import(options)
+    assert imported.counts["package association"] == 2  # the application's defaults
+    assert "own package associations not read (--no-device-packages)" in imported.text()
+    assert DEVICE_TOKEN not in env_template(out)
+    assert "lora-cloud-geolocation-v3" not in "".join(p.read_text() for p in out.rglob("*.yaml"))

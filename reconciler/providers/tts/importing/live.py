@@ -47,6 +47,7 @@ async def read_live(
     client: TTSClient,
     selection: Selection,
     *,
+    device_packages: bool = True,
     parallelism: int = 16,
     progress: ProgressCallback | None = None,
 ) -> r.Snapshot:
@@ -90,6 +91,11 @@ async def read_live(
                 f"application {app_id}: package associations not read: the API key lacks "
                 f"{PACKAGES_RIGHT}"
             )
+        elif not device_packages:
+            snapshot.report.note(
+                f"application {app_id}: the devices' own package associations not read "
+                "(--no-device-packages); its default associations are"
+            )
         probe.add(
             DesiredResource(
                 application_key(app_id),
@@ -107,7 +113,8 @@ async def read_live(
                 key = device_key(app_id, item["ids"]["device_id"])
                 # Every registry is read: the Join Server answers 404 for ABP devices; the
                 # Application Server's package associations too (one list per device).
-                extra = {"otaa": True, "packages": True} if packages else {"otaa": True}
+                own = packages and device_packages
+                extra = {"otaa": True, "packages": True} if own else {"otaa": True}
                 probe.add(DesiredResource(key, device_fields, extra=extra))
             listing = await client.get_json(
                 "as",

@@ -30,6 +30,8 @@ class ImportOptions:
     from_file: Path | None = None
     owner: str | None = None  # `user:ID` or `organization:ID`
     overwrite: bool = False
+    # Each device's own package associations (one more request per device).
+    device_packages: bool = True
     parallelism: int = 16
     retries: int = 8
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
@@ -108,6 +110,7 @@ async def run_import(options: ImportOptions) -> ImportReport:
             snapshot = await read_live(
                 client,
                 options.selection,
+                device_packages=options.device_packages,
                 parallelism=options.parallelism,
                 progress=options.progress,
             )
