@@ -65,7 +65,6 @@ def test_rotate_now_through_a_saved_plan(served_emulator: ServedEmulator, tmp_pa
     with served_emulator.client() as client:
         before = client.get("/gateways/rot-gw/api-keys").json()["api_keys"]
     (old,) = keys_named(before, "link")
-    assert "No changes" in cli("plan", "manifests")  # the key is not due by age
 
     plan_file = tmp_path / "plan.json"
     text = cli("plan", "manifests", "--rotate", LINK, "--out", str(plan_file))
@@ -124,21 +123,36 @@ def test_an_address_that_names_no_declared_key_is_a_usage_error(
         {"TTS_API_KEY": served_emulator.api_key, "RECONCILER_TTS_URL": served_emulator.root_url},
         tmp_path,
     )
-    cli.run("plan", "manifests", "--rotate", "api_key/gateway/rot-gw/lnk", expect=2)
+    cli.run(
+        "apply", "manifests", "--rotate", "api_key/gateway/rot-gw/lnk", "--auto-approve", expect=2
+    )
     assert (
         "--rotate api_key/gateway/rot-gw/lnk: names no API key the manifests declare; did you "
         "mean api_key/gateway/rot-gw/link?" in cli.stderr
     )
-    cli.run("apply", "manifests", "--rotate", "gateway/rot-gw", "--auto-approve", expect=2)
-    assert "--rotate gateway/rot-gw: names no API key the manifests declare" in cli.stderr
     cli.run("plan", "manifests", "--rotate", "link", expect=2)
     assert "'link' is not an address such as api_key/gateway/GATEWAY_ID/NAME" in cli.stderr
-    # A --target that leaves the key out would leave the rotation out silently: refused.
-    cli.run("plan", "manifests", "--rotate", LINK, "--target", "gateway/rot-gw", expect=2)
-    assert f"--rotate {LINK}: --target leaves it out" in cli.stderr
-    # Nothing was written: the key does not exist, the gateway neither.
+    # Nothing was written: the gateway does not exist.
     with served_emulator.client() as client:
         assert client.get("/gateways/rot-gw").status_code == 404
+
+
+@pytest.mark.asyncio
+async def test_rotate_addresses_are_checked_before_anything_is_read(
+    emulator_transport: httpx.ASGITransport, admin_api_key: str, tmp_path: Path
+) -> None:
+    paths = [write_manifests(tmp_path, stack=STACK, gateway=GATEWAY)]
+    eng = Engine(emulator_transport, admin_api_key)
+    with pytest.raises(UsageError, match="--rotate gateway/rot-gw: names no API key"):
+        await eng.plan(paths, rotate=("gateway/rot-gw",))
+    # A --target that leaves the key out would leave the rotation out silently: refused.
+    with pytest.raises(UsageError, match=f"--rotate {LINK}: --target leaves it out"):
+        await eng.plan(paths, rotate=(LINK,), targets=("gateway/rot-gw",))
+    run = await eng.plan(paths, rotate=(LINK,), targets=("api_key/gateway/rot-gw/*",))
+    assert [str(c.key) for c in run.plan.changes] == [
+        "api_key gateway/rot-gw/link",
+        "api_key gateway/rot-gw/status",
+    ]
 
 
 @pytest.mark.asyncio
