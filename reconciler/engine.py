@@ -364,7 +364,7 @@ async def apply_plan(
     )
     report.results.extend(rest.results)
     report.interrupted = report.interrupted or rest.interrupted
-    report.lease_lost = rest.lease_lost or (lease is not None and lease.lost is not None)
+    report.lease_lost = rest.lease_lost  # changes were skipped for it
     # Reads left theirs in the plan (`read` takes them), so these were drawn while applying.
     report.warnings = [w for t in session.targets for w in t.provider.take_warnings()]
     return report
