@@ -86,10 +86,10 @@ class RunOptions:
 def young_collections_only() -> Iterator[None]:
     """No full (oldest-generation) collections inside: for reading a live state that is
     frozen right after (`freeze_live_state`). A full collection rescans every record read so
-    far and frees nothing (the records stay; the HTTP stack leaves no cyclic garbage), which
-    cost 0.9-1.1 s of a 10,000-device plan's ~7 s of CPU (5-7 full collections,
-    `gc_collections_by_generation` in bench/bench_reconcile.py). Young collections still run,
-    so short-lived cycles are freed as before."""
+    far and frees nothing (the records stay; the HTTP stack leaves no cyclic garbage): 5-7 of
+    them per 10,000-device plan (`gc_collections_by_generation` in bench/bench_reconcile.py),
+    2 with this, both outside the read. Young collections still run, so short-lived cycles are
+    freed as before."""
     young, middle, oldest = gc.get_threshold()
     gc.set_threshold(young, middle, 1 << 30)
     try:
