@@ -7,6 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.conftest import ServedEmulator
 from tests.emulator.support import (
     INVALID_ARGUMENT,
     NOT_FOUND,
@@ -15,6 +16,8 @@ from tests.emulator.support import (
     expect_error,
     expect_ok,
 )
+from tests.emulator.test_events import app_identifiers, setup_app
+from tests.emulator.test_events_history import _replayed
 
 DEFAULTS = "/as/applications/app1/packages/associations"
 DEVICE = "/as/applications/app1/devices/dev1/packages/associations"
@@ -180,3 +183,23 @@ async def test_deleting_the_application_purges_its_associations(
     expect_ok(await client.delete("/applications/app1/purge"))
     await tts.create_application("app1")
     assert expect_ok(await client.get(DEFAULTS)) == {}
+
+
+def test_associations_publish_no_events(served_emulator: ServedEmulator) -> None:
+    """The real package registry publishes nothing on Set or Delete: the application's event
+    history holds its creation only."""
+    setup_app(served_emulator, "app1")
+    with served_emulator.client() as client:
+        expect_ok(client.put(f"{DEFAULTS}/199", json=default_body()))
+        body = {
+            "association": {"package_name": "alcsync-v1"},
+            "field_mask": {"paths": ["package_name"]},
+        }
+        expect_ok(client.put(f"{DEVICE}/202", json=body))
+        expect_ok(client.delete(f"{DEFAULTS}/199"))
+        expect_ok(client.delete(f"{DEVICE}/202"))
+    names = {
+        e["name"]
+        for e in _replayed(served_emulator, {"identifiers": app_identifiers("app1"), "tail": 100})
+    }
+    assert names and not any("package" in n for n in names), names
