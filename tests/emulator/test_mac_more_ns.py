@@ -142,32 +142,41 @@ async def test_two_members_of_a_oneof_in_one_body_keep_the_last(
 
 @pytest.mark.usefixtures("app1")
 @pytest.mark.parametrize(
-    ("settings", "field", "reason"),
+    ("settings", "field", "reason", "error_type"),
     [
         (
             {"relay": {"served": {"always": {}}}},
             "serving_device_id",
             'value does not match regex pattern "^[a-z0-9](?:[-]?[a-z0-9]){2,}$"',
+            "ServedRelaySettingsValidationError",
         ),
         (
             {"desired_relay": {"served": {"backoff": 64, "serving_device_id": "relay-one"}}},
             "backoff",
             "value must be less than or equal to 63",
+            "ServedRelaySettingsValidationError",
         ),
         (
             {"relay": {"serving": {"limits": {"overall": {"reload_rate": 127}}}}},
             "reload_rate",
             "value must be less than or equal to 126",
+            "RelayForwardLimitsValidationError",
         ),
         (
             {"adr": {"dynamic": {"overrides": {"data_rate_1": {"max_nb_trans": 4}}}}},
             "max_nb_trans",
             "value must be less than or equal to 3",
+            # a nested message's Go type: Outer_Inner
+            "ADRSettings_DynamicMode_PerDataRateIndexOverrideValidationError",
         ),
     ],
 )
 async def test_field_rules_are_validation_errors(
-    client: httpx.AsyncClient, settings: dict[str, Any], field: str, reason: str
+    client: httpx.AsyncClient,
+    settings: dict[str, Any],
+    field: str,
+    reason: str,
+    error_type: str,
 ) -> None:
     device = otaa("ruled", mac_settings=settings)
     paths = [*BASE_PATHS, *(f"mac_settings.{name}" for name in settings)]
@@ -176,6 +185,7 @@ async def test_field_rules_are_validation_errors(
     leaf = list(iter_causes(detail))[-1]
     assert leaf["attributes"]["field"] == field, leaf
     assert leaf["attributes"]["reason"] == reason, leaf
+    assert leaf["attributes"]["name"] == error_type, leaf
 
 
 @pytest.mark.usefixtures("app1")

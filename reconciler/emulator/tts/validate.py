@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from reconciler.emulator.tts import errors
-from reconciler.emulator.tts.codec import Field, Message, message, parse_timestamp
+from reconciler.emulator.tts.codec import PKG, Field, Message, message, parse_timestamp
 from reconciler.providers.tts import reference
 
 # A path tree: field name -> subtree, or None for "the whole field".
@@ -69,8 +69,16 @@ def _fail(
         cause=cause,
         field=name,
         reason=reason,
-        name=msg.short.replace(".", "_") + "ValidationError",
+        name=_go_type_name(msg) + "ValidationError",
     )
+
+
+def _go_type_name(msg: Message) -> str:
+    """The generated Go type's name: a nested message is `Outer_Inner`
+    (`ADRSettings_DynamicMode_PerDataRateIndexOverride`)."""
+    if msg.name.startswith(PKG):
+        return msg.name.removeprefix(PKG).replace(".", "_")
+    return msg.short
 
 
 def _go_list(values: list[Any]) -> str:
