@@ -481,18 +481,55 @@ class ApprovalNeeded(ApplyRefused):
 
 
 def saved_plan_options(saved: Plan, options: RunOptions) -> RunOptions:
-    """The saved plan's options decide what it meant (they override the command line's); the
-    manifests default to the ones it was planned from."""
+    """The saved plan's options decide what it meant; the manifests default to the ones it was
+    planned from. Raises UsageError when the command line gives one of those options another
+    value: applying the plan would silently not do what the command line asks."""
+    planned: dict[str, Any] = {
+        "prune": bool(saved.options.get("prune", False)),
+        "allow_replace": bool(saved.options.get("allow_replace", False)),
+        "rotate_keys": bool(saved.options.get("rotate_keys", False)),
+        "targets": tuple(saved.options.get("targets", ())),
+        "rotate": tuple(saved.options.get("rotate", ())),
+    }
+    given: dict[str, Any] = {
+        # An option left at its default says nothing; prune's default is None (the target's
+        # own setting), so --no-prune against a pruning plan is a difference too.
+        "prune": options.prune,
+        "allow_replace": options.allow_replace or None,
+        "rotate_keys": options.rotate_keys or None,
+        "targets": options.targets or None,
+        "rotate": options.rotate or None,
+    }
+    for name, value in given.items():
+        if value is not None and value != planned[name]:
+            flag = _SAVED_PLAN_FLAGS[name]
+            there = _describe_option(planned[name])
+            raise UsageError(
+                f"apply --plan: {flag} differs from the saved plan ({there} there); a saved plan "
+                f"is applied with the options it was planned with: plan again with {flag}, or "
+                f"leave {flag} out"
+            )
     return replace(
         options,
         paths=list(options.paths) or [Path(p) for p in saved.manifests],
-        prune=bool(saved.options.get("prune", False)),
-        allow_replace=bool(saved.options.get("allow_replace", False)),
-        rotate_keys=bool(saved.options.get("rotate_keys", False)),
-        targets=tuple(saved.options.get("targets", ())),
-        rotate=tuple(saved.options.get("rotate", ())),
         saved_plan=True,
+        **planned,
     )
+
+
+_SAVED_PLAN_FLAGS = {
+    "prune": "--prune/--no-prune",
+    "allow_replace": "--allow-replace",
+    "rotate_keys": "--rotate-keys",
+    "targets": "--target",
+    "rotate": "--rotate",
+}
+
+
+def _describe_option(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return ", ".join(value) if value else "none"
 
 
 def review_saved_plan(run: PlanRun, saved: Plan) -> list[ResourceResult]:

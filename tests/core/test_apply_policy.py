@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from reconciler import engine
+from reconciler.diagnostics import UsageError
 from reconciler.engine import (
     ApprovalNeeded,
     PlanBlocked,
@@ -40,19 +41,41 @@ def test_confirmation_rules() -> None:
         needs_confirmation(plan, saved=False, auto_approve=False, interactive=False)
 
 
-def test_saved_plan_options_override_the_command_line() -> None:
+def test_a_saved_plan_applies_the_options_it_was_planned_with() -> None:
     saved = Plan(
         stack="site-a",
         manifests=["planned/"],
         options={"prune": True, "allow_replace": True, "rotate_keys": False},
     )
-    given = RunOptions(paths=[], prune=False, allow_replace=False, rotate_keys=True, force=True)
+    given = RunOptions(paths=[], force=True)
     options = engine.saved_plan_options(saved, given)
     assert (options.prune, options.allow_replace, options.rotate_keys) == (True, True, False)
     assert options.paths == [Path("planned/")]
     assert options.force  # not part of what the plan means
+    assert options.saved_plan
     explicit = engine.saved_plan_options(saved, RunOptions(paths=[Path("here")]))
     assert explicit.paths == [Path("here")]
+    # The same values given again are no contradiction.
+    same = RunOptions(paths=[], prune=True, allow_replace=True)
+    assert engine.saved_plan_options(saved, same).prune is True
+
+
+@pytest.mark.parametrize(
+    ("given", "flag"),
+    [
+        (RunOptions(paths=[], prune=False), "--prune/--no-prune"),
+        (RunOptions(paths=[], rotate_keys=True), "--rotate-keys"),
+        (RunOptions(paths=[], targets=("device/app/*",)), "--target"),
+        (RunOptions(paths=[], rotate=("api_key/gateway/gw/link",)), "--rotate"),
+    ],
+)
+def test_an_option_the_saved_plan_was_not_planned_with_is_a_usage_error(
+    given: RunOptions, flag: str
+) -> None:
+    # Applying the saved plan would silently not do what the command line asks.
+    saved = Plan(stack="site-a", manifests=["planned/"], options={"prune": True})
+    with pytest.raises(UsageError, match=f"apply --plan: {flag} differs from the saved plan"):
+        engine.saved_plan_options(saved, given)
 
 
 def test_a_saved_plan_for_another_stack_is_refused() -> None:
