@@ -214,3 +214,71 @@ async def test_the_gateway_sweep_lists_changed_and_deleted_gateways_instead_of_a
         "POST /gateways/filter",  # deleted
         "GET /gateways/gw-b",  # re-read as the full read reads it
     ], requests
+
+
+INTEGRATIONS = (
+    APPLICATION
+    + """pubsubs:
+  - id: broker
+    base_topic: field-sensors
+    mqtt:
+      server_url: mqtt://mqtt.example.com:1883
+      client_id: field-sensors
+    uplink_message: up
+packages:
+  - f_port: 199
+    package_name: lora-cloud-device-management-v1
+"""
+)
+
+
+async def test_the_cheap_sweep_heals_pub_subs_and_package_associations(
+    app: Any, admin: httpx.AsyncClient, admin_api_key: str, tmp_path: Path
+) -> None:
+    # Neither publishes events: only the sweep sees a Console edit of them. It used to read
+    # them and keep only webhooks and the link, so these waited for the full sweep.
+    eng = Engine(httpx.ASGITransport(app=app), admin_api_key)
+    tree = write_manifests(tmp_path / "manifests", stack=STACK, application=INTEGRATIONS)
+    _run, report = await eng.apply([tree])
+    assert not report.failed, report.to_json()
+    async with watching(eng.options([tree]), heal=True, interval=0.5) as (_watch, lines):
+        start = len(lines.lines)
+        changed = await admin.put(
+            "/as/pubsub/field-sensors/broker",
+            json={
+                "pubsub": {
+                    "ids": {
+                        "pub_sub_id": "broker",
+                        "application_ids": {"application_id": "field-sensors"},
+                    },
+                    "base_topic": "edited-by-hand",
+                },
+                "field_mask": {"paths": ["base_topic"]},
+            },
+        )
+        assert changed.status_code == 200, changed.text
+        await lines.wait_for(r"^healed: healed pubsub field-sensors/broker$", start)
+        answer = await admin.get(
+            "/as/pubsub/field-sensors/broker", params={"field_mask": "base_topic"}
+        )
+        assert answer.json()["base_topic"] == "field-sensors"
+
+        start = len(lines.lines)
+        path = "/as/applications/field-sensors/packages/associations/199"
+        changed = await admin.put(
+            path,
+            json={
+                "default": {
+                    "ids": {
+                        "application_ids": {"application_id": "field-sensors"},
+                        "f_port": 199,
+                    },
+                    "package_name": "lora-cloud-geolocation-v3",
+                },
+                "field_mask": {"paths": ["package_name"]},
+            },
+        )
+        assert changed.status_code == 200, changed.text
+        await lines.wait_for(r"^healed: healed package default field-sensors FPort 199$", start)
+        answer = await admin.get(path, params={"field_mask": "package_name"})
+        assert answer.json()["package_name"] == "lora-cloud-device-management-v1"

@@ -212,7 +212,9 @@ class TTSWatcher:
                     fresh.resources.setdefault(key, LiveResource(key)).records["is"] = record(item)
                     covered.add(key)
         covered |= await self._sweep_gateways(desired, live, fresh, updated_since)
-        scopes = {k: frozenset({"as" if k.kind in ("webhook", "link") else "is"}) for k in covered}
+        scopes = {
+            k: frozenset({"as" if k.kind in _APPLICATION_SERVER_KINDS else "is"}) for k in covered
+        }
         return self._merge(desired, live, fresh, scopes, "sweep")
 
     async def _sweep_gateways(
@@ -327,8 +329,13 @@ class TTSWatcher:
         return changed
 
 
+# What `_read_link_and_webhooks` reads of an application, all kept by the Application Server
+# and none publishing events: only a sweep sees a Console edit of them.
+_APPLICATION_SERVER_KINDS = frozenset({"link", "webhook", "pubsub", "package_default"})
+
+
 def _hooks_of(key: ResourceKey, app_id: str) -> bool:
-    return key.kind in ("webhook", "link") and key.ids[0] == app_id
+    return key.kind in _APPLICATION_SERVER_KINDS and key.ids[0] == app_id
 
 
 def _data(entry: Any) -> Any:
