@@ -227,14 +227,19 @@ def render_orphans(plan: Plan) -> list[Text]:
 def render_drift(plan: Plan, *, full: bool = False) -> list[Text]:
     """`full`: long values whole (else cut, with their length)."""
     lines = [Text(f"reconciler drift for stack {plan.stack!r}", style="bold")]
+    # The servers' and the reads' warnings (a server's X-Warning, a right the key lacks) say
+    # what the comparison could not see: shown whether or not anything drifted.
+    warnings = [Text(f"Warning: {warning}", style="yellow") for warning in plan.warnings]
     changes = plan.changes
     if not changes and not plan.orphans:
+        lines.extend(warnings)
         lines.append(Text("In sync: the live state matches the manifests.", style="green"))
         return lines
     for change in changes:
         lines.extend(render_resource(plan, change, full=full))
     lines.append(Text(""))
     lines.extend(render_orphans(plan))
+    lines.extend(warnings)
     text = Text(f"Drift: {len(changes)} resource(s) differ from the manifests", style="bold yellow")
     if plan.orphans:
         text.append(f"; {len(plan.orphans)} owned resource(s) are not in them")

@@ -13,7 +13,7 @@ import pytest
 
 from reconciler import engine
 from reconciler.engine import RunOptions
-from reconciler.plan.render import render_plan
+from reconciler.plan.render import render_drift, render_plan
 from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
 from tests.conftest import ServedEmulator
 from tests.core.hostile import HostileServer, Request, not_found, respond
@@ -62,6 +62,9 @@ async def test_x_warnings_are_collected_once_each_with_their_request(tmp_path: P
     assert run.plan.warnings == [expected]
     assert json.loads(run.plan.dumps())["warnings"] == [expected]
     assert any(f"Warning: {expected}" == line.plain for line in render_plan(run.plan))
+    # drift shows them too, in sync or not: they say what its comparison could not see.
+    drift = [line.plain for line in render_drift(run.plan)]
+    assert f"Warning: {expected}" in drift, drift
 
 
 @pytest.mark.slow
