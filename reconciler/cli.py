@@ -713,9 +713,10 @@ def _write_atomically(path: Path, text: str, what: str) -> None:
 
 def _read_plan(path: Path) -> Plan:
     from reconciler.plan.model import Plan, PlanFormatError
+    from reconciler.transport import parse_json
 
     try:
-        return Plan.from_json(json.loads(path.read_text(encoding="utf-8")))
+        return Plan.from_json(parse_json(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         fail(f"{path}: no such plan file")
     except PlanFormatError as error:

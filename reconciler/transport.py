@@ -57,6 +57,16 @@ FailureCause = Literal[
 RETRYABLE_CAUSES = frozenset({"refused", "timeout", "connection closed", "network"})
 
 
+def parse_json(content: bytes | str) -> Any:
+    """JSON from a server or a file. Raises ValueError for anything that is not JSON, including
+    nesting deeper than the decoder's recursion limit (a RecursionError otherwise, which a
+    hostile answer can cause and no caller expects)."""
+    try:
+        return json.loads(content)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 @dataclass(frozen=True, slots=True)
 class HttpLimits:
     """What one run allows a server; every field is configurable (CLI options, RunOptions)."""
@@ -77,7 +87,7 @@ class HttpResponse:
     content: bytes
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        return parse_json(self.content)
 
     @property
     def text(self) -> str:

@@ -105,6 +105,7 @@ WRITE_ANSWERS = {
         "the answer names another entity (application_id)",
     ),
     "empty object": (response_bytes(200, b"{}"), "the answer does not name the written entity"),
+    "error nested too deeply": (response_bytes(500, b"{" + b'"a":{' * 50_000), "HTTP 500"),
     "no content": (response_bytes(204), "HTTP 204"),
 }
 
@@ -141,6 +142,9 @@ READ_ANSWERS = {
     "html page": (b"<html>maintenance</html>", {}, "not a JSON object: <html>maintenance</html>"),
     "malformed json": (b'{"ids": ', {}, "not a JSON object"),
     "json array": (b"[1, 2]", {}, "not a JSON object: [1, 2]"),
+    # Deeper than the decoder's recursion limit: RecursionError, not a ValueError, and so a
+    # traceback once.
+    "json nested too deeply": (b"[" * 100_000 + b"]" * 100_000, {}, "not a JSON object"),
     "attributes not a map": (
         b'{"ids": {"application_id": "field-sensors"}, "attributes": "x", "end_devices": 7}',
         {},

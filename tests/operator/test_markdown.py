@@ -94,3 +94,7 @@ def test_show_refuses_what_is_not_a_plan(tmp_path: Path) -> None:
     assert "x.json" in message and "not a JSON object" in message
     message = cli("show", "missing.json", expect=1)
     assert "no such plan file" in message
+    # Nested deeper than the JSON decoder can go: one clear line, not a RecursionError.
+    (tmp_path / "deep.json").write_text("[" * 100_000)
+    message = cli("show", "deep.json", expect=1)
+    assert "deep.json: not a reconciler plan (JSON nested too deeply)" in message

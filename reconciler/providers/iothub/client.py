@@ -39,6 +39,7 @@ from reconciler.transport import (
     HttpxTransport,
     Transport,
     TransportFailure,
+    parse_json,
     validate_root_url,
 )
 
@@ -147,7 +148,7 @@ def parse_error(response: HttpResponse) -> tuple[str, str]:
     code = response.headers.get("iothub-errorcode", "")
     text = ""
     try:
-        body = jsonlib.loads(response.content)
+        body = parse_json(response.content)
     except ValueError:
         body = None
     message = body.get("Message") if isinstance(body, dict) else None
@@ -155,7 +156,7 @@ def parse_error(response: HttpResponse) -> tuple[str, str]:
         inner = None
         if message.startswith("{"):
             try:
-                inner = jsonlib.loads(message)
+                inner = parse_json(message)
             except ValueError:
                 inner = None
         if isinstance(inner, dict):

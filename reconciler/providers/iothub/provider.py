@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import math
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -64,6 +63,7 @@ from reconciler.resources import (
     ResourceKey,
     Secret,
 )
+from reconciler.transport import parse_json
 
 QUERY_PAGE_SIZE = 1000
 BULK_SIZE = 100  # the bulk registry API takes at most 100 devices a request
@@ -225,7 +225,7 @@ class IotHubProvider(IotHubDiffer):
                 "POST", path, OperationClass.QUERY, json={"query": text}, headers=headers
             )
             try:
-                items = json.loads(response.content)
+                items = parse_json(response.content)
             except ValueError:
                 items = None
             if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
@@ -834,7 +834,7 @@ def _identity_data(data: dict[str, Any]) -> dict[str, Any]:
 
 def _json_object(content: bytes) -> dict[str, Any] | None:
     try:
-        data = json.loads(content)
+        data = parse_json(content)
     except ValueError:
         return None
     return data if isinstance(data, dict) else None

@@ -35,6 +35,7 @@ from reconciler.transport import (
     Transport,
     TransportFailure,
     host_of,
+    parse_json,
     validate_root_url,
 )
 
@@ -367,7 +368,7 @@ class TTSClient:
                 if head.status_code != 200:
                     raise self._error(server, method, path, line)
                 try:
-                    message = jsonlib.loads(line.content)
+                    message = parse_json(line.content)
                 except ValueError:
                     message = None
                 if not isinstance(message, dict):
@@ -421,7 +422,7 @@ class TTSClient:
         self, server: Server, method: str, path: str, response: HttpResponse, sent: Any
     ) -> TTSResponse:
         try:
-            data = jsonlib.loads(response.content)
+            data = parse_json(response.content)
         except ValueError:
             data = None
         if not isinstance(data, dict):
@@ -442,7 +443,7 @@ class TTSClient:
             if not line.strip():
                 continue
             try:
-                message = jsonlib.loads(line)
+                message = parse_json(line)
             except ValueError:
                 continue  # cut off where reading stopped
             if not isinstance(message, dict):
@@ -473,7 +474,7 @@ class TTSClient:
                 server=server, method=method, path=path, status=status, body=None, message=message
             )
         try:
-            body = jsonlib.loads(response.content)
+            body = parse_json(response.content)
         except ValueError:
             body = None
         if isinstance(body, dict) and isinstance(body.get("message"), str):
