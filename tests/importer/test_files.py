@@ -124,6 +124,29 @@ async def test_migrate_output_state_is_reported_not_imported(
     assert "created_at" not in lines
 
 
+async def test_empty_settings_are_reported_not_dropped(
+    tmp_path: Path, emulator_transport: httpx.ASGITransport, admin_api_key: str
+) -> None:
+    """A setting that is an empty object (a relay mode's `{"always": {}}`, an empty state
+    message) outside the manifest language gets its report line like any other value."""
+    device = varied_devices()[0]
+    device["mac_state"] = {"current_parameters": {"relay": {"served": {"always": {}}}}}
+    device["pending_mac_state"] = {}
+    file = tmp_path / "empty-settings.json"
+    file.write_text(json.dumps(device) + "\n")
+    options = import_options(
+        tmp_path / "imported",
+        emulator_transport,
+        admin_api_key,
+        selection=Selection(("orchard",)),
+        owner="user:admin-user",
+    )
+    options.from_file = file
+    lines = "\n".join((await do_import(options)).lines())
+    assert "device state not imported: `mac_state`" in lines
+    assert "device state not imported: `pending_mac_state`" in lines
+
+
 CSV_DEVICES = [
     {
         "id": "csv-otaa-1",

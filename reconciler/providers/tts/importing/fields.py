@@ -102,9 +102,22 @@ def live_read_paths() -> tuple[str, ...]:
     return tuple(sorted(p for p in paths if devices.get_servers(p)))
 
 
+@cache
+def slot_ancestors() -> frozenset[str]:
+    """Paths of the messages that hold a manifest path (`mac_settings`, `root_keys`, ...)."""
+    return frozenset(
+        ".".join(parts[:end])
+        for parts in (path.split(".") for path in device_slots())
+        for end in range(1, len(parts))
+    )
+
+
 def leaves(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """(path, raw value) for each field of an EndDevice JSON object, descending into messages
-    down to the manifest's paths; maps, lists and unknown fields are leaves."""
+    down to the manifest's paths; maps, lists and unknown fields are leaves. An empty message
+    is a leaf unless it holds manifest paths (which it sets to nothing, as the manifest's
+    absent keys do): it can be a setting by itself (a oneof's `{"always": {}}`), and a message
+    walked into yields nothing to report."""
     slots = device_slots()
     for name, raw in data.items():
         path = prefix + name
@@ -119,6 +132,7 @@ def leaves(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any
             and not ftype.repeated
             and isinstance(raw, Mapping)
             and path not in slots
+            and (raw or path in slot_ancestors())
         ):
             yield from leaves(raw, path + ".")
         else:
