@@ -951,6 +951,8 @@ def drift(
         limits=_limits(timeout, deadline),
         freeze_live_state=True,  # one run per process
     )
+    # drift takes no lease: another apply writing now would show as drift, so it says so.
+    options.look_for_leases = True
     run = _make_plan(options)
     if output_format == "json":
         stdout.print(run.plan.dumps(), markup=False, highlight=False, end="")

@@ -72,8 +72,8 @@ class RunOptions:
     lock_timeout: float = 0.0
     lease_ttl: float = DEFAULT_TTL
     lease_poll: float = 5.0
-    # `plan` and `apply --no-lock` take no lease: they look for another run's lease instead
-    # and warn (a plan read while an apply writes may show its half-done work).
+    # `plan`, `drift` and `apply --no-lock` take no lease: they look for another run's lease
+    # instead and warn (a state read while an apply writes may show its half-done work).
     look_for_leases: bool = False
     # One run per process (the CLI's plan, apply and drift): once read, the live state lives
     # until the process exits, so it is moved out of the garbage collector's sight as the CLI
@@ -306,9 +306,9 @@ async def lease_warnings(session: Session) -> list[str]:
             why = lease.abandoned(now)
             if why is None:
                 warnings.append(
-                    f"another apply is running on {name}: {lease.describe()}. This plan was "
-                    "read while it writes: it may show that run's half-done changes and be out "
-                    "of date once it ends (plan again then)"
+                    f"another apply is running on {name}: {lease.describe()}. The live state "
+                    "was read while it writes: it may show that run's half-done changes and be "
+                    "out of date once it ends (read it again then)"
                 )
             else:
                 warnings.append(

@@ -4,6 +4,7 @@ apply prints, `--lock-timeout`, `force-unlock`, and Ctrl-C releasing the lease."
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import subprocess
@@ -80,10 +81,14 @@ def test_refusal_lock_timeout_and_force_unlock(
     assert re.search(
         r"Warning: another apply is running on site-a: \S+@\S+ \(pid \d+\) .*\(lease id "
         + lease_id
-        + r"\) on device reconciler-lease in application field-sensors\. This plan was read "
-        r"while it writes: it may show that run's half-done changes",
+        + r"\) on device reconciler-lease in application field-sensors\. The live state was "
+        r"read while it writes: it may show that run's half-done changes",
         " ".join(out.split()),
     ), out
+    # drift too (that apply's half-done work would read as drift), leaving the lease held.
+    (warning,) = json.loads(cli("drift", "manifests", "--format", "json"))["warnings"]
+    assert warning.startswith("another apply is running on site-a: ")
+    assert f"(lease id {lease_id})" in warning and "half-done changes" in warning
     out = cli("apply", "manifests", "--auto-approve", "--no-lock")
     assert "Nothing to apply." in out and f"(lease id {lease_id})" in out
     devices = tree / "devices.yaml"
