@@ -89,6 +89,8 @@ def test_refusal_lock_timeout_and_force_unlock(
     (warning,) = json.loads(cli("drift", "manifests", "--format", "json"))["warnings"]
     assert warning.startswith("another apply is running on site-a: ")
     assert f"(lease id {lease_id})" in warning and "half-done changes" in warning
+    out = " ".join(cli("drift", "manifests").split())
+    assert f"Warning: {' '.join(warning.split())}" in out and "In sync:" in out
     out = cli("apply", "manifests", "--auto-approve", "--no-lock")
     assert "Nothing to apply." in out and f"(lease id {lease_id})" in out
     devices = tree / "devices.yaml"
