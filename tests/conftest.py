@@ -11,6 +11,7 @@ emulator is being written.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import queue
 import socket
@@ -19,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,32 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+class HoldLaterRequests:
+    """ASGI wrapper around a served emulator for the interrupt tests: the first request that
+    `held` matches is answered, the later ones wait until the test sets `release`. So a signal
+    sent once `first_answered` is set lands while the run still has work in flight, however
+    loaded the machine (polling a counter and signalling raced with a run that had already
+    finished)."""
+
+    def __init__(self, app: Any, held: Callable[[str, str], bool]) -> None:
+        self.app = app
+        self.held = held  # (method, path) -> whether the request is one to hold
+        self.first_answered = threading.Event()
+        self.release = threading.Event()
+        self._seen = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.held(scope["method"], scope["path"]):
+            self._seen += 1
+            if self._seen > 1:
+                while not self.release.is_set():
+                    await asyncio.sleep(0.01)
+            await self.app(scope, receive, send)
+            self.first_answered.set()
+            return
+        await self.app(scope, receive, send)
 
 
 @contextlib.contextmanager

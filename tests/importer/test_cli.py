@@ -9,14 +9,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ServedEmulator, build_emulator_app, serve_in_thread
+from tests.conftest import (
+    HoldLaterRequests,
+    ServedEmulator,
+    build_emulator_app,
+    serve_in_thread,
+)
 from tests.emulator.support import ADMIN_USER, expect_ok, make_api_key
 from tests.importer.support import (
     PUBSUB_PASSWORD,
@@ -179,8 +183,13 @@ def test_unknown_application_and_key_without_rights(served: ServedEmulator, tmp_
 
 def test_interrupt_leaves_no_output(tmp_path: Path) -> None:
     api_key = make_api_key()
-    app = build_emulator_app(api_key)
-    with serve_in_thread(app) as root_url:
+    # The Join Server reads after the first wait until the interrupt has been sent, so it
+    # lands while the import is reading, however loaded the machine.
+    gate = HoldLaterRequests(
+        build_emulator_app(api_key),
+        lambda method, path: method == "GET" and path.startswith("/api/v3/js/applications/"),
+    )
+    with serve_in_thread(gate) as root_url:
         served = ServedEmulator(root_url=root_url, api_key=api_key, user_id=ADMIN_USER)
 
         async def seed() -> None:
@@ -195,8 +204,6 @@ def test_interrupt_leaves_no_output(tmp_path: Path) -> None:
                 )
                 for index in range(1, 41):
                     await register(client, "slow", plain_otaa(index))
-                config = f"{root_url}/_emulator/config"
-                expect_ok(await client.put(config, json={"latency_ms": 100}))
 
         asyncio.run(seed())
         process = subprocess.Popen(
@@ -218,21 +225,14 @@ def test_interrupt_leaves_no_output(tmp_path: Path) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        # Interrupt once the import is reading devices (the Join Server GETs have begun).
-        admin = httpx.Client(headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
-        stats = f"{root_url}/_emulator/stats"
-        with admin:
-            admin.delete(stats)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                rpcs = admin.get(stats).json().get("rpcs") or {}
-                if any("JsEndDeviceRegistry" in rpc for rpc in rpcs):
-                    break
-                assert process.poll() is None, process.communicate()
-                time.sleep(0.1)
-        assert process.poll() is None, process.communicate()
-        os.kill(process.pid, signal.SIGINT)
-        _, stderr = process.communicate(timeout=30)
+        try:
+            if not gate.first_answered.wait(60):
+                raise AssertionError(process.communicate(timeout=30))
+            assert process.poll() is None, process.communicate()
+            os.kill(process.pid, signal.SIGINT)
+            _, stderr = process.communicate(timeout=30)
+        finally:
+            gate.release.set()
     assert process.returncode == 130, stderr
     assert "interrupted: nothing was written" in stderr
     assert "Traceback" not in stderr

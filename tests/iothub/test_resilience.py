@@ -4,7 +4,6 @@ plan empty."""
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import signal
 import subprocess
@@ -13,12 +12,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import serve_in_thread
+from tests.conftest import HoldLaterRequests, serve_in_thread
 from tests.iothub.support import DEVICES, HUB, HubEngine, changes, connection_string, new_key
 from tests.iothub.support import write_manifests as write
 from tests.iothub_emulator.conftest import build_app
@@ -81,34 +79,13 @@ async def test_throttled_requests_are_retried_with_backoff(
     assert len(await hub_ids(owner)) == 405
 
 
-class HoldLaterBulks:
-    """ASGI wrapper around the served hub: the first bulk registry request is answered, the
-    later ones wait until the test releases them. So the interrupt lands while the apply still
-    has work in flight, however loaded the machine (polling a counter and signalling raced with
-    an apply that had already finished)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.first_answered = threading.Event()
-        self.release = threading.Event()
-        self._bulks = 0
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/devices":
-            self._bulks += 1
-            if self._bulks > 1:
-                while not self.release.is_set():
-                    await asyncio.sleep(0.01)
-            await self.app(scope, receive, send)
-            self.first_answered.set()
-            return
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture
-def held_hub() -> Iterator[tuple[str, str, HoldLaterBulks]]:
+def held_hub() -> Iterator[tuple[str, str, HoldLaterRequests]]:
+    """The served hub with its bulk registry requests after the first held."""
     key = new_key()
-    gate = HoldLaterBulks(build_app(key, latency_ms=30))
+    gate = HoldLaterRequests(
+        build_app(key, latency_ms=30), lambda method, path: (method, path) == ("POST", "/devices")
+    )
     with serve_in_thread(gate) as root_url:
         try:
             yield root_url, key, gate
@@ -174,7 +151,7 @@ def _stderr_until(process: subprocess.Popen[str], prefix: str, timeout: float) -
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
 def test_an_interrupted_apply_converges_on_the_next_run(
-    tmp_path: Path, held_hub: tuple[str, str, HoldLaterBulks], how: signal.Signals
+    tmp_path: Path, held_hub: tuple[str, str, HoldLaterRequests], how: signal.Signals
 ) -> None:
     root_url, key, gate = held_hub
     tree = fleet_tree(tmp_path, 120)  # two bulk requests: one answered, one held
