@@ -90,7 +90,8 @@ def test_import_validate_and_plan_only_adoptions(
     env = hub_env(root_url, key)
     result = run(tmp_path, env, "import", "--iothub", "--out", "hub", "--with-secrets")
     assert "imported 2 devices, 1 module into hub" in result.stdout
-    assert (tmp_path / "hub" / "secrets" / "leaf-1.primaryKey").read_text().strip() == device_key
+    secrets_csv = (tmp_path / "hub" / "devices.secrets.csv").read_text()
+    assert f"leaf-1;{device_key};" in secrets_csv  # the fleet device's keys, in one file
     validated = run(tmp_path, env, "validate", "hub")
     assert "2 iothub devices, 1 iothub module" in validated.stdout
     plan = run(tmp_path, env, "plan", "hub", "--detailed-exitcode", expect=2)

@@ -22,6 +22,7 @@ from reconciler.manifest.common import closest
 from reconciler.manifest.documents import CsvRow, CsvTable, Document
 from reconciler.manifest.extensions import ResolveContext, Validated
 from reconciler.manifest.files import ManifestTree
+from reconciler.manifest.fleet_secrets import FleetSecrets
 from reconciler.manifest.secrets import SecretContext, SecretError, resolve, resolve_text
 from reconciler.providers.iothub import models as m
 from reconciler.providers.iothub import rules
@@ -303,6 +304,7 @@ CSV_PLAIN_COLUMNS = (
     "secondaryThumbprint",
 )
 CSV_KEY_COLUMNS = ("primaryKey", "secondaryKey")
+SECRETS_CSV_COLUMNS = ("id", *CSV_KEY_COLUMNS)
 CSV_PREFIXES = ("tags.", "properties.desired.")
 
 
@@ -329,9 +331,12 @@ def _set_nested(target: dict[str, Any], path: list[str], value: Any) -> None:
 
 
 def parse_csv_row(
-    values: Mapping[str, str], context: SecretContext
+    values: Mapping[str, str],
+    context: SecretContext,
+    secret_keys: Mapping[str, Secret] | None = None,
 ) -> tuple[Settings, str | None, str | None, list[tuple[str, str]]]:
-    """(settings, device id, parent, [(column, problem)]) of one fleet row."""
+    """(settings, device id, parent, [(column, problem)]) of one fleet row; `secret_keys` are
+    its keys from the fleet's secrets CSV (the row then has no key cells of its own)."""
     settings: Settings = {}
     errors: list[tuple[str, str]] = []
     device_id = values.get("id")
@@ -365,7 +370,7 @@ def parse_csv_row(
             errors.append(("capabilities.iotEdge", "capabilities.iotEdge must be true or false"))
         else:
             settings["capabilities.iotEdge"] = edge.lower() == "true"
-    auth = _csv_authentication(values, context, errors)
+    auth = _csv_authentication(values, context, errors, secret_keys or {})
     if auth is not None:
         settings["authentication"] = auth
     for prefix, key in (("tags.", "tags"), ("properties.desired.", "properties.desired")):
@@ -383,30 +388,39 @@ def parse_csv_row(
     return settings, device_id, parent, errors
 
 
+def resolve_key(text: str, context: SecretContext) -> Secret:
+    """A symmetric key from a CSV cell (inline or a reference); ValueError says what is wrong
+    with it (never the key)."""
+    secret = resolve(text, context)
+    problem = rules.key_problem(secret.reveal())
+    if problem:
+        raise ValueError(f"the symmetric key from {secret.source} {problem}")
+    return secret
+
+
 def _csv_authentication(
-    values: Mapping[str, str], context: SecretContext, errors: list[tuple[str, str]]
+    values: Mapping[str, str],
+    context: SecretContext,
+    errors: list[tuple[str, str]],
+    secret_keys: Mapping[str, Secret],
 ) -> m.Authentication | None:
     kind = values.get("authentication.type")
     keys = {c: values[c] for c in CSV_KEY_COLUMNS if c in values}
     thumbs = {c: values[c] for c in ("primaryThumbprint", "secondaryThumbprint") if c in values}
-    if kind is None and not keys and not thumbs:
+    if kind is None and not keys and not thumbs and not secret_keys:
         return None
     if kind is None:
-        kind = "sas" if keys else "selfSigned"
+        kind = "sas" if keys or secret_keys else "selfSigned"
     data: dict[str, Any] = {"type": kind}
-    if keys:
+    if secret_keys:
+        data["symmetricKey"] = dict(secret_keys)
+    elif keys:
         secrets: dict[str, Secret] = {}
         for column, text in keys.items():
             try:
-                secret = resolve(text, context)
-            except SecretError as error:
+                secrets[column] = resolve_key(text, context)
+            except ValueError as error:  # SecretError included
                 errors.append((column, str(error)))
-                continue
-            problem = rules.key_problem(secret.reveal())
-            if problem:
-                errors.append((column, f"the symmetric key from {secret.source} {problem}"))
-                continue
-            secrets[column] = secret
         if len(secrets) != len(keys):
             return None
         data["symmetricKey"] = secrets
@@ -606,6 +620,10 @@ class IotHubKinds:
         fleet = item.model
         assert isinstance(fleet, m.IotHubFleet)
         base = self._layers(item, hub, fleet.hub, fleet.profile, run)
+        secrets = None
+        if fleet.secrets_csv is not None:
+            secrets = FleetSecrets(run, SECRETS_CSV_COLUMNS, _secrets_row_id, "row has no `id`")
+            secrets.read(item, "secrets_csv", fleet.secrets_csv)
         for index, name in enumerate(fleet.csv):
             table = run.read_table(item, ["csv", index], name)
             if table is None or base is None:
@@ -614,7 +632,61 @@ class IotHubKinds:
                 continue
             context = run.secret_context(item.document.file, f"csv:{table.file}")
             for row in table.rows:
-                self._row(table, row, base, context, fleet.profile, run, registry)
+                keys = self._secret_keys(item, table, row, secrets, run)
+                if keys is not None:
+                    self._row(table, row, base, context, fleet.profile, run, registry, keys)
+        if secrets is not None and base is not None:
+            for device_id, unused in secrets.unused():
+                run.error(
+                    unused.table.locate(unused.row, "id"),
+                    f"secrets for device `{device_id}`, which is not in the fleet's CSV files",
+                    "unknown-device",
+                )
+
+    def _secret_keys(
+        self,
+        item: Validated,
+        table: CsvTable,
+        row: CsvRow,
+        secrets: FleetSecrets | None,
+        run: ResolveContext,
+    ) -> _RowKeys | None:
+        """The row's keys from the fleet's secrets CSV ({} for none), or None when they are
+        wrong (reported). The secrets row is taken by the id cell alone, so a row with other
+        problems does not make its secrets look unused."""
+        device_id = row.values.get("id")
+        joined = secrets.take(device_id) if secrets is not None and device_id else None
+        if joined is None:
+            return _RowKeys({}, secrets is not None)
+        cells = {c: joined.row.values[c] for c in CSV_KEY_COLUMNS if joined.row.values.get(c)}
+        if not cells:
+            return _RowKeys({}, False)  # an id-only row: the keys are left to the hub
+        own = [c for c in CSV_KEY_COLUMNS if c in row.values]
+        if own:
+            run.error(
+                table.locate(row, own[0]),
+                f"device `{device_id}` has keys both in this row and in the secrets CSV (at "
+                f"{joined.table.locate(joined.row)}): keep them in one place",
+                "duplicate-secrets",
+            )
+            return None
+        missing = [c for c in CSV_KEY_COLUMNS if c not in cells]
+        if missing:
+            run.error(
+                joined.table.locate(joined.row, missing[0]),
+                f"device `{device_id}`: `{missing[0]}` is empty: give both keys, or neither "
+                "(the hub keeps or generates its own)",
+                "invalid-csv-cell",
+            )
+            return None
+        context = run.secret_context(item.document.file, f"file:{joined.table.file}")
+        keys: dict[str, Secret] = {}
+        for column, text in cells.items():
+            try:
+                keys[column] = resolve_key(text, context)
+            except ValueError as error:  # SecretError included
+                run.error(joined.table.locate(joined.row, column), str(error), "invalid-csv-cell")
+        return _RowKeys(keys, False) if len(keys) == len(cells) else None
 
     def _check_header(self, table: CsvTable, run: ResolveContext) -> bool:
         if "id" not in table.header:
@@ -654,8 +726,9 @@ class IotHubKinds:
         profile: str | None,
         run: ResolveContext,
         registry: _Devices,
+        keys: _RowKeys,
     ) -> None:
-        own, device_id, parent, errors = parse_csv_row(row.values, context)
+        own, device_id, parent, errors = parse_csv_row(row.values, context, keys.keys)
         for column, message in errors:
             run.error(table.locate(row, column), message, "invalid-csv-cell")
         if errors:
@@ -664,12 +737,43 @@ class IotHubKinds:
             run.error(table.locate(row), "row has no `id`", "csv-row")
             return
         fields = to_fields(merge_settings(base, own))
+        if (
+            keys.row_missing
+            and fields.get("authentication.type") == "sas"
+            and "authentication.symmetricKey.primaryKey" not in fields
+        ):
+            run.error(
+                table.locate(row, "id"),
+                f"device `{device_id}` authenticates with sas and has no row in the fleet's "
+                "secrets_csv: add its keys there (a row with empty key cells leaves them to "
+                "the hub)",
+                "missing-secrets",
+            )
+            return
         if parent is not None:
             fields["parent"] = parent
         registry.add(
             HubDevice(device_id, fields, table.locate(row), [], profile),
             lambda key: table.locate(row, key if key in row.values else "id"),
         )
+
+
+@dataclass(frozen=True)
+class _RowKeys:
+    """A fleet row's keys from the fleet's secrets CSV."""
+
+    keys: dict[str, Secret]
+    row_missing: bool  # the fleet has a secrets CSV, without a row for this device
+
+
+def _secrets_row_id(values: Mapping[str, str]) -> tuple[str | None, tuple[str, str] | None]:
+    text = values.get("id")
+    if not text:
+        return None, None
+    if not rules.DEVICE_ID.fullmatch(text):
+        # Not quoted: read with the wrong separator, the id cell holds the whole row (keys).
+        return None, ("id", f"the id is not a valid device id: {rules.ID_RULE}")
+    return text, None
 
 
 class _Devices:

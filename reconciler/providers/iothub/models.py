@@ -213,12 +213,18 @@ class IotHubFleet(ManifestModel):
     """Many devices from CSV: `id` plus `status`, `statusReason`, `authentication.type`,
     `iotEdge`, `parent`, `primaryKey`/`secondaryKey` (references such as `env:NAME`),
     `primaryThumbprint`/`secondaryThumbprint`, and `tags.<key>` / `properties.desired.<key>`
-    columns."""
+    columns. `secrets_csv` holds the SAS keys by device `id` (`id;primaryKey;secondaryKey`)."""
 
     kind: Literal["IotHubFleet"]
     hub: str | None = None
     profile: str | None = None
     csv: FileList = Field(description="CSV file(s), relative to this manifest.")
+    secrets_csv: FileList | None = Field(
+        default=None,
+        description="CSV file(s) with columns `id`, `primaryKey`, `secondaryKey`: the keys of "
+        "the fleet's sas devices, one row each (keep out of git); a row with empty key cells "
+        "leaves the device's keys to the hub.",
+    )
 
 
 def _connection_reference(value: object) -> object:

@@ -5,10 +5,12 @@ capability and the authentication type most devices share), `devices.csv` (an Io
 the devices its columns can express) and `devices.yaml` (the fleet document and, as
 IotHubDevice documents, the devices the CSV cannot hold: those with modules, lists or values a
 CSV cell would read back differently). With secrets asked for, symmetric keys go to
-git-ignored `secrets/` files the manifests reference; without, they stay on the hub and are
-not declared (the plan then leaves them alone; a new hub generates its own). X.509
-thumbprints are fingerprints of public certificates, not secrets: they are written inline, as
-the manifest language takes them. What the language cannot hold is reported.
+git-ignored files: the fleet's in one `devices.secrets.csv` (its `secrets_csv`), those of the
+YAML devices and of modules in `secrets/` files their documents reference; without, they
+stay on the hub and are not declared (the plan then leaves them alone; a new hub generates
+its own). X.509 thumbprints are fingerprints of public certificates, not secrets: they are
+written inline, as the manifest language takes them. What the language cannot hold is
+reported.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from reconciler.providers.iothub.models import DEFAULT_CONNECTION_ENV, DEFAULT_O
 HEADER = "# Written by `reconciler import`; edit freely.\n"
 SECRETS_DIR = "secrets/"
 FLEET_CSV = "devices.csv"
+FLEET_SECRETS_CSV = "devices.secrets.csv"
 KEY_NAMES = ("primaryKey", "secondaryKey")
 THUMBPRINT_NAMES = ("primaryThumbprint", "secondaryThumbprint")
 # A fleet CSV has a column per twin key path any of its devices uses: devices with keys of
@@ -84,7 +87,9 @@ class _Builder:
         self.options = options
         self.report: ImportReport = snapshot.report
         self.tree = OutputTree()
-        self.tree.ignore(SECRETS_DIR)
+        for pattern in ("*.secrets.csv", SECRETS_DIR):
+            self.tree.ignore(pattern)
+        self.key_files: dict[str, str] = {}  # secrets/ path -> key, written unless in the CSV
         self.edge_of_scope: dict[str, str] = {}
         for device in snapshot.devices:
             scope = device.twin.get("deviceScope")
@@ -110,8 +115,15 @@ class _Builder:
         fleet = _bounded_fleet(devices)
         documents: list[dict[str, Any]] = []
         if fleet:
+            secret_rows = self._fleet_secrets(fleet)
             self.tree.add(FLEET_CSV, self._fleet_csv(fleet))
-            documents.append({"kind": "IotHubFleet", "csv": FLEET_CSV})
+            fleet_doc: dict[str, Any] = {"kind": "IotHubFleet", "csv": FLEET_CSV}
+            if secret_rows:
+                self.tree.add(FLEET_SECRETS_CSV, csv_text(["id", *KEY_NAMES], secret_rows))
+                fleet_doc["secrets_csv"] = FLEET_SECRETS_CSV
+            documents.append(fleet_doc)
+        for path, key in self.key_files.items():
+            self.tree.add(path, key + "\n")
         for device in devices:
             if device.flat is None:
                 documents.append({"kind": "IotHubDevice", **device.doc})
@@ -215,7 +227,8 @@ class _Builder:
         if kind == "sas" and not self.options.with_secrets:
             self.report.add(
                 "symmetric keys (they stay on the hub, undeclared; a new hub generates its "
-                "own; --with-secrets writes them to git-ignored secrets/ files)",
+                "own; --with-secrets writes them to git-ignored devices.secrets.csv and "
+                "secrets/ files)",
                 record.label,
             )
         elif kind == "sas":
@@ -229,7 +242,7 @@ class _Builder:
                 auth["symmetricKey"] = {}
                 for name, value in zip(KEY_NAMES, keys, strict=True):
                     path = secret_file(record, name)
-                    self.tree.add(path, value + "\n")
+                    self.key_files[path] = value
                     auth["symmetricKey"][name] = {"file": path}
         elif kind == "selfSigned":
             thumbs = record.twin.get("x509Thumbprint")
@@ -298,6 +311,22 @@ class _Builder:
             yield name, document
 
     # -- the fleet CSV ------------------------------------------------------------------------
+
+    def _fleet_secrets(self, fleet: list[_Device]) -> list[list[str]]:
+        """The rows of the fleet's secrets CSV: the keys of its sas devices move there from
+        their `secrets/` files (and their key columns leave the fleet CSV)."""
+        rows: list[list[str]] = []
+        if not self.options.with_secrets:
+            return rows
+        for device in fleet:
+            assert device.flat is not None
+            references = [device.flat.pop(name, None) for name in KEY_NAMES]
+            if device.flat.get("authentication.type") == "sas" or any(references):
+                keys = [
+                    self.key_files.pop(secret_file(device.record, name), "") for name in KEY_NAMES
+                ]
+                rows.append([device.record.device_id, *keys])
+        return rows
 
     def _fleet_csv(self, fleet: list[_Device]) -> str:
         used: set[str] = set()

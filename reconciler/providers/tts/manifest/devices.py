@@ -230,7 +230,7 @@ CSV_COLUMNS: dict[str, Column] = {
 }
 # TTS CSV columns that carry device state (frame counters), not configuration: ignored.
 CSV_STATE_COLUMNS = frozenset({"last_f_cnt_up", "last_n_f_cnt_down", "last_a_f_cnt_down"})
-CSV_SECRETS_COLUMNS = frozenset({"id", "dev_eui", *SECRET_KEYS})
+CSV_SECRETS_COLUMNS = ("id", "dev_eui", *sorted(SECRET_KEYS))
 
 
 def csv_device_id(values: Mapping[str, str]) -> str | None:

@@ -21,6 +21,7 @@ from reconciler.diagnostics import Location
 from reconciler.manifest.common import closest
 from reconciler.manifest.documents import CsvRow, CsvTable, Document, YamlPath
 from reconciler.manifest.extensions import ResolveContext, Validated
+from reconciler.manifest.fleet_secrets import FleetSecrets
 from reconciler.manifest.secrets import SecretContext, SecretError
 from reconciler.providers.tts import rights as r
 from reconciler.providers.tts.kinds import LEASE_DEVICE_ID, PROVIDER
@@ -688,16 +689,17 @@ class _Resolution:
         assert isinstance(fleet, m.Fleet)
         layers = self.layers_for(item, fleet.application, fleet.profile, applications)
         base_dir = Path(item.document.file).parent
-        secrets: dict[str, tuple[CsvTable, CsvRow]] = {}
-        for index, name in enumerate(fleet.secrets_csv or []):
-            table = self.run.read_table(item, ["secrets_csv", index], name)
-            if table is not None:
-                self.index_secrets(table, secrets)
+        secrets = FleetSecrets(
+            self.run,
+            dev.CSV_SECRETS_COLUMNS,
+            dev.csv_row_device_id,
+            "row has neither `id` nor `dev_eui`",
+        )
+        secrets.read(item, "secrets_csv", fleet.secrets_csv)
         if layers is None:
             return
         base, where = layers
         where = where.replace("the device", "the CSV row")
-        used: set[str] = set()
         for index, name in enumerate(fleet.csv):
             table = self.run.read_table(item, ["csv", index], name)
             if table is None:
@@ -705,14 +707,13 @@ class _Resolution:
             self.check_fleet_header(table)
             context = SecretContext(self.environ, base_dir, f"csv:{table.file}", self.tree)
             for row in table.rows:
-                self.resolve_row(fleet, table, row, context, base, where, secrets, used, devices)
-        for device_id, (table, row) in secrets.items():
-            if device_id not in used:
-                self.warn(
-                    table.locate(row, "id"),
-                    f"secrets for device `{device_id}`, which is not in the fleet's CSV files",
-                    "unused-secrets",
-                )
+                self.resolve_row(fleet, table, row, context, base, where, secrets, devices)
+        for device_id, unused in secrets.unused():
+            self.warn(
+                unused.table.locate(unused.row, "id"),
+                f"secrets for device `{device_id}`, which is not in the fleet's CSV files",
+                "unused-secrets",
+            )
 
     def check_fleet_header(self, table: CsvTable) -> None:
         known = [c for c in table.header if c in dev.CSV_COLUMNS]
@@ -747,36 +748,6 @@ class _Resolution:
                 "inline-secret",
             )
 
-    def index_secrets(self, table: CsvTable, secrets: dict[str, tuple[CsvTable, CsvRow]]) -> None:
-        for index, column in enumerate(table.header, start=1):
-            if column and column not in dev.CSV_SECRETS_COLUMNS:
-                # Not quoted: without a header line, the "header" is a device's keys.
-                self.error(
-                    Location(table.file, table.header_line, index),
-                    f"column {index} of the header is not allowed in a secrets CSV (allowed: "
-                    "id, dev_eui, " + ", ".join(sorted(dev.SECRET_KEYS)) + "; is the header "
-                    "line missing?)",
-                    "csv-column",
-                )
-        for row in table.rows:
-            device_id, problem = dev.csv_row_device_id(row.values)
-            if device_id is None:
-                if problem is None:
-                    self.error(table.locate(row), "row has neither `id` nor `dev_eui`", "csv-row")
-                else:
-                    self.error(table.locate(row, problem[0]), problem[1], "csv-row")
-                continue
-            if device_id in secrets:
-                first_table, first_row = secrets[device_id]
-                self.error(
-                    table.locate(row, "id"),
-                    f"duplicate secrets for device `{device_id}` "
-                    f"(first at {first_table.locate(first_row)})",
-                    "duplicate-id",
-                )
-                continue
-            secrets[device_id] = (table, row)
-
     def resolve_row(
         self,
         fleet: m.Fleet,
@@ -785,8 +756,7 @@ class _Resolution:
         context: SecretContext,
         base: dev.Settings,
         where: str,
-        secrets: dict[str, tuple[CsvTable, CsvRow]],
-        used: set[str],
+        secrets: FleetSecrets,
         devices: _DeviceRegistry,
     ) -> None:
         own, errors = dev.parse_csv_row(row.values, context)
@@ -797,10 +767,9 @@ class _Resolution:
             if not errors:
                 self.error(table.locate(row), "row has neither `id` nor `dev_eui`", "csv-row")
             return
-        joined = secrets.get(device_id)
+        joined = secrets.take(device_id)
         if joined is not None:
-            used.add(device_id)
-            secret_table, secret_row = joined
+            secret_table, secret_row = joined.table, joined.row
             secret_context = SecretContext(
                 self.environ, context.base_dir, f"file:{secret_table.file}", self.tree
             )
