@@ -131,7 +131,9 @@ async def test_import_writes_one_secrets_csv_and_round_trips(
             "deviceId": device_id,
             "authentication": {
                 "type": "sas",
-                "symmetricKey": dict(zip(("primaryKey", "secondaryKey"), keys[device_id])),
+                "symmetricKey": dict(
+                    zip(("primaryKey", "secondaryKey"), keys[device_id], strict=True)
+                ),
             },
         }
         assert (await owner.put(f"/devices/{device_id}", json=body)).status_code == 200
