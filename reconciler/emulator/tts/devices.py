@@ -128,7 +128,12 @@ def _euis_taken(call: Call, device: dict[str, Any]) -> None:
 
 def _remove(call: Call, key: str) -> dict[str, Any] | None:
     """Delete an Identity Server device record and free its EUI pair."""
-    table = call.store.is_devices
+    return remove_device(call, call.store.is_devices, key)
+
+
+def remove_device(call: Call, table: Table, key: str) -> dict[str, Any] | None:
+    """Delete a device record from any registry's `table` and free its EUI pair in the
+    table's index."""
     device: dict[str, Any] | None = table.delete(key)
     if device is not None:
         pair = eui_pair(device)

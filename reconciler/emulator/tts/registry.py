@@ -17,7 +17,7 @@ from reconciler.emulator.tts.common import (
     require_app,
     validate_masked,
 )
-from reconciler.emulator.tts.devices import device_key, eui_index, eui_pair
+from reconciler.emulator.tts.devices import device_key, eui_index, eui_pair, remove_device
 from reconciler.emulator.tts.events import device_identifiers, paths_data, publish_batch_delete
 from reconciler.emulator.tts.fieldmask import check_allowed, check_non_zero
 from reconciler.emulator.tts.validate import validate_request
@@ -203,14 +203,7 @@ class DeviceRegistry:
     # --- Delete ------------------------------------------------------------------------------
 
     def _remove(self, call: Call, key: str) -> dict[str, Any] | None:
-        table = self.table(call)
-        device: dict[str, Any] | None = table.delete(key)
-        if device is not None:
-            pair = eui_pair(device)
-            index = eui_index(call, table)
-            if pair is not None and index.get(pair) == key:
-                del index[pair]
-        return device
+        return remove_device(call, self.table(call), key)
 
     def delete(self, call: Call) -> dict[str, Any]:
         app_id, dev_id = call.params["app"], call.params["dev"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,17 +115,24 @@ class _Builder:
         self.tree.add(REPORT_FILE, self.report.text())
         return self.tree
 
+    def entity_fields(
+        self, doc: dict[str, Any], paths: Iterable[str], fields: Mapping[str, Any], entity_id: str
+    ) -> None:
+        """Write into `doc` the `paths` of an entity's `fields` that hold something; its
+        attributes go through `attributes`, which reports those a manifest cannot hold."""
+        for path in paths:
+            value = fields.get(path)
+            if path == "attributes":
+                value = self.attributes(value or {}, entity_id)
+            if value not in (None, "", [], {}, False):
+                doc[path] = value
+
     # -- applications ------------------------------------------------------------------------
 
     def application(self, app: r.ApplicationRecord) -> None:
         base = f"applications/{app.application_id}"
         doc: dict[str, Any] = {"kind": "Application", "id": app.application_id}
-        for path in r.APPLICATION_PATHS:
-            value = app.fields.get(path)
-            if path == "attributes":
-                value = self.attributes(value or {}, app.application_id)
-            if value:
-                doc[path] = value
+        self.entity_fields(doc, r.APPLICATION_PATHS, app.fields, app.application_id)
         if app.owner_organization:
             doc["owner"] = {"organization": app.owner_organization}
         if app.link:
@@ -426,12 +433,7 @@ class _Builder:
         doc: dict[str, Any] = {"kind": "Gateway", "id": gateway.gateway_id}
         if "ids.eui" in fields:
             doc["eui"] = fields["ids.eui"]
-        for path in r.GATEWAY_PATHS:
-            value = fields.get(path)
-            if path == "attributes":
-                value = self.attributes(value or {}, gateway.gateway_id)
-            if value not in (None, "", [], {}, False):
-                doc[path] = value
+        self.entity_fields(doc, r.GATEWAY_PATHS, fields, gateway.gateway_id)
         if "location" in fields:
             doc["location"] = {"latitude": 0.0, "longitude": 0.0, **fields["location"]}
         for contact in r.CONTACTS:
@@ -448,12 +450,7 @@ class _Builder:
 
     def organization(self, org: r.OrganizationRecord) -> dict[str, Any]:
         doc: dict[str, Any] = {"kind": "Organization", "id": org.organization_id}
-        for path in r.ORGANIZATION_PATHS:
-            value = org.fields.get(path)
-            if path == "attributes":
-                value = self.attributes(value or {}, org.organization_id)
-            if value:
-                doc[path] = value
+        self.entity_fields(doc, r.ORGANIZATION_PATHS, org.fields, org.organization_id)
         stack_owner = self.options.owner
         if org.owner_user and ("user", org.owner_user) != stack_owner:
             doc["owner"] = {"user": org.owner_user}
