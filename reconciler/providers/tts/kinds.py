@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from reconciler.resources import ResourceKey
 
 PROVIDER = "tts"
 
+# The kinds in creation order; deletes run in reverse (the Identity Server refuses to delete
+# an application that still has devices). Organizations come first: applications and gateways
+# may be created under one; API keys and collaborators need the entity they belong to.
 ResourceKind = Literal[
     "organization",
     "application",
@@ -22,22 +25,7 @@ ResourceKind = Literal[
     "api_key",
     "collaborator",
 ]
-# Creation order of kinds; deletes run in reverse (the Identity Server refuses to delete an
-# application that still has devices). Organizations come first: applications and gateways may
-# be created under one; API keys and collaborators need the entity they belong to.
-KIND_ORDER: tuple[ResourceKind, ...] = (
-    "organization",
-    "application",
-    "link",
-    "webhook",
-    "pubsub",
-    "package_default",
-    "device",
-    "package_association",
-    "gateway",
-    "api_key",
-    "collaborator",
-)
+KIND_ORDER: tuple[ResourceKind, ...] = get_args(ResourceKind)
 # The device in each owned application that records the apply lease (reconciler.lease): never
 # declared, planned, pruned or imported.
 LEASE_DEVICE_ID = "reconciler-lease"
