@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from reconciler.concurrency import gather_or_cancel
 from reconciler.diagnostics import ReconcilerError
 from reconciler.lease import Acquired, Lease, LeaseHolder
 from reconciler.manifest.project import Project
@@ -53,7 +54,6 @@ from reconciler.providers.tts.lease import TTSLease
 from reconciler.providers.tts.manifest.project import Target
 from reconciler.providers.tts.orphans import (
     HISTORY_IDLE_S,
-    REGISTRIES,
     history_events,
     history_request,
     last_states,
@@ -287,10 +287,13 @@ class TTSProvider(TTSDiffer):
         live = LiveState()
         semaphore = asyncio.Semaphore(self.parallelism)
         owned_apps: set[str] = set()
-        if prune:
-            owned_apps = await self._read_owned(desired, live, "application")
-            await self._read_owned(desired, live, "gateway")
-            await self._read_owned(desired, live, "organization")
+        if prune:  # the three listings at once: none needs another's answer
+            owned_apps = (
+                await gather_or_cancel(
+                    self._read_owned(desired, live, kind)
+                    for kind in ("application", "gateway", "organization")
+                )
+            )[0]
         app_ids = sorted(
             set(sorted(k.id for k in desired.resources if k.kind == "application")) | owned_apps
         )
@@ -356,17 +359,9 @@ class TTSProvider(TTSDiffer):
 
         workers = [asyncio.ensure_future(read_worker()) for _ in range(max(1, self.parallelism))]
         try:
-            await asyncio.gather(
-                *(
-                    bounded(self._read_link_and_webhooks(desired, live, a, prune))
-                    for a in existing_apps
-                )
-            )
-            declared: dict[str, list[str]] = {}
-            for key in desired.resources:
-                if key.kind == "device":
-                    declared.setdefault(application_of(key), []).append(key.id)
-            on_identity_server: dict[str, set[str]] = {}
+            declared: dict[str, list[DesiredResource]] = {}
+            for resource in desired.of_kind("device"):
+                declared.setdefault(application_of(resource.key), []).append(resource)
             # The associations of each device whose manifest lists them (one request each).
             associations: dict[tuple[str, ...], list[DesiredResource]] = {}
             listing_devices: list[DesiredResource] = []
@@ -387,13 +382,28 @@ class TTSProvider(TTSDiffer):
                             application_key(app_id) in live.owned,
                         )
                     )
-            for app_id in existing_apps:
-                seen = await self._list_devices(desired, live, app_id, prune, start)
+            # The devices of every application are read while its link and webhooks are.
+            listings = await gather_or_cancel(
+                [
+                    *(
+                        bounded(self._read_link_and_webhooks(desired, live, a, prune))
+                        for a in existing_apps
+                    ),
+                    *(
+                        self._read_devices(
+                            desired, live, app_id, declared.get(app_id, []), prune, start
+                        )
+                        for app_id in existing_apps
+                    ),
+                ]
+            )
+            on_identity_server: dict[str, set[str]] = {}
+            unlisted: list[LiveResource] = []
+            for app_id, (seen, app_unlisted) in zip(
+                existing_apps, listings[len(existing_apps) :], strict=True
+            ):
                 on_identity_server[app_id] = seen
-                # A declared device the Identity Server lacks may have records elsewhere: its
-                # creation must not build on them.
-                for device_id in sorted(set(declared.get(app_id, ())) - seen):
-                    start(self._probe_registries(app_id, device_id, REGISTRIES, live))
+                unlisted.extend(app_unlisted)
             for app_id, history in histories.items():
                 states = await history
                 for device_id, state in sorted(states.items()):
@@ -411,6 +421,9 @@ class TTSProvider(TTSDiffer):
             all_started = True
             more.set()
             await asyncio.gather(*workers)
+            for entry in unlisted:
+                if entry.records:
+                    live.resources[entry.key] = entry
         finally:
             for task in [*workers, *histories.values()]:  # on an error, leave nothing running
                 task.cancel()
@@ -448,21 +461,25 @@ class TTSProvider(TTSDiffer):
         """Look a device the Identity Server lacks up on `servers`; what is found becomes its
         live records (with `orphan`: an owned resource, pruned with --prune)."""
         key = device_key(app_id, device_id)
-        found: dict[Server, dict[str, Any]] = {}
+        probed = LiveResource(key)
+        await self._probe_into(probed, servers)
+        if not probed.records:
+            return
+        entry = live.resources.setdefault(key, LiveResource(key))
+        entry.records.update(probed.records)
+        if orphan:
+            entry.owned_because = orphan_reason(app_id, [s for s in servers if s in probed.records])
+            live.owned.add(key)
+
+    async def _probe_into(self, entry: LiveResource, servers: Sequence[Server]) -> None:
+        """The device's records on `servers` (its ids only) into `entry`, where they exist."""
+        app_id, device_id = entry.key.ids
         for server in servers:
             data = await self._get_optional(
                 server, f"/{server}/applications/{app_id}/devices/{device_id}", ["ids"]
             )
             if data is not None:
-                found[server] = data
-        if not found:
-            return
-        entry = live.resources.setdefault(key, LiveResource(key))
-        for server, data in found.items():
-            entry.records[server] = managed_record(data, self._version_key)
-        if orphan:
-            entry.owned_because = orphan_reason(app_id, found)
-            live.owned.add(key)
+                entry.records[server] = managed_record(data, self._version_key)
 
     async def _read_deleted(
         self,
@@ -876,23 +893,35 @@ class TTSProvider(TTSDiffer):
             if owned and not is_owner:
                 live.owned.add(key)
 
-    async def _list_devices(
+    async def _read_devices(
         self,
         desired: DesiredState,
         live: LiveState,
         app_id: str,
+        declared: list[DesiredResource],
         prune: bool,
         start: Callable[[Awaitable[None]], None],
-    ) -> set[str]:
-        """List the application's devices from the IS; `start` each declared device's
-        per-registry reads as its page arrives. Returns the ids of all devices listed."""
-        declared = {
-            r.key.id: r for r in desired.of_kind("device") if application_of(r.key) == app_id
-        }
-        is_mask = self.device_is_mask(declared.values())
+    ) -> tuple[set[str], list[LiveResource]]:
+        """The application's devices: `start` the registry reads of every declared device at
+        once, then list the Identity Server's devices while they run. Returns the ids of all
+        devices listed.
+
+        The reads do not wait for the listing: a declared device is read on the Network,
+        Application and Join Servers whether the Identity Server lists it (its records there)
+        or not (records left without it must be found before it is registered anew), so the
+        listing's pages (a round trip each, the first with up to a thousand devices to build
+        and decode) cost no time of their own. Returns the ids of all devices listed and the
+        entries of the declared devices it does not list: they are live state once their reads
+        are done, if they found any record."""
         keys_readable = True
         if declared:
             keys_readable = await self._application_keys_readable(app_id)
+        entries: dict[str, LiveResource] = {}
+        for resource in declared:
+            entry = LiveResource(resource.key, secrets_readable=keys_readable)
+            entries[resource.key.id] = entry
+            start(self._read_device_registries(resource, entry))
+        is_mask = self.device_is_mask(declared)
         seen: set[str] = set()
         async for item in self._list_pages(
             "is", f"/applications/{app_id}/devices", "end_devices", is_mask
@@ -903,23 +932,40 @@ class TTSProvider(TTSDiffer):
                     "is", f"/applications/{app_id}/devices", "a device without ids.device_id"
                 )
             seen.add(device_id)
-            resource = declared.get(device_id)
-            # The declared key itself: the planner's lookups then match by identity, without
-            # the key's field-by-field comparison (~16 per device).
-            key = device_key(app_id, device_id) if resource is None else resource.key
+            declared_entry = entries.get(device_id)
             pair = eui_pair(item.get("ids") or {})
             if pair:  # also of the devices not managed here: they hold their pair too
+                key = (
+                    device_key(app_id, device_id) if declared_entry is None else declared_entry.key
+                )
                 live.unique_keys[pair] = KeyHolder(key)
             owned = _attribute(item, desired.ownership_key) == desired.stack
-            if resource is None and not (prune and owned):
+            if declared_entry is None:
+                if prune and owned:
+                    key = device_key(app_id, device_id)
+                    live.resources[key] = LiveResource(
+                        key, {"is": record(item)}, secrets_readable=keys_readable
+                    )
+                    live.owned.add(key)
                 continue
-            entry = LiveResource(key, {"is": record(item)}, secrets_readable=keys_readable)
-            live.resources[key] = entry
+            # The Identity Server's record first, as the registries' records are written by
+            # reads that may have finished already.
+            declared_entry.records = {"is": record(item), **declared_entry.records}
+            live.resources[declared_entry.key] = declared_entry
             if owned:
-                live.owned.add(key)
-            if resource is not None:
-                start(self._read_device_registries(resource, entry))
-        return seen
+                live.owned.add(declared_entry.key)
+        unlisted = []
+        for resource in declared:
+            if resource.key.id in seen:
+                continue
+            # Not registered: what the registries hold of it (an orphan to delete before it is
+            # registered anew) is its live state, if anything. ABP devices are read without the
+            # Join Server, which may hold a record all the same.
+            entry = entries[resource.key.id]
+            unlisted.append(entry)
+            if "js" not in devices.registries(otaa=_is_otaa(resource)):
+                start(self._probe_into(entry, ("js",)))
+        return seen, unlisted
 
     @staticmethod
     def device_is_mask(declared: Iterable[DesiredResource]) -> set[str]:
@@ -937,10 +983,9 @@ class TTSProvider(TTSDiffer):
     ) -> None:
         """The device's records on the registries among `servers` that hold it (a record
         they do not have is removed from `entry`)."""
-        otaa = bool(resource.extra.get("otaa", resource.fields.get("supports_join", False)))
         app_id, device_id = resource.key.ids
         signature = tuple(resource.fields)
-        for server in devices.registries(otaa=otaa):
+        for server in devices.registries(otaa=_is_otaa(resource)):
             if server == "is" or server not in servers:
                 continue
             cache_key = (server, signature, entry.secrets_readable)
@@ -1440,6 +1485,10 @@ def _age_days(created_at: Any, now: datetime) -> int | None:
     except ValueError:
         return None
     return max(0, (now - created).days)
+
+
+def _is_otaa(resource: DesiredResource) -> bool:
+    return bool(resource.extra.get("otaa", resource.fields.get("supports_join", False)))
 
 
 def _entity_id(item: Any, id_field: str) -> str | None:

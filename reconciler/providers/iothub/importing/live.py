@@ -14,6 +14,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.concurrency import gather_or_cancel
 from reconciler.importer.report import ImportReport
 from reconciler.provider import ProgressCallback
 from reconciler.providers.iothub import rules
@@ -142,18 +143,7 @@ async def _read_identities(
         if progress:
             progress("reading identities", done, len(records))
 
-    await _gather(read_one(r) for r in records)
-
-
-async def _gather(coroutines: Any) -> None:
-    """Run them all; the first failure cancels the rest (an import is all or nothing)."""
-    tasks: list[asyncio.Task[None]] = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await gather_or_cancel(read_one(r) for r in records)
 
 
 def _malformed(what: str) -> IotHubAPIError:

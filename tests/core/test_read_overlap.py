@@ -1,0 +1,64 @@
+"""A plan reads the declared devices' registries while the Identity Server lists the devices,
+not after: the listing's pages (the first holds up to a thousand devices) would otherwise be
+round trips no device read overlaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import build_emulator_app, end_streams_when_idle
+from tests.core.support import Engine, fleet_site
+
+DEVICES = 12
+LIST_PATH = "/api/v3/applications/field-fleet/devices"
+
+
+class Timeline(httpx.AsyncBaseTransport):
+    """Notes when each request is sent and when its answer arrives, in order."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.events: list[tuple[str, str, str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.events.append(("sent", request.method, request.url.path))
+        response = await self.inner.handle_async_request(request)
+        self.events.append(("answered", request.method, request.url.path))
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def first(self, what: str, method: str, prefix: str) -> int:
+        return next(
+            i
+            for i, (w, m, path) in enumerate(self.events)
+            if w == what and m == method and path.startswith(prefix)
+        )
+
+
+async def test_device_reads_start_before_the_listing_answers(
+    admin_api_key: str, tmp_path: Path
+) -> None:
+    app = build_emulator_app(admin_api_key, latency_ms=5)  # every answer takes a while
+    async with app.router.lifespan_context(app):
+        end_streams_when_idle(app)
+        tree = fleet_site(tmp_path, DEVICES)
+        await Engine(httpx.ASGITransport(app=app), admin_api_key).apply([tree])
+        timeline = Timeline(httpx.ASGITransport(app=app))
+        run = await Engine(timeline, admin_api_key).plan([tree])
+
+    assert run.plan.changes == []
+    listed = timeline.first("answered", "GET", LIST_PATH)
+    # A device's registries are read one after the other (Join, Network, then Application
+    # Server): the first of them is under way for every device before the listing answers.
+    first_reads = [
+        e for e in timeline.events[:listed] if e[0] == "sent" and "/devices/node-" in e[2]
+    ]
+    assert {path.rsplit("/", 1)[1] for _, _, path in first_reads} == {
+        f"node-{i:05d}" for i in range(DEVICES)
+    }
+    reads = [e for e in timeline.events if e[0] == "sent" and "/devices/node-" in e[2]]
+    assert len(reads) == 3 * DEVICES  # one read per device and registry, none repeated
