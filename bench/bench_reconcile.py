@@ -38,6 +38,7 @@ import random
 import resource
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,7 +102,8 @@ FLOOR_PACED_BOUND_FORMULA = (
     "machine at this parallelism, measured rather than assumed."
 )
 FLOOR_METHOD = (
-    "after the window, the same process sends min(3000, the plan's requests) GETs, cycling over "
+    "after the window, the same process sends min(3000, the plan's requests) GETs three times "
+    "over (the median of each figure counts), cycling over "
     "the device GETs of the recorded sample, with aiohttp's ClientSession directly (no pacing, "
     "retries, response checks or planning) and `parallelism` workers against the same "
     "emulator; floor.cpu_us_per_request is its process CPU per GET, and "
@@ -311,37 +313,57 @@ def _apply_round_trips(plan: Any) -> int:
     return int("application" in kinds) + int(bool(kinds & {"link", "webhook"})) + chain
 
 
-def _floor(urls: list[str], key: str, parallelism: int, requests: int) -> dict[str, Any]:
+FLOOR_REPEATS = 3
+
+
+def _floor(
+    urls: list[str], key: str, parallelism: int, requests: int, emulator_pid: int
+) -> dict[str, Any]:
     """Client CPU per GET of the fastest client this machine has here: aiohttp's ClientSession
     directly (no pacing, retries, JSON models or planning), the same GETs, the same emulator,
-    the same parallelism, measured in the same process as the workload."""
+    the same parallelism, measured in the same process as the workload. Run FLOOR_REPEATS
+    times on one warm session; the median of each figure is the floor (one run's figure moved
+    by a third between workloads of one size)."""
     import aiohttp
 
-    async def run() -> tuple[float, float, Counter[int]]:
+    async def run() -> tuple[list[float], list[float], list[float], Counter[int]]:
         statuses: Counter[int] = Counter()
         headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
         connector = aiohttp.TCPConnector(limit=parallelism)
+        cpus: list[float] = []
+        walls: list[float] = []
+        servers: list[float] = []
         async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-            queue = [urls[i % len(urls)] for i in range(requests)]
+            async with session.get(urls[0]) as response:  # connect outside the timing
+                await response.read()
 
-            async def worker() -> None:
+            async def worker(queue: list[str]) -> None:
                 while queue:
                     async with session.get(queue.pop()) as response:
                         await response.read()
                         statuses[response.status] += 1
 
-            await session.get(urls[0])  # connect outside the timing
-            cpu, wall = time.process_time(), time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(parallelism)))
-            return time.process_time() - cpu, time.perf_counter() - wall, statuses
+            for _ in range(FLOOR_REPEATS):
+                queue = [urls[i % len(urls)] for i in range(requests)]
+                server = _proc_cpu_seconds(emulator_pid)
+                cpu, wall = time.process_time(), time.perf_counter()
+                await asyncio.gather(*(worker(queue) for _ in range(parallelism)))
+                cpus.append(time.process_time() - cpu)
+                walls.append(time.perf_counter() - wall)
+                servers.append(_proc_cpu_seconds(emulator_pid) - server)
+        return cpus, walls, servers, statuses
 
-    cpu_s, wall_s, statuses = asyncio.run(run())
+    cpus, walls, servers, statuses = asyncio.run(run())
     return {
         "client": f"aiohttp {aiohttp.__version__} ClientSession, {parallelism} workers",
         "requests": requests,
+        "repeats": FLOOR_REPEATS,
         "distinct_urls": len(set(urls)),
-        "cpu_us_per_request": round(1e6 * cpu_s / requests, 1),
-        "wall_s": round(wall_s, 3),
+        "cpu_us_per_request": round(1e6 * statistics.median(cpus) / requests, 1),
+        "cpu_us_per_request_runs": [round(1e6 * c / requests, 1) for c in cpus],
+        "wall_s": round(statistics.median(walls), 3),
+        "wall_s_runs": [round(w, 3) for w in walls],
+        "emulator_cpu_s": round(statistics.median(servers), 3),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
     }
 
@@ -658,7 +680,9 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
     gets = [r.url for r in recorder.sample if r.method == "GET" and "/devices/" in r.url]
     plan_phase = next((p for p in phases if p["phase"] == "plan"), None)
     if gets and plan_phase and plan_phase["requests"] >= 100:
-        floor = _floor(gets, key, parallelism, min(3000, plan_phase["requests"]))
+        floor = _floor(
+            gets, key, parallelism, min(3000, plan_phase["requests"]), spec["emulator_pid"]
+        )
         figures["floor"] = floor
         per_request = plan_phase["cpu_us_per_request"]
         figures["plan_cpu_per_request_vs_floor"] = round(
@@ -666,6 +690,14 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
         )
         hold_s = floor["wall_s"] * parallelism / floor["requests"]
         floor["hold_ms_per_request"] = round(1000 * hold_s, 2)
+        # The fastest client's own wall time against the honest bound of its requests (latency
+        # and the server's work per slot, or the server's CPU): what this emulator and machine
+        # let any client reach at this parallelism.
+        floor_bound = max(
+            (floor["requests"] * spec["latency_ms"] / 1000 + floor["emulator_cpu_s"]) / parallelism,
+            floor["emulator_cpu_s"],
+        )
+        floor["honest_lower_bound_ratio"] = round(floor["wall_s"] / floor_bound, 3)
         paced = 0.0
         for phase in phases:
             if phase["phase"] == "plan":
