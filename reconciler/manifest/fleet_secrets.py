@@ -71,7 +71,7 @@ class FleetSecrets:
                 self.run.error(
                     table.locate(row, "id"),
                     f"duplicate secrets for device `{device_id}` "
-                    f"(first at {first.table.locate(first.row)})",
+                    f"(first defined at {first.table.locate(first.row)})",
                     "duplicate-id",
                 )
                 continue

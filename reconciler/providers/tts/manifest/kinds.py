@@ -137,6 +137,10 @@ class _Resolution:
     def error(self, location: Location, message: str, code: str) -> None:
         self.run.error(location, message, code)
 
+    def duplicate(self, location: Location, what: str, first: object, why: str = "") -> None:
+        """A second declaration of something that must be unique: located, naming the first."""
+        self.error(location, f"duplicate {what} (first defined at {first}){why}", "duplicate-id")
+
     def warn(self, location: Location, message: str, code: str) -> None:
         self.run.warn(location, message, code)
 
@@ -281,11 +285,10 @@ class _Resolution:
             org = item.model
             assert isinstance(org, m.Organization)
             if org.id in seen:
-                self.error(
+                self.duplicate(
                     item.document.locate(["id"]),
-                    f"duplicate organization `{org.id}` (first defined at "
-                    f"{seen[org.id].locate(['id'])})",
-                    "duplicate-id",
+                    f"organization `{org.id}`",
+                    seen[org.id].locate(["id"]),
                 )
                 continue
             seen[org.id] = item.document
@@ -352,12 +355,10 @@ class _Resolution:
                 )
                 continue
             if member in seen:
-                first = item.document.locate(["collaborators", seen[member]])
-                self.error(
+                self.duplicate(
                     item.document.locate(at),
-                    f"duplicate collaborator {collaborator.kind} `{collaborator.id}` "
-                    f"(first at {first})",
-                    "duplicate-id",
+                    f"collaborator {collaborator.kind} `{collaborator.id}`",
+                    item.document.locate(["collaborators", seen[member]]),
                 )
                 continue
             seen[member] = index
@@ -391,12 +392,11 @@ class _Resolution:
         for index, key in enumerate(declared):
             at: list[str | int] = ["api_keys", index]
             if key.name in seen:
-                first = item.document.locate(["api_keys", seen[key.name], "name"])
-                self.error(
+                self.duplicate(
                     item.document.locate([*at, "name"]),
-                    f"duplicate API key name `{key.name}` in {entity_kind} `{entity_id}` "
-                    f"(first at {first}): keys are matched by name",
-                    "duplicate-id",
+                    f"API key name `{key.name}` in {entity_kind} `{entity_id}`",
+                    item.document.locate(["api_keys", seen[key.name], "name"]),
+                    ": keys are matched by name",
                 )
                 continue
             seen[key.name] = index
@@ -447,11 +447,10 @@ class _Resolution:
             app = item.model
             assert isinstance(app, m.Application)
             if app.id in infos:
-                first = infos[app.id].item.document.locate(["id"])
-                self.error(
+                self.duplicate(
                     item.document.locate(["id"]),
-                    f"duplicate application `{app.id}` (first defined at {first})",
-                    "duplicate-id",
+                    f"application `{app.id}`",
+                    infos[app.id].item.document.locate(["id"]),
                 )
                 continue
             owner = self.owner_for(item, app.owner, f"application `{app.id}`")
@@ -501,12 +500,10 @@ class _Resolution:
         kept: list[int] = []
         for index, item_id in enumerate(ids):
             if item_id in seen:
-                first = item.document.locate([key, seen[item_id], "id"])
-                self.error(
+                self.duplicate(
                     item.document.locate([key, index, "id"]),
-                    f"duplicate {what} `{item_id}` in application `{app.id}` "
-                    f"(first defined at {first})",
-                    "duplicate-id",
+                    f"{what} `{item_id}` in application `{app.id}`",
+                    item.document.locate([key, seen[item_id], "id"]),
                 )
                 continue
             seen[item_id] = index
@@ -540,12 +537,10 @@ class _Resolution:
         for index, association in enumerate(declared):
             at: YamlPath = ["packages", index]
             if association.f_port in seen:
-                first = item.document.locate(["packages", seen[association.f_port], "f_port"])
-                self.error(
+                self.duplicate(
                     item.document.locate([*at, "f_port"]),
-                    f"duplicate package association on FPort {association.f_port} in {owner} "
-                    f"(first defined at {first})",
-                    "duplicate-id",
+                    f"package association on FPort {association.f_port} in {owner}",
+                    item.document.locate(["packages", seen[association.f_port], "f_port"]),
                 )
                 continue
             seen[association.f_port] = index
@@ -816,11 +811,10 @@ class _Resolution:
             gateway = item.model
             assert isinstance(gateway, m.Gateway)
             if gateway.id in ids:
-                first = ids[gateway.id].locate(["id"])
-                self.error(
+                self.duplicate(
                     item.document.locate(["id"]),
-                    f"duplicate gateway `{gateway.id}` (first defined at {first})",
-                    "duplicate-id",
+                    f"gateway `{gateway.id}`",
+                    ids[gateway.id].locate(["id"]),
                 )
                 continue
             ids[gateway.id] = item.document
@@ -906,11 +900,10 @@ class _DeviceRegistry:
             return
         first = self.ids.get(key)
         if first is not None:
-            self.run.error(
+            self.run.duplicate(
                 locate("id"),
-                f"duplicate device `{device.device_id}` in application `{device.application_id}`"
-                f" (first defined at {first.location})",
-                "duplicate-id",
+                f"device `{device.device_id}` in application `{device.application_id}`",
+                first.location,
             )
             return
         dev_eui = device.dev_eui
