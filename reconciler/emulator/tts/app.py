@@ -10,6 +10,7 @@ response (connection dropped or 503).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hmac
 import inspect
 import json
@@ -18,9 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from reconciler.emulator.admin import RequestStats, json_response
 from reconciler.emulator.apis import APIOptions, ServedAPI
@@ -39,11 +42,23 @@ PREFIX = "/api/v3"
 JSON_TYPE = "application/json"
 
 
+# One encoder for every response: `json.dumps` with options builds a new encoder per call.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 class JSONResponse(Response):
     media_type = JSON_TYPE
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+        return _encode_json(content).encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def parsed_query(query_string: bytes) -> QueryParams:
+    """A query string parsed as Starlette's `request.query_params` parses it, once per distinct
+    string: a fleet's reads repeat a handful of queries (the same field mask for every device).
+    A `QueryParams` is immutable, so one object serves every request that sent the string."""
+    return QueryParams(query_string)
 
 
 class Emulator:
@@ -244,11 +259,16 @@ class Call:
     def body(self) -> dict[str, Any]:
         return self._body if self._body is not None else {}
 
+    @property
+    def query_string(self) -> bytes:
+        raw: bytes = self.request.scope["query_string"]
+        return raw
+
     def query_list(self, name: str) -> list[str]:
-        return self.request.query_params.getlist(name)
+        return parsed_query(self.query_string).getlist(name)
 
     def query(self, name: str) -> str | None:
-        return self.request.query_params.get(name)
+        return parsed_query(self.query_string).get(name)
 
     def warn(self, text: str) -> None:
         existing = self.response_headers.get("X-Warning")
@@ -294,24 +314,34 @@ class Operation:
     stream: bool = False  # server stream: errors arrive as {"error": status}
 
 
+def _origin(request: Request) -> Origin:
+    return Origin(
+        user_agent=request.headers.get("user-agent", "")[:256],
+        remote_ip=request.client.host if request.client else "",
+        token_id=token_id(request.headers.get("authorization")),
+    )
+
+
 class Endpoint:
+    """One operation's route, as an ASGI app: Starlette calls it directly, without wrapping it
+    in a function endpoint's request/response layer (`handle` catches every error it answers)."""
+
     def __init__(self, emu: Emulator, operation: Operation) -> None:
         self.emu = emu
         self.op = operation
         self.is_async = inspect.iscoroutinefunction(operation.handler)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handle(Request(scope, receive, send))
+        await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response:
         emu = self.emu
         op = self.op
         call = Call(emu, request, op.rpc, op.write)
         headers = call.response_headers
-        current_origin.set(
-            Origin(
-                user_agent=request.headers.get("user-agent", "")[:256],
-                remote_ip=request.client.host if request.client else "",
-                token_id=token_id(request.headers.get("authorization")),
-            )
-        )
+        # Read from the request only if the request publishes an event (reads publish none).
+        current_origin.set(functools.partial(_origin, request))
         status = 500
         try:
             await emu.faults.delay()
@@ -388,7 +418,7 @@ def create_app(config: TTSConfig | None = None) -> Starlette:
     ):
         operations.extend(module.operations())
     routes: list[BaseRoute] = [
-        Route(PREFIX + op.path, Endpoint(emu, op).handle, methods=[op.method]) for op in operations
+        Route(PREFIX + op.path, Endpoint(emu, op), methods=[op.method]) for op in operations
     ]
     return build_app(emu, routes)
 

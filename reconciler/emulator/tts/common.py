@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from reconciler.emulator.tts import errors
@@ -31,10 +31,19 @@ def mask_from_query(call: Call) -> list[str]:
     """The paths as the real gateway parses them: each value split on commas, nothing trimmed or
     dropped, so `field_mask=` is the path "" and `name,` is `name` and "" (no allow-list holds
     "", so the validator refuses them). Without the parameter the mask is empty."""
+    return list(_mask_of_query(call.query_string))
+
+
+@lru_cache(maxsize=1024)
+def _mask_of_query(query_string: bytes) -> tuple[str, ...]:
+    # Once per distinct query: a fleet's reads send the same mask for every device.
+    from reconciler.emulator.tts.app import parsed_query
+
+    query = parsed_query(query_string)
     paths: list[str] = []
-    for raw in call.query_list("field_mask") + call.query_list("field_mask.paths"):
+    for raw in query.getlist("field_mask") + query.getlist("field_mask.paths"):
         paths.extend(raw.split(","))
-    return paths
+    return tuple(paths)
 
 
 def mask_from_body(body: dict[str, Any]) -> list[str]:

@@ -17,7 +17,7 @@ import re
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -89,8 +89,9 @@ class Origin:
     token_id: str = ""
 
 
-# Set by the request pipeline for the request being handled.
-current_origin: contextvars.ContextVar[Origin | None] = contextvars.ContextVar(
+# Set by the request pipeline for the request being handled: makes the request's origin (called
+# only when the request publishes an event).
+current_origin: contextvars.ContextVar[Callable[[], Origin] | None] = contextvars.ContextVar(
     "current_origin", default=None
 )
 
@@ -211,8 +212,9 @@ class EventBus:
         }
         if data is not None:
             event["data"] = data
-        origin = current_origin.get()
-        if origin is not None:
+        origin_of = current_origin.get()
+        if origin_of is not None:
+            origin = origin_of()
             if origin.token_id:
                 event["authentication"] = {
                     "type": "Bearer",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from reconciler.emulator.tts import errors
@@ -11,12 +11,18 @@ from reconciler.providers.tts import reference
 
 
 def check_allowed(rpc: str, paths: list[str]) -> None:
+    forbidden = _forbidden(rpc, tuple(paths))
+    if forbidden:
+        raise errors.field_mask_paths(forbidden_paths=list(forbidden))
+
+
+@lru_cache(maxsize=1024)
+def _forbidden(rpc: str, paths: tuple[str, ...]) -> tuple[str, ...]:
+    # Once per RPC and mask: a fleet's reads and writes repeat a handful of masks.
     spec = reference.rpc_field_masks().get(rpc)
     if spec is None:
-        return
-    forbidden = [p for p in paths if p not in spec.allowed]
-    if forbidden:
-        raise errors.field_mask_paths(forbidden_paths=forbidden)
+        return ()
+    return tuple(p for p in paths if p not in spec.allowed)
 
 
 @cache

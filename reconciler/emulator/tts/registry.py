@@ -4,7 +4,7 @@ non_zero_path, key rights and (JoinEUI, DevEUI) uniqueness (FACTS §a, §d, §f,
 from __future__ import annotations
 
 import copy
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from reconciler.emulator.tts import errors
@@ -97,7 +97,7 @@ class DeviceRegistry:
         app_id, dev_id = call.params["app"], call.params["dev"]
         paths = mask_from_query(call)
         check_allowed(f"{self.service}/Get", paths)
-        require_app(call, app_id, *self.read_rights(paths))
+        require_app(call, app_id, *_read_rights(self, tuple(paths)))
         device = self.table(call).get(device_key(app_id, dev_id))
         if device is None:
             raise self.get_not_found()
@@ -246,6 +246,12 @@ class DeviceRegistry:
             Operation("PUT", f"{base}/{{dev}}", f"{service}/Set", self.set, write=True, body=True),
             Operation("DELETE", f"{base}/{{dev}}", f"{service}/Delete", self.delete, write=True),
         ]
+
+
+@lru_cache(maxsize=1024)
+def _read_rights(registry: DeviceRegistry, paths: tuple[str, ...]) -> tuple[str, ...]:
+    # Once per registry and mask: a fleet's reads send the same mask for every device.
+    return tuple(registry.read_rights(list(paths)))
 
 
 @cache
