@@ -12,6 +12,7 @@ from tests.conftest import build_emulator_app, end_streams_when_idle
 from tests.core.support import Engine, fleet_site
 
 DEVICES = 12
+PARALLELISM = 8
 LIST_PATH = "/api/v3/applications/field-fleet/devices"
 
 
@@ -48,17 +49,12 @@ async def test_device_reads_start_before_the_listing_answers(
         tree = fleet_site(tmp_path, DEVICES)
         await Engine(httpx.ASGITransport(app=app), admin_api_key).apply([tree])
         timeline = Timeline(httpx.ASGITransport(app=app))
-        run = await Engine(timeline, admin_api_key).plan([tree])
+        run = await Engine(timeline, admin_api_key).plan([tree], parallelism=PARALLELISM)
 
     assert run.plan.changes == []
     listed = timeline.first("answered", "GET", LIST_PATH)
-    # A device's registries are read one after the other (Join, Network, then Application
-    # Server): the first of them is under way for every device before the listing answers.
-    first_reads = [
-        e for e in timeline.events[:listed] if e[0] == "sent" and "/devices/node-" in e[2]
-    ]
-    assert {path.rsplit("/", 1)[1] for _, _, path in first_reads} == {
-        f"node-{i:05d}" for i in range(DEVICES)
-    }
     reads = [e for e in timeline.events if e[0] == "sent" and "/devices/node-" in e[2]]
     assert len(reads) == 3 * DEVICES  # one read per device and registry, none repeated
+    # Every slot the listing leaves free is reading a device before the listing answers.
+    early = [e for e in timeline.events[:listed] if e in reads]
+    assert len(early) >= min(3 * DEVICES, PARALLELISM - 1), early

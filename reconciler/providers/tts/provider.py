@@ -398,12 +398,12 @@ class TTSProvider(TTSDiffer):
                 ]
             )
             on_identity_server: dict[str, set[str]] = {}
-            unlisted: list[LiveResource] = []
-            for app_id, (seen, app_unlisted) in zip(
+            read_entries: list[tuple[bool, LiveResource]] = []
+            for app_id, (seen, entries) in zip(
                 existing_apps, listings[len(existing_apps) :], strict=True
             ):
                 on_identity_server[app_id] = seen
-                unlisted.extend(app_unlisted)
+                read_entries.extend((device_id in seen, e) for device_id, e in entries.items())
             for app_id, history in histories.items():
                 states = await history
                 for device_id, state in sorted(states.items()):
@@ -421,8 +421,13 @@ class TTSProvider(TTSDiffer):
             all_started = True
             more.set()
             await asyncio.gather(*workers)
-            for entry in unlisted:
-                if entry.records:
+            for listed, entry in read_entries:
+                # The records in the order of registration whichever read finished first (plan
+                # JSON and text list them as they are).
+                entry.records = {
+                    s: entry.records[s] for s in devices.CREATE_ORDER if s in entry.records
+                }
+                if not listed and entry.records:
                     live.resources[entry.key] = entry
         finally:
             for task in [*workers, *histories.values()]:  # on an error, leave nothing running
@@ -901,7 +906,7 @@ class TTSProvider(TTSDiffer):
         declared: list[DesiredResource],
         prune: bool,
         start: Callable[[Awaitable[None]], None],
-    ) -> tuple[set[str], list[LiveResource]]:
+    ) -> tuple[set[str], dict[str, LiveResource]]:
         """The application's devices: `start` the registry reads of every declared device at
         once, then list the Identity Server's devices while they run. Returns the ids of all
         devices listed.
@@ -911,8 +916,8 @@ class TTSProvider(TTSDiffer):
         or not (records left without it must be found before it is registered anew), so the
         listing's pages (a round trip each, the first with up to a thousand devices to build
         and decode) cost no time of their own. Returns the ids of all devices listed and the
-        entries of the declared devices it does not list: they are live state once their reads
-        are done, if they found any record."""
+        declared devices' entries, whose records the reads are still writing (the entries of
+        the devices not listed are live state once their reads are done, if they found any)."""
         keys_readable = True
         if declared:
             keys_readable = await self._application_keys_readable(app_id)
@@ -920,7 +925,10 @@ class TTSProvider(TTSDiffer):
         for resource in declared:
             entry = LiveResource(resource.key, secrets_readable=keys_readable)
             entries[resource.key.id] = entry
-            start(self._read_device_registries(resource, entry))
+            # One read per registry, not one device after the other: the last devices' reads
+            # then end together instead of three round trips after the others'.
+            for server in self.device_registries(resource):
+                start(self._read_registry(resource, entry, server))
         is_mask = self.device_is_mask(declared)
         seen: set[str] = set()
         async for item in self._list_pages(
@@ -948,24 +956,19 @@ class TTSProvider(TTSDiffer):
                     )
                     live.owned.add(key)
                 continue
-            # The Identity Server's record first, as the registries' records are written by
-            # reads that may have finished already.
-            declared_entry.records = {"is": record(item), **declared_entry.records}
+            declared_entry.records["is"] = record(item)
             live.resources[declared_entry.key] = declared_entry
             if owned:
                 live.owned.add(declared_entry.key)
-        unlisted = []
         for resource in declared:
             if resource.key.id in seen:
                 continue
             # Not registered: what the registries hold of it (an orphan to delete before it is
             # registered anew) is its live state, if anything. ABP devices are read without the
             # Join Server, which may hold a record all the same.
-            entry = entries[resource.key.id]
-            unlisted.append(entry)
-            if "js" not in devices.registries(otaa=_is_otaa(resource)):
-                start(self._probe_into(entry, ("js",)))
-        return seen, unlisted
+            if "js" not in self.device_registries(resource):
+                start(self._probe_into(entries[resource.key.id], ("js",)))
+        return seen, entries
 
     @staticmethod
     def device_is_mask(declared: Iterable[DesiredResource]) -> set[str]:
@@ -982,29 +985,38 @@ class TTSProvider(TTSDiffer):
         servers: Iterable[Server] = ("ns", "as", "js"),
     ) -> None:
         """The device's records on the registries among `servers` that hold it (a record
-        they do not have is removed from `entry`)."""
+        they do not have is removed from `entry`), one after the other."""
+        for server in self.device_registries(resource):
+            if server in servers:
+                await self._read_registry(resource, entry, server)
+
+    @staticmethod
+    def device_registries(resource: DesiredResource) -> tuple[Server, ...]:
+        """The registries besides the Identity Server that hold the device's records."""
+        return tuple(s for s in devices.registries(otaa=_is_otaa(resource)) if s != "is")
+
+    async def _read_registry(
+        self, resource: DesiredResource, entry: LiveResource, server: Server
+    ) -> None:
+        """The device's record on `server` into `entry` (removed from it when there is none)."""
         app_id, device_id = resource.key.ids
-        signature = tuple(resource.fields)
-        for server in devices.registries(otaa=_is_otaa(resource)):
-            if server == "is" or server not in servers:
-                continue
-            cache_key = (server, signature, entry.secrets_readable)
-            mask = self._registry_masks.get(cache_key)
-            if mask is None:
-                mask = self._registry_masks[cache_key] = _field_mask(
-                    p
-                    for p in resource.fields
-                    if server in devices.get_servers(p)
-                    and not devices.is_implicit(p)
-                    and (entry.secrets_readable or not devices.is_key_path(p))
-                )
-            data = await self._get_optional(
-                server, f"/{server}/applications/{app_id}/devices/{device_id}", mask
+        cache_key = (server, tuple(resource.fields), entry.secrets_readable)
+        mask = self._registry_masks.get(cache_key)
+        if mask is None:
+            mask = self._registry_masks[cache_key] = _field_mask(
+                p
+                for p in resource.fields
+                if server in devices.get_servers(p)
+                and not devices.is_implicit(p)
+                and (entry.secrets_readable or not devices.is_key_path(p))
             )
-            if data is not None:
-                entry.records[server] = managed_record(data, self._version_key)
-            else:
-                entry.records.pop(server, None)
+        data = await self._get_optional(
+            server, f"/{server}/applications/{app_id}/devices/{device_id}", mask
+        )
+        if data is not None:
+            entry.records[server] = managed_record(data, self._version_key)
+        else:
+            entry.records.pop(server, None)
 
     # -- writing ----------------------------------------------------------------------------
 
