@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
 
-_ROUTE_KEY = "reconciler.route"
+ROUTE_KEY = "reconciler.route"
 # (route, whether it takes the request's method)
 _Found = tuple[Route, bool]
 
@@ -91,7 +91,7 @@ class RouteTree(BaseRoute):
         path_params = dict(scope.get("path_params", {}))
         for index, name in self.parameters[id(route)]:
             path_params[name] = segments[index]
-        child = {"endpoint": route.endpoint, "path_params": path_params, _ROUTE_KEY: route}
+        child = {"endpoint": route.endpoint, "path_params": path_params, ROUTE_KEY: route}
         return (Match.FULL if allowed else Match.PARTIAL), child
 
     def _walk(self, node: _Node, segments: list[str], index: int, method: str) -> _Found | None:
@@ -118,7 +118,7 @@ class RouteTree(BaseRoute):
         return partial
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route: Route = scope.pop(_ROUTE_KEY)
+        route: Route = scope.pop(ROUTE_KEY)
         scope["route"] = route
         await route.handle(scope, receive, send)
 

@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from reconciler.emulator.admin import RequestStats, json_response
 from reconciler.emulator.apis import APIOptions, ServedAPI
-from reconciler.emulator.app import build_app
+from reconciler.emulator.app import AnsweringEndpoint, build_app
 from reconciler.emulator.config import EmulatorConfig
 from reconciler.emulator.faults import DroppingResponse, Faults
 from reconciler.emulator.tts import errors
@@ -322,9 +322,9 @@ def _origin(request: Request) -> Origin:
     )
 
 
-class Endpoint:
+class Endpoint(AnsweringEndpoint):
     """One operation's route, as an ASGI app: Starlette calls it directly, without wrapping it
-    in a function endpoint's request/response layer (`handle` catches every error it answers)."""
+    in a function endpoint's request/response layer (`handle` answers every error itself)."""
 
     def __init__(self, emu: Emulator, operation: Operation) -> None:
         self.emu = emu

@@ -100,6 +100,10 @@ def enforce(
 def require_app(call: Call, app_id: str, *needed: str) -> Caller:
     """Rights on an application: 403 no_application_rights when none (missing app included)."""
     caller = call.caller()
+    if needed and caller.universal.issuperset(needed):
+        # An admin's key: whatever the application's collaborators hold, the rights below are
+        # the universal ones plus more, so they hold everything needed.
+        return caller
     app = call.store.applications.get(app_id)
     rights = call.emu.auth.collaborator_rights(caller, "application", app)
     if app is not None:
