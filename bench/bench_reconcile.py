@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_reconcile.py [--devices 1000 [10000 ...]] [--latency-ms 20]
         [--rate-limit 6000:300] [--parallelism 16] [--sequential-sample 200] [--profile]
+        [--compare-with DIR [--compare-rounds 3]]
 
 For each size, in a temporary directory: manifests in the project's language (a Stack, one
 Application, a Fleet CSV of N OTAA LoRaWAN 1.0.3 devices with their AppKeys in a secrets CSV),
@@ -837,9 +838,12 @@ def drift_out_of_band(emulator: Emulator, indexes: list[int]) -> None:
 
 def run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     command = [sys.executable, __file__, "--client", json.dumps(spec)]
+    env = dict(os.environ)
+    if spec.get("code"):  # another checkout's `reconciler` (a `git archive` of a commit)
+        env["PYTHONPATH"] = spec["code"]
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, check=False, timeout=timeout, cwd=ROOT
+            command, capture_output=True, text=True, check=False, timeout=timeout, cwd=ROOT, env=env
         )
     except subprocess.TimeoutExpired:
         return {"workload": spec["workload"], "devices": spec["devices"], "failed": "timeout"}
@@ -938,6 +942,7 @@ def run_size(devices: int, args: argparse.Namespace, scratch: Path) -> dict[str,
                         "profile": profiled.get("profile") or profiled,
                     }
                 )
+        comparison = compare(args, {**common, "apply": False}, full) if args.compare_with else None
     finally:
         emulator.stop()
     return {
@@ -946,6 +951,51 @@ def run_size(devices: int, args: argparse.Namespace, scratch: Path) -> dict[str,
         "emulator_pinned_cpu": SERVER_CPU if emulator.pinned else None,
         "size_wall_s": round(time.perf_counter() - size_started, 1),
         "workloads": results,
+        **({"comparison": comparison} if comparison else {}),
+    }
+
+
+COMPARED = (
+    "wall_s",
+    "honest_lower_bound_ratio",
+    "floor_paced_bound_ratio",
+    "plan_cpu_per_request_vs_floor",
+    "cpu_us_per_device",
+    "peak_rss_mb",
+)
+
+
+def compare(args: argparse.Namespace, common: dict[str, Any], manifests: Path) -> dict[str, Any]:
+    """plan_no_changes with this code and with the code at --compare-with, alternated
+    --compare-rounds times against the same emulator (the same devices, the same machine
+    minute by minute): before/after figures that one machine's drift does not decide."""
+    runs: dict[str, list[dict[str, Any]]] = {"this": [], "other": []}
+    spec = {**common, "workload": "plan_no_changes", "manifests": str(manifests)}
+    for _ in range(args.compare_rounds):
+        for label, code in (("this", None), ("other", str(args.compare_with.resolve()))):
+            figures = run_child({**spec, "code": code}, args.workload_timeout)
+            check(figures, {"planned_changes": 0})
+            plan = next((p for p in figures.get("phases", []) if p["phase"] == "plan"), {})
+            runs[label].append(
+                {
+                    **{k: figures.get(k) for k in COMPARED},
+                    "planner_us_per_device": plan.get("planner_us_per_device"),
+                    "mean_requests_in_flight": plan.get("mean_requests_in_flight"),
+                    "latency_factor": plan.get("latency_factor"),
+                    "correct": figures["correct"],
+                }
+            )
+    ratios = [
+        round(this["wall_s"] / other["wall_s"], 3)
+        for this, other in zip(runs["this"], runs["other"], strict=True)
+        if this.get("wall_s") and other.get("wall_s")
+    ]
+    return {
+        "workload": "plan_no_changes",
+        "other_code": str(args.compare_with),
+        "rounds": args.compare_rounds,
+        "wall_this_over_other": ratios,
+        **runs,
     }
 
 
@@ -1012,6 +1062,13 @@ def main() -> int:
     parser.add_argument("--profile-out", default="bench-reconcile-plan.pstats")
     parser.add_argument("--workload-timeout", type=float, default=900.0)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        help="a checkout of other code (e.g. `git archive REV | tar -x -C DIR`): after the "
+        "workloads, plan_no_changes alternates between this code and that one",
+    )
+    parser.add_argument("--compare-rounds", type=int, default=3)
     parser.add_argument("--client", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
