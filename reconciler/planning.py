@@ -21,9 +21,9 @@ import fnmatch
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections import Counter
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from reconciler.plan.model import Plan, ResourceChange
@@ -83,8 +83,9 @@ def plan_target(
     """`only`: plan just these resources (declared, or owned and undeclared), with the safety
     thresholds still counted over every owned resource (`reconciler watch` after a change)."""
     result = ProviderPlan(warnings=list(live.warnings))
+    by_kind = desired.by_kind()
     for kind in differ.kind_order:
-        for resource in desired.of_kind(kind):
+        for resource in by_kind.get(kind, ()):
             if only is None or resource.key in only:
                 result.resources.append(_plan_resource(differ, desired, live, resource, options))
     undeclared = _plan_prune(differ, desired, live, prune=options.prune)
@@ -104,9 +105,12 @@ def plan_target(
     result.blocked = _safety(differ, live, result.resources, options)
     result.blocked += _order_unique_keys(result, live, untargeted)
     result.blocked += _unrestorable(result, live)
-    result.blocked.extend(f"{c.key}: {reason}" for c in result.resources for reason in c.refused)
     for change in result.resources:
-        result.warnings.extend(f"{change.key}: {w}" for w in change.warnings)
+        if change.refused:
+            result.blocked.extend(f"{change.key}: {reason}" for reason in change.refused)
+    for change in result.resources:
+        if change.warnings:
+            result.warnings.extend(f"{change.key}: {w}" for w in change.warnings)
     return result
 
 
@@ -143,10 +147,8 @@ def _plan_resource(
         key=resource.key,
         action="no-op",
         location=str(resource.location) if resource.location else None,
-        digest_source=partial(desired_digest, resource, options.digest_key),
+        fingerprints=_Fingerprints(resource, options.digest_key, live),
     )
-    if live is not None:
-        change.versions_source = _versions_source(live)
     differ.plan_resource(resource, live, change, options)
     marker = differ.marker(live, desired.ownership_key) if live is not None else None
     if marker is not None and marker != desired.stack:
@@ -162,11 +164,30 @@ def _plan_resource(
     return change
 
 
-def _versions_source(live: LiveResource) -> Callable[[], dict[str, str | None]]:
-    """The live versions as read, for computing later: the records are taken now, as the
-    resource's records may be replaced while applying."""
-    records = dict(live.records)
-    return lambda: {endpoint: record.version for endpoint, record in records.items()}
+class _Fingerprints:
+    """A change's fingerprints, computed when first read: the desired digest (none for a
+    deletion of an undeclared resource) and the live versions as read (none when nothing was
+    found). The records are taken now, as the resource's records may be replaced while
+    applying."""
+
+    __slots__ = ("_digest_key", "_records", "_resource")
+
+    def __init__(
+        self, resource: DesiredResource | None, digest_key: bytes, live: LiveResource | None
+    ) -> None:
+        self._resource = resource
+        self._digest_key = digest_key
+        self._records = dict(live.records) if live is not None else None
+
+    def desired_digest(self) -> str:
+        if self._resource is None:
+            return ""
+        return desired_digest(self._resource, self._digest_key)
+
+    def live_versions(self) -> dict[str, str | None]:
+        if self._records is None:
+            return {}
+        return {endpoint: record.version for endpoint, record in self._records.items()}
 
 
 def _plan_prune(
@@ -195,7 +216,7 @@ def _plan_prune(
                     key=key,
                     action="delete",
                     reason=f"{reason} (--prune)" if prune else f"{reason}: deleted with --prune",
-                    versions_source=_versions_source(live) if live else None,
+                    fingerprints=_Fingerprints(None, b"", live) if live else None,
                     steps=differ.delete_steps(key, live),
                     refused=[live.protected] if live is not None and live.protected else [],
                 )
@@ -208,12 +229,13 @@ def _order_unique_keys(
 ) -> list[str]:
     """Mark the deletions that free a unique key a change claims (the executor runs them
     first); say what would free the others (those block the plan)."""
+    claiming = [c for c in result.resources if c.claims and c.action != "delete"]
+    if not claiming:
+        return []  # nothing to order or block (and no replacement frees a key)
     planned = {c.key: c for c in result.resources}
     orphans = {c.key for c in result.orphans}
     blocked: list[str] = []
-    for change in result.resources:
-        if change.action == "delete":
-            continue
+    for change in claiming:
         for unique in change.claims:
             holder = live.unique_keys.get(unique)
             if holder is None or holder.key == change.key:
@@ -317,8 +339,10 @@ def _unrestorable(result: ProviderPlan, live: LiveState) -> list[str]:
     restored (the reason says what would free the ID)."""
     blocked = []
     for change in result.resources:
+        if change.action != "create":
+            continue
         found = live.get(change.key)
-        if change.action == "create" and found is not None and found.unrestorable:
+        if found is not None and found.unrestorable:
             blocked.append(f"{change.key} cannot be created: {found.unrestorable}")
     return blocked
 
@@ -337,20 +361,21 @@ def _safety(
             )
     if options.force:
         return blocked
+    owned_of_kind = Counter(k.kind for k in live.owned)
+    touched_of: Counter[tuple[str, str]] = Counter()  # (kind, "update" or "delete")
+    for r in resources:
+        if r.action not in ("update", "replace", "delete") or r.key not in live.owned:
+            continue
+        # Completing a partial registration only adds what is missing.
+        if all(step.registers for step in r.steps):
+            continue
+        touched_of[r.key.kind, "delete" if r.action == "delete" else "update"] += 1
     for kind in differ.kind_order:
-        owned = sum(1 for k in live.owned if k.kind == kind)
+        owned = owned_of_kind[kind]
         if owned < options.min_owned_for_threshold:
             continue
         for action in ("update", "delete"):
-            touched = sum(
-                1
-                for r in resources
-                if r.key.kind == kind
-                and r.key in live.owned
-                and (r.action == action or (action == "update" and r.action == "replace"))
-                # Completing a partial registration only adds what is missing.
-                and not all(step.registers for step in r.steps)
-            )
+            touched = touched_of[kind, action]
             fraction = touched / owned
             if fraction > options.max_change_fraction:
                 verb = "updated" if action == "update" else "deleted"

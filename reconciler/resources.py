@@ -46,6 +46,12 @@ class ResourceKey:
         return self.label or f"{self.kind} {'/'.join(self.ids)}"
 
 
+def _key_order(key: ResourceKey) -> tuple[str, str, tuple[str, ...]]:
+    """ResourceKey's own order (its compared fields as a tuple), for sorting many keys: tuples
+    compare in C, where the dataclass's `__lt__` is a Python call per comparison."""
+    return (key.provider, key.kind, key.ids)
+
+
 class Secret:
     """A secret value: never printed, compared by fingerprint. `source` says where it came from
     (`env:NAME`, `file:path`, `inline`, `csv:file`), for messages that must not show it."""
@@ -123,7 +129,16 @@ class DesiredState:
         self.resources[resource.key] = resource
 
     def of_kind(self, kind: str) -> list[DesiredResource]:
-        return [r for k, r in sorted(self.resources.items()) if k.kind == kind]
+        """The resources of `kind`, in key order."""
+        keys = sorted((k for k in self.resources if k.kind == kind), key=_key_order)
+        return [self.resources[k] for k in keys]
+
+    def by_kind(self) -> dict[str, list[DesiredResource]]:
+        """Every resource grouped by kind, each group in key order (one sort for all kinds)."""
+        groups: dict[str, list[DesiredResource]] = {}
+        for key in sorted(self.resources, key=_key_order):
+            groups.setdefault(key.kind, []).append(self.resources[key])
+        return groups
 
     def secret_values(self) -> list[str]:
         """Every secret value the manifests hold (keys, header values): what a server's echo

@@ -13,9 +13,8 @@ refused with a message saying to plan again.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from reconciler.resources import ResourceKey
 
@@ -100,6 +99,15 @@ class Step:
         )
 
 
+class FingerprintSource(Protocol):
+    """Computes a change's fingerprints when first read (one object per change, as a plan holds
+    one change per declared resource: thousands of devices)."""
+
+    def desired_digest(self) -> str: ...
+
+    def live_versions(self) -> dict[str, str | None]: ...
+
+
 @dataclass
 class ResourceChange:
     key: ResourceKey
@@ -121,12 +129,9 @@ class ResourceChange:
     refused: list[str] = field(default_factory=list)
     # The fingerprints for stale-plan checks, `desired_digest` (keyed, no secrets: detects
     # edited manifests) and `live_versions` (per endpoint when planning, also for no-ops), are
-    # computed on first read from these sources: only a saved plan, the plan's JSON and apply's
+    # computed on first read from this source: only a saved plan, the plan's JSON and apply's
     # staleness check read them, a plan shown as text does not.
-    digest_source: Callable[[], str] | None = field(default=None, repr=False, compare=False)
-    versions_source: Callable[[], dict[str, str | None]] | None = field(
-        default=None, repr=False, compare=False
-    )
+    fingerprints: FingerprintSource | None = field(default=None, repr=False, compare=False)
     _desired_digest: str | None = field(default=None, init=False, repr=False, compare=False)
     _live_versions: dict[str, str | None] | None = field(
         default=None, init=False, repr=False, compare=False
@@ -135,7 +140,8 @@ class ResourceChange:
     @property
     def desired_digest(self) -> str:
         if self._desired_digest is None:
-            self._desired_digest = self.digest_source() if self.digest_source else ""
+            source = self.fingerprints
+            self._desired_digest = source.desired_digest() if source is not None else ""
         return self._desired_digest
 
     @desired_digest.setter
@@ -145,7 +151,8 @@ class ResourceChange:
     @property
     def live_versions(self) -> dict[str, str | None]:
         if self._live_versions is None:
-            self._live_versions = self.versions_source() if self.versions_source else {}
+            source = self.fingerprints
+            self._live_versions = source.live_versions() if source is not None else {}
         return self._live_versions
 
     @live_versions.setter

@@ -17,7 +17,8 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping
-from functools import lru_cache, partial
+from dataclasses import dataclass
+from functools import cache, lru_cache, partial
 from typing import Any
 
 from reconciler.plan.model import FieldChange, ResourceChange, Step
@@ -186,6 +187,8 @@ def compare_field(
     if message == schema.GATEWAY and path == ANTENNAS:
         desired = antennas_with_location(desired, live_data.get(ANTENNAS))
     raw = _raw(live_data, path)
+    if _same_as_read(message, path, desired, raw):
+        return None
     if path not in MERGED_MAPS and raw is not schema.MISSING and raw is not None:
         want = _desired_normal(message, path, desired)
         # The server answers in the normal form (and normalising is idempotent): an equal raw
@@ -212,6 +215,39 @@ def compare_field(
     if sensitive:
         return FieldChange(path, sensitive=True)
     return FieldChange(path, _display(live), _display(want))
+
+
+# Plain JSON scalars: two equal values of one of these types have the same normal form.
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _same_as_read(message: str, path: str, desired: Any, raw: Any) -> bool:
+    """Whether the desired value certainly has the normal form of the live value as read,
+    decided without normalising either: equal plain values of one type (normalising is a
+    function of the value and its field type), a secret equal to the text read, a merged
+    string map whose every desired key reads the same. False means "compare in normal form",
+    not "different"."""
+    kind = type(desired)
+    if kind is type(raw) and kind in _PLAIN_TYPES:
+        return bool(raw == desired)
+    if kind is Secret:
+        return type(raw) is str and raw == desired.reveal()
+    if kind is dict and type(raw) is dict and path in MERGED_MAPS and _string_map(message, path):
+        for key, value in desired.items():
+            if value is None:
+                if key in raw:
+                    return False
+            elif type(value) is not str or type(raw.get(key)) is not str or raw[key] != value:
+                return False
+        return True
+    return False
+
+
+@cache
+def _string_map(message: str, path: str) -> bool:
+    """A map of plain strings (normalising its values changes nothing)."""
+    value = schema.field_type(message, path).map_value
+    return value is not None and value.kind == "string" and not value.repeated
 
 
 def _desired_normal_scalar(value: Any) -> Any:
@@ -280,8 +316,9 @@ class TTSDiffer:
                 access.plan_collaborator(resource, live, change)
             case _:
                 self._plan_single(resource, live, change, options)
-        change.claims = self._claims(resource, change)
-        change.releases = self._given_up(resource, change)
+        if change.steps:  # without steps, nothing is claimed or given up
+            change.claims = self._claims(resource, change)
+            change.releases = self._given_up(resource, change)
 
     @staticmethod
     def _claims(resource: DesiredResource, change: ResourceChange) -> list[str]:
@@ -404,30 +441,18 @@ class TTSDiffer:
         change: ResourceChange,
         options: PlanOptions,
     ) -> None:
-        otaa = bool(resource.extra.get("otaa", resource.fields.get("supports_join", False)))
+        fields = resource.fields
+        otaa = bool(resource.extra.get("otaa", fields.get("supports_join", False)))
         registries = devices.registries(otaa=otaa)
-        signature = (tuple(resource.fields), otaa)
-        cached = _SPLIT_CACHE.get(signature)
-        if cached is None:  # one split per field signature (a fleet shares one)
-            split = devices.split_paths(resource.fields, otaa=otaa)
-            compared = {
-                server: [p for p in paths if server in devices.compared_servers(p)]
-                for server, paths in split.items()
-            }
-            cached = (split, compared)
-            if len(_SPLIT_CACHE) < _SPLIT_CACHE_SIZE:
-                _SPLIT_CACHE[signature] = cached
-        split, compared = cached
-        present = {s for s in registries if live is not None and s in live.records}
-        keys_readable = live.secrets_readable if live else True
+        shape = _device_shape(fields, otaa)
+        split = shape.split
 
-        if "is" not in present:
+        if live is None or "is" not in live.records:
             change.action = "create"
             change.reason = "not registered"
             change.steps = [
                 self._device_create_step(resource, server, split[server]) for server in registries
             ]
-            assert live is not None or not present
             stale = [s for s in devices.DELETE_ORDER if live is not None and s in live.records]
             if stale:
                 # Records without an Identity Server record (an orphan): registering on top of
@@ -448,7 +473,12 @@ class TTSDiffer:
                 ] + change.steps
             return
 
-        immutable = self._immutable_changes(resource, live)
+        records = live.records
+        immutable = (
+            []
+            if _immutable_unchanged(shape, fields, records)
+            else _immutable_changes(shape, fields, records)
+        )
         if immutable:
             change.action = "replace"
             changed = ", ".join(
@@ -458,34 +488,39 @@ class TTSDiffer:
                 f"immutable field(s) changed ({changed}): the device is "
                 "deleted and registered again; its session is lost and it must rejoin"
             )
-            assert live is not None
             for server in devices.DELETE_ORDER:
-                if server in live.records:
+                if server in records:
                     change.steps.append(
-                        _step(server, "delete", live_version=live.records[server].version)
+                        _step(server, "delete", live_version=records[server].version)
                     )
             change.steps.extend(
                 self._device_create_step(resource, server, split[server]) for server in registries
             )
             return
 
-        assert live is not None
-        missing = [s for s in registries if s not in present]
+        keys_readable = live.secrets_readable
+        missing = [s for s in registries if s not in records]
         steps: list[Step] = []
         for server in registries:
-            paths = split[server]
             if server in missing:
-                steps.append(self._device_create_step(resource, server, paths))
+                steps.append(self._device_create_step(resource, server, split[server]))
                 continue
-            record = live.records[server]
+            record = records[server]
+            data = record.data
             field_changes: list[FieldChange] = []
-            for path in compared[server]:
-                value = resource.fields[path]
-                if not keys_readable and devices.is_key_path(path):
+            for path, dotted, key_path in shape.compared[server]:
+                value = fields[path]
+                if key_path and not keys_readable:
                     if options.rotate_keys:
                         field_changes.append(FieldChange(path, sensitive=True, unverifiable=True))
                     continue
-                found = compare_field(schema.END_DEVICE, path, value, record.data)
+                raw = _raw(data, path) if dotted else data.get(path, schema.MISSING)
+                # Most fields of most devices: an equal plain value (see _same_as_read), tested
+                # here without a call.
+                value_type = type(value)
+                if value_type is type(raw) and value_type in _PLAIN_TYPES and raw == value:
+                    continue
+                found = compare_field(schema.END_DEVICE, path, value, data)
                 if found is not None:
                     field_changes.append(found)
             if field_changes:
@@ -498,7 +533,7 @@ class TTSDiffer:
                         live_version=record.version,
                     )
                 )
-        if not keys_readable and any(devices.is_key_path(p) for p in resource.fields):
+        if not keys_readable and shape.has_key_paths:
             change.warnings.append(
                 "keys cannot be verified: the API key lacks RIGHT_APPLICATION_DEVICES_READ_KEYS"
                 + (
@@ -514,7 +549,8 @@ class TTSDiffer:
         elif steps:
             change.action = "update"
             change.reason = "fields differ"
-        change.steps = steps
+        if steps:
+            change.steps = steps
 
     def _device_create_step(
         self, resource: DesiredResource, server: Server, paths: list[str]
@@ -529,34 +565,6 @@ class TTSDiffer:
             changes=[_creation_change(p, resource.fields[p]) for p in [*shown, *paths]],
             registers=True,
         )
-
-    def _immutable_changes(
-        self, resource: DesiredResource, live: LiveResource | None
-    ) -> list[FieldChange]:
-        if live is None:
-            return []
-        found: list[FieldChange] = []
-        fields = resource.fields
-        for path, servers in _IMMUTABLE_SERVERS:
-            if path not in fields:
-                continue
-            want = _desired_normal(schema.END_DEVICE, path, fields[path])
-            for server in servers:
-                record = live.records.get(server)
-                if record is None:
-                    continue
-                raw = _raw(record.data, path)
-                if raw == want and type(raw) is type(want):
-                    continue  # in the normal form already: the same value
-                have = _live_normal(schema.END_DEVICE, record.data, path, raw)
-                # An unset live EUI (e.g. an ABP device registered without a JoinEUI) is not a
-                # change of identity.
-                if have in ("", None) and path.startswith("ids."):
-                    continue
-                if want != have:
-                    found.append(FieldChange(path, _display(have), _display(want)))
-                    break
-        return found
 
     def delete_steps(self, key: ResourceKey, live: LiveResource | None) -> list[Step]:
         if key.kind in ("organization", "api_key", "collaborator"):
@@ -588,11 +596,114 @@ class TTSDiffer:
 _IMMUTABLE_SERVERS: tuple[tuple[str, tuple[Server, ...]], ...] = tuple(
     (path, devices.get_servers(path) or ("ns",)) for path in sorted(devices.IMMUTABLE_PATHS)
 )
-# Managed and compared paths per registry by (field names, OTAA): a fleet shares them.
-_SPLIT_CACHE: dict[
-    tuple[tuple[str, ...], bool], tuple[dict[Server, list[str]], dict[Server, list[str]]]
-] = {}
-_SPLIT_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _DeviceShape:
+    """What the devices of one field signature (field names, OTAA) share: a fleet has one."""
+
+    # Managed paths per registry (sorted).
+    split: dict[Server, list[str]]
+    # Per registry, the paths compared there: (path, dotted, a key path needing READ_KEYS).
+    compared: dict[Server, tuple[tuple[str, bool, bool], ...]]
+    # The immutable paths the manifests set, with the registries that return them.
+    immutable: tuple[tuple[str, tuple[Server, ...]], ...]
+    # The same, per registry, each path with its first part and the rest ("" for none).
+    immutable_reads: tuple[tuple[Server, tuple[tuple[str, str, str], ...]], ...]
+    has_key_paths: bool
+
+
+def _device_shape(fields: Mapping[str, Any], otaa: bool) -> _DeviceShape:
+    signature = (tuple(fields), otaa)
+    shape = _SHAPES.get(signature)
+    if shape is None:
+        split = devices.split_paths(fields, otaa=otaa)
+        compared = {
+            server: tuple(
+                (path, "." in path, devices.is_key_path(path))
+                for path in paths
+                if server in devices.compared_servers(path)
+            )
+            for server, paths in split.items()
+        }
+        immutable = tuple((p, servers) for p, servers in _IMMUTABLE_SERVERS if p in fields)
+        immutable_reads = tuple(
+            (server, tuple((p, *_first_and_rest(p)) for p, on in immutable if server in on))
+            for server in devices.CREATE_ORDER
+            if any(server in on for _, on in immutable)
+        )
+        has_key_paths = any(devices.is_key_path(p) for p in fields)
+        shape = _DeviceShape(split, compared, immutable, immutable_reads, has_key_paths)
+        if len(_SHAPES) < _SHAPES_SIZE:
+            _SHAPES[signature] = shape
+    return shape
+
+
+_SHAPES: dict[tuple[tuple[str, ...], bool], _DeviceShape] = {}
+_SHAPES_SIZE = 256
+
+
+def _first_and_rest(path: str) -> tuple[str, str]:
+    first, _, rest = path.partition(".")
+    return first, rest
+
+
+def _immutable_unchanged(
+    shape: _DeviceShape, fields: Mapping[str, Any], records: Mapping[str, LiveRecord]
+) -> bool:
+    """Whether every immutable path reads as the desired plain value on every registry that
+    returns it (see _same_as_read): the check of nearly every device, registry by registry
+    (the `ids` of a record read once for both EUIs). False: see _immutable_changes."""
+    for server, reads in shape.immutable_reads:
+        record = records.get(server)
+        if record is None:
+            continue
+        data = record.data
+        for path, first, rest in reads:
+            raw = data.get(first, schema.MISSING)
+            if rest:
+                if type(raw) is not dict or "." in rest:
+                    raw = _raw(data, path)
+                else:
+                    raw = raw.get(rest, schema.MISSING)
+            value = fields[path]
+            value_type = type(value)
+            if value_type is not type(raw) or value_type not in _PLAIN_TYPES or raw != value:
+                return False
+    return True
+
+
+def _immutable_changes(
+    shape: _DeviceShape, fields: Mapping[str, Any], records: Mapping[str, LiveRecord]
+) -> list[FieldChange]:
+    found: list[FieldChange] = []
+    for path, servers in shape.immutable:
+        value = fields[path]
+        value_type = type(value)
+        want: Any = _NOT_YET
+        for server in servers:
+            record = records.get(server)
+            if record is None:
+                continue
+            raw = _raw(record.data, path)
+            if value_type is type(raw) and value_type in _PLAIN_TYPES and raw == value:
+                continue  # the same value (see _same_as_read)
+            if want is _NOT_YET:
+                want = _desired_normal(schema.END_DEVICE, path, value)
+            if raw == want and type(raw) is type(want):
+                continue  # in the normal form already: the same value
+            have = _live_normal(schema.END_DEVICE, record.data, path, raw)
+            # An unset live EUI (e.g. an ABP device registered without a JoinEUI) is not a
+            # change of identity.
+            if have in ("", None) and path.startswith("ids."):
+                continue
+            if want != have:
+                found.append(FieldChange(path, _display(have), _display(want)))
+                break
+    return found
+
+
+_NOT_YET: Any = object()
 
 
 def _step(server: Server, operation: str, **kwargs: Any) -> Step:
