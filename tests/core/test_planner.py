@@ -11,8 +11,9 @@ from reconciler.plan.model import Plan
 from reconciler.plan.render import render_plan
 from reconciler.planning import assemble, plan_target
 from reconciler.provider import PlanOptions
+from reconciler.providers.tts import schema
 from reconciler.providers.tts.kinds import Owner, application_key, device_key
-from reconciler.providers.tts.planner import TTSDiffer, record
+from reconciler.providers.tts.planner import TTSDiffer, compare_field, record
 from reconciler.resources import DesiredResource, DesiredState, LiveResource, LiveState, Secret
 
 APP_KEY = "0123456789ABCDEF0123456789ABCDEF"
@@ -222,3 +223,122 @@ def test_application_is_created_under_its_owner_and_plan_round_trips() -> None:
     again = Plan.from_json(json.loads(plan.dumps()))
     assert again.to_json() == plan.to_json()
     assert again.changes[0].steps[0].operation == "create"
+
+
+# Field values as the manifests hold them and as a server may return them, for
+# test_a_field_is_unchanged_exactly_when_its_normal_forms_are_equal: equal plain values, other
+# spellings, other types (a number sent as a string, a bool as a number), cleared and missing
+# values, secrets in either case of hex.
+COMPARED_VALUES: list[tuple[str, Any, Any]] = [
+    ("name", "Node 1", "Node 1"),
+    ("name", "Node 1", "Node 2"),
+    ("name", "", None),
+    ("name", None, ""),
+    ("name", None, "Node 1"),
+    ("frequency_plan_id", "EU_863_870_TTN", "EU_863_870_TTN"),
+    ("lorawan_version", "MAC_V1_0_3", "MAC_V1_0_3"),
+    ("lorawan_version", "MAC_V1_0_3", "1.0.3"),
+    ("lorawan_version", "MAC_V1_0_3", 3),
+    ("lorawan_version", "MAC_V1_0_3", "MAC_V1_0_2"),
+    ("supports_join", True, True),
+    ("supports_join", True, 1),
+    ("supports_join", False, None),
+    ("supports_join", True, False),
+    ("mac_settings.resets_f_cnt", True, True),
+    ("mac_settings.resets_f_cnt", False, True),
+    ("mac_settings.resets_f_cnt", False, None),
+    ("mac_settings.rx1_delay", "RX_DELAY_5", "RX_DELAY_5"),
+    ("mac_settings.rx1_delay", 5, "RX_DELAY_5"),
+    ("mac_settings.rx1_delay", 5, 5),
+    ("mac_settings.rx1_delay", 5, "RX_DELAY_6"),
+    ("mac_settings.rx1_delay", None, "RX_DELAY_5"),
+    ("net_id", "000013", "000013"),
+    ("net_id", "000013", "ABMT"),
+    ("root_keys.app_key.key", Secret(APP_KEY), APP_KEY),
+    ("root_keys.app_key.key", Secret(APP_KEY), APP_KEY.lower()),
+    ("root_keys.app_key.key", Secret(APP_KEY), "F" * 32),
+    ("root_keys.app_key.key", Secret(APP_KEY), None),
+]
+
+
+def test_a_field_is_unchanged_exactly_when_its_normal_forms_are_equal() -> None:
+    """The planner decides most fields from the value as read (no normalising); the decision
+    must be the one the normal forms give, for every spelling a server may return."""
+    for path, desired, raw in COMPARED_VALUES:
+        ftype = schema.field_type(schema.END_DEVICE, path)
+        plain = desired.reveal() if isinstance(desired, Secret) else desired
+        want = schema.zero_value(ftype) if plain is None else schema.normalize(ftype, plain)
+        have = schema.normalize(ftype, raw)
+        live: dict[str, Any] = {}
+        if raw is not None:
+            schema.set_path(live, path, raw)
+        found = compare_field(schema.END_DEVICE, path, desired, live)
+        assert (found is None) == (want == have), (path, desired, raw)
+        if found is not None and isinstance(desired, Secret):
+            assert found.sensitive and found.old is None and found.new is None
+
+
+def test_merged_attributes_are_compared_key_by_key() -> None:
+    live = {"attributes": {"managed-by": STACK, "site": "a", "console-note": "x"}}
+    unchanged = [
+        {"managed-by": STACK},
+        {"managed-by": STACK, "site": "a"},
+        {"managed-by": STACK, "absent": None},
+    ]
+    for desired in unchanged:
+        assert compare_field(schema.END_DEVICE, "attributes", desired, live) is None, desired
+    changed = [
+        ({"site": "b"}, {"site": "a"}, {"site": "b"}),
+        ({"site": None}, {"site": "a"}, {"site": None}),
+        ({"new": "1"}, {"new": None}, {"new": "1"}),
+        ({"site": Secret("a")}, None, None),  # a secret value: never shown, compared as set
+    ]
+    for desired, old, new in changed[:3]:
+        found = compare_field(schema.END_DEVICE, "attributes", desired, live)
+        assert found is not None and (found.old, found.new) == (old, new), desired
+    secret = compare_field(schema.END_DEVICE, "attributes", changed[3][0], live)
+    assert secret is None  # the revealed value equals the live one
+    assert compare_field(schema.END_DEVICE, "attributes", {"site": "a"}, {}) is not None
+
+
+def test_devices_of_one_signature_are_each_planned_on_their_own_records() -> None:
+    """A fleet shares one field signature (compiled once, on the first device): every later
+    device is still compared field by field, its immutable paths on every registry."""
+    keys = [device_key("sensors", f"node-{i}") for i in range(5)]
+
+    def desired_device(index: int, **overrides: Any) -> DesiredResource:
+        resource = otaa_device(**overrides)
+        return DesiredResource(keys[index], resource.fields, extra=resource.extra)
+
+    def live_of(index: int, **records: dict[str, Any]) -> LiveResource:
+        found = live_device(**{**IN_SYNC, **records})
+        return LiveResource(keys[index], found.records, secrets_readable=True)
+
+    as_record = {**IN_SYNC["as"], "ids": {"dev_eui": "70B3D57ED00000FF"}}
+    lowered = {"root_keys": {"app_key": {"key": APP_KEY.lower()}}}
+    live = LiveState(
+        resources={
+            keys[0]: live_of(0),
+            keys[1]: live_of(1, **{"is": {**IN_SYNC["is"], "name": "Renamed"}}),
+            keys[2]: live_of(2, **{"as": as_record}),  # another EUI on one registry only
+            keys[3]: live_of(3, js=lowered),  # the same key in lower case
+            keys[4]: live_of(4, js={"root_keys": {"app_key": {"key": "F" * 32}}}),
+        },
+        owned=set(keys),
+    )
+    desired = desired_with(*(desired_device(i) for i in range(5)))
+    plan = plan_for(desired, live, PlanOptions(allow_replace=True, force=True))
+    actions = {c.key: c.action for c in plan.resources}
+    assert actions == {
+        keys[0]: "no-op",
+        keys[1]: "update",
+        keys[2]: "replace",
+        keys[3]: "no-op",
+        keys[4]: "update",
+    }
+    by_key = {c.key: c for c in plan.resources}
+    (renamed,) = by_key[keys[1]].steps
+    assert (renamed.endpoint, renamed.paths) == ("is", ["name"])
+    assert "ids.dev_eui" in by_key[keys[2]].reason
+    (rekeyed,) = by_key[keys[4]].steps
+    assert rekeyed.endpoint == "js" and rekeyed.changes[0].sensitive
