@@ -12,7 +12,8 @@ system), the figure that does not depend on how fast the client is; the top-leve
 the first registry's, `registries` has each one's. `--latency-ms` injects latency (set after the
 setup) as `bench_reconcile.py` does, to count what the sleep itself costs the server.
 `--server-root` serves from another checkout of the repository (e.g. `git archive` of an older
-commit), to compare two versions in one session.
+commit), to compare two versions in one session. `app_cpu_us_per_get` is the CPU of that
+checkout's app alone per GET (in process, no server): the least noisy figure.
 `routing` is the in-process cost of finding the route of a device GET among the TTS API's
 routes: the route tree the emulator uses against Starlette's one-by-one matching of the same
 routes, measured in the same run.
@@ -89,6 +90,97 @@ def _routing_cost() -> dict[str, object]:
         "tree_us": round(cost["tree"], 2),
         "one_by_one_us": round(cost["one_by_one"], 2),
     }
+
+
+# Run by `python -c` in the served checkout (its own `reconciler` package): the CPU of the app
+# alone per device GET, called in process with a prebuilt ASGI scope, no socket, no HTTP server,
+# no waiting; the minimum of 5 rounds. Served figures depend on how often the server wakes up
+# for a lone request (each wake-up costs CPU); this one does not, so it compares two versions
+# of the pipeline on a noisy machine.
+_IN_PROCESS = """
+import asyncio, json, sys, time
+import httpx
+from reconciler.emulator.tts import TTSConfig, create_app
+from reconciler.emulator.tts.config import generate_api_key
+
+registries, ids, rounds, number = json.loads(sys.argv[1])
+key = generate_api_key()[0]
+app = create_app(TTSConfig(api_key=key))
+
+
+async def main():
+    auth = {"Authorization": "Bearer " + key}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, headers=auth) as client:
+        base = "http://emulator/api/v3"
+        await client.post(
+            base + "/users/admin-user/applications",
+            json={"application": {"ids": {"application_id": "bench-app"}}},
+        )
+        fields = registries["is"][0]
+        response = await client.post(
+            base + "/applications/bench-app/devices", json={"end_device": {"ids": ids, **fields}}
+        )
+        response.raise_for_status()
+        for registry in ("ns", "as", "js"):
+            fields = registries[registry][0]
+            body = {
+                "end_device": {"ids": ids, **fields},
+                "field_mask": {"paths": sorted(fields) or ["ids.dev_eui"]},
+            }
+            url = base + "/" + registry + "/applications/bench-app/devices/bench-dev"
+            (await client.put(url, json=body)).raise_for_status()
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    figures = {}
+    for registry, (_, mask) in registries.items():
+        prefix = "" if registry == "is" else "/" + registry
+        path = "/api/v3" + prefix + "/applications/bench-app/devices/bench-dev"
+        scope = {
+            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1", "server": ("127.0.0.1", 1885),
+            "client": ("127.0.0.1", 40000), "scheme": "http", "root_path": "",
+            "method": "GET", "path": path, "raw_path": path.encode(),
+            "query_string": ("field_mask=" + mask).encode(),
+            "headers": [
+                (b"host", b"127.0.0.1:1885"), (b"accept", b"*/*"),
+                (b"user-agent", b"bench"), (b"authorization", auth["Authorization"].encode()),
+            ],
+        }
+        best = float("inf")
+        for _ in range(rounds):
+            started = time.process_time()
+            for _ in range(number):
+                await app(dict(scope), receive, send)
+            best = min(best, (time.process_time() - started) / number)
+            assert sent[0]["status"] == 200, sent[0]
+            sent.clear()
+        figures[registry] = round(best * 1e6, 1)
+    print(json.dumps(figures))
+
+
+asyncio.run(main())
+"""
+
+
+def _in_process_cost(root: Path, registries: list[str]) -> dict[str, float]:
+    wanted = {name: REGISTRIES[name] for name in registries}
+    argument = json.dumps([wanted, IDS, 5, 2000])
+    done = subprocess.run(
+        [sys.executable, "-c", _IN_PROCESS, argument],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures: dict[str, float] = json.loads(done.stdout)
+    return figures
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -339,6 +431,7 @@ def main() -> int:
         result["client_cpus"] = sorted(others)
         result["server_root"] = str(args.server_root)
         result["routing"] = _routing_cost()
+        result["app_cpu_us_per_get"] = _in_process_cost(args.server_root, args.registries)
         print(json.dumps(result))
         return 0 if result["meets_target"] else 1
     finally:
