@@ -78,9 +78,12 @@ class EmulatorApp(Starlette):
         assert isinstance(tree, RouteTree)
         self.tree = tree
         self.direct: ServerErrorMiddleware | None = None
+        # Without such endpoints (the IoT Hub emulator's are functions) no request is matched
+        # twice for nothing.
+        self.any_answering = any(isinstance(r.endpoint, AnsweringEndpoint) for r in tree.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self._direct_possible():
+        if scope["type"] == "http" and self.any_answering and self._direct_possible():
             match, child = self.tree.matches(scope)
             if match is Match.FULL and isinstance(child["endpoint"], AnsweringEndpoint):
                 assert self.direct is not None
