@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import build_emulator_app, end_streams_when_idle
-from tests.core.support import Engine, fleet_site
+from tests.core.support import ROOT_URL, Engine, fleet_site, site
 
 DEVICES = 12
 PARALLELISM = 8
@@ -58,3 +58,55 @@ async def test_device_reads_start_before_the_listing_answers(
     # Every slot the listing leaves free is reading a device before the listing answers.
     early = [e for e in timeline.events[:listed] if e in reads]
     assert len(early) >= min(3 * DEVICES, PARALLELISM - 1), early
+
+
+async def test_records_left_without_the_identity_server_are_found_first(
+    admin_api_key: str, tmp_path: Path
+) -> None:
+    """A declared device the Identity Server lacks is still read everywhere else: the records
+    left there (here: the Identity Server record deleted alone; for the ABP device, a Join
+    Server record written alone) are deleted before it is registered anew."""
+    app = build_emulator_app(admin_api_key)
+    async with app.router.lifespan_context(app):
+        end_streams_when_idle(app)
+        tree = site(tmp_path)
+        eng = Engine(httpx.ASGITransport(app=app), admin_api_key)
+        await eng.apply([tree])
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url=f"{ROOT_URL}/api/v3",
+            headers={"Authorization": f"Bearer {admin_api_key}"},
+        ) as api:
+            for device_id in ("otaa-103", "abp-102"):
+                response = await api.delete(f"/applications/field-sensors/devices/{device_id}")
+                assert response.status_code == 200, response.text
+            response = await api.put(
+                "/js/applications/field-sensors/devices/abp-102",
+                json={
+                    "end_device": {
+                        "ids": {
+                            "device_id": "abp-102",
+                            "application_ids": {"application_id": "field-sensors"},
+                            "dev_eui": "70B3D57ED0000003",
+                            "join_eui": "0000000000000000",
+                        }
+                    },
+                    "field_mask": {"paths": []},
+                },
+            )
+            assert response.status_code == 200, response.text
+        run = await eng.plan([tree])
+
+    reasons = {str(c.key): (c.action, c.reason) for c in run.plan.changes}
+    assert reasons == {
+        "device field-sensors/otaa-103": (
+            "create",
+            "not registered on the Identity Server, but records remain on AS, NS, JS (an "
+            "orphan): they are deleted first, then the device is registered anew",
+        ),
+        "device field-sensors/abp-102": (
+            "create",
+            "not registered on the Identity Server, but records remain on AS, NS, JS (an "
+            "orphan): they are deleted first, then the device is registered anew",
+        ),
+    }
