@@ -4,8 +4,11 @@
 
 Applies N OTAA devices (bench_reconcile's manifests) into the in-process emulator through
 httpx.ASGITransport, reads the live state once, then times `reconciler.planning.plan_target`
-alone `--runs` times (the plan must be empty). `--freeze` calls gc.freeze() first, as the CLI
-does after loading; `--profile` prints the top functions of one more pass.
+alone `--runs` times (the plan must be empty). Each run's plan is dropped before the next, as a
+CLI run holds one plan: a plan kept alive makes the next run's collections scan it too.
+`--freeze` calls gc.freeze() first, as the CLI does after reading; `--profile` prints the top
+functions of one more pass. `gc_collections` counts the collector's passes per run, by
+generation (young, middle, full).
 """
 
 from __future__ import annotations
@@ -74,12 +77,19 @@ def main() -> int:
     if args.freeze:
         gc.freeze()
     runs = []
+    collections = []
     for _ in range(args.runs):
+        before = [g["collections"] for g in gc.get_stats()]
         started = time.process_time()
         part = plan_target(target.provider, target.desired, live, options)
         runs.append(round(1e6 * (time.process_time() - started) / args.devices, 1))
+        collections.append(
+            [g["collections"] - b for g, b in zip(gc.get_stats(), before, strict=True)]
+        )
         assert not [r for r in part.resources if r.action != "no-op"], "the plan is not empty"
-    print(json.dumps({"devices": args.devices, "freeze": args.freeze, "us_per_device": runs}))
+        del part
+    figures = {"devices": args.devices, "freeze": args.freeze, "us_per_device": runs}
+    print(json.dumps({**figures, "gc_collections": collections}))
     if args.profile:
         import cProfile
         import pstats
