@@ -518,8 +518,11 @@ class TTSDiffer:
                 # Most fields of most devices: an equal plain value (see _same_as_read), tested
                 # here without a call.
                 value_type = type(value)
-                if value_type is type(raw) and value_type in _PLAIN_TYPES and raw == value:
-                    continue
+                if value_type is type(raw) and value_type in _PLAIN_TYPES:
+                    if raw == value:
+                        continue
+                elif _same_as_read(schema.END_DEVICE, path, value, raw):
+                    continue  # a key or the attributes, as read
                 found = compare_field(schema.END_DEVICE, path, value, data)
                 if found is not None:
                     field_changes.append(found)
