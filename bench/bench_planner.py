@@ -1,13 +1,16 @@
 """Planner CPU per device, in-process (no network, no server load in the figure), as JSON.
 
-    .venv/bin/python bench/bench_planner.py [--devices 1000] [--runs 5] [--freeze] [--profile]
+    .venv/bin/python bench/bench_planner.py [--devices 1000] [--runs 5] [--freeze] [--create]
+        [--profile]
 
 Applies N OTAA devices (bench_reconcile's manifests) into the in-process emulator through
 httpx.ASGITransport, reads the live state once, then times `reconciler.planning.plan_target`
-alone `--runs` times (the plan must be empty). Each run's plan is dropped before the next, as a
-CLI run holds one plan: a plan kept alive makes the next run's collections scan it too.
-`--freeze` calls gc.freeze() first, as the CLI does after reading; `--profile` prints the top
-functions of one more pass. `gc_collections` counts the collector's passes per run, by
+alone `--runs` times (the plan must be empty), under the collector policy of
+`engine.make_plan` (`young_collections_only`). `--create` plans the N devices against an empty
+live state instead (every device created; no emulator). Each run's plan is dropped before the
+next, as a CLI run holds one plan: a plan kept alive makes the next run's collections scan it
+too. `--freeze` calls gc.freeze() first, as the CLI does after reading; `--profile` prints the
+top functions of one more pass. `gc_collections` counts the collector's passes per run, by
 generation (young, middle, full).
 """
 
@@ -32,9 +35,10 @@ import bench_reconcile
 from reconciler import engine
 from reconciler.emulator.tts import TTSConfig, create_app
 from reconciler.emulator.tts.config import generate_api_key
-from reconciler.engine import RunOptions
+from reconciler.engine import RunOptions, young_collections_only
 from reconciler.planning import plan_target
 from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
+from reconciler.resources import LiveState
 
 
 async def live_state(manifests: Path, key: str) -> tuple[Any, Any, Any]:
@@ -64,16 +68,35 @@ async def live_state(manifests: Path, key: str) -> tuple[Any, Any, Any]:
             await session.aclose()
 
 
+def nothing_live(manifests: Path, key: str) -> tuple[Any, Any, Any]:
+    """The target and plan options of the manifests, and an empty live state."""
+    options = RunOptions(
+        paths=[manifests],
+        providers=REGISTRY,
+        manifest_kinds=MANIFEST_KINDS,
+        url="http://emulator.test",
+        environ={"TTS_API_KEY": key},
+    )
+    session = engine.connect(engine.load(options), options)
+    target = session.targets[0]
+    return target, LiveState(), engine.plan_options(target, options)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--freeze", action="store_true")
+    parser.add_argument("--create", action="store_true")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     manifests = Path(tempfile.mkdtemp(prefix="bench-planner-")) / "manifests"
     bench_reconcile.write_manifests(manifests, list(range(args.devices)))
-    target, live, options = asyncio.run(live_state(manifests, generate_api_key()[0]))
+    if args.create:
+        target, live, options = nothing_live(manifests, generate_api_key()[0])
+    else:
+        target, live, options = asyncio.run(live_state(manifests, generate_api_key()[0]))
+    expected = "create" if args.create else "no-op"
     if args.freeze:
         gc.freeze()
     runs = []
@@ -81,14 +104,21 @@ def main() -> int:
     for _ in range(args.runs):
         before = [g["collections"] for g in gc.get_stats()]
         started = time.process_time()
-        part = plan_target(target.provider, target.desired, live, options)
+        with young_collections_only():
+            part = plan_target(target.provider, target.desired, live, options)
         runs.append(round(1e6 * (time.process_time() - started) / args.devices, 1))
         collections.append(
             [g["collections"] - b for g, b in zip(gc.get_stats(), before, strict=True)]
         )
-        assert not [r for r in part.resources if r.action != "no-op"], "the plan is not empty"
+        devices = [r for r in part.resources if r.key.kind == "device"]
+        assert all(r.action == expected for r in devices), f"not every device is {expected}"
         del part
-    figures = {"devices": args.devices, "freeze": args.freeze, "us_per_device": runs}
+    figures = {
+        "devices": args.devices,
+        "freeze": args.freeze,
+        "plan": expected,
+        "us_per_device": runs,
+    }
     print(json.dumps({**figures, "gc_collections": collections}))
     if args.profile:
         import cProfile

@@ -84,12 +84,13 @@ class RunOptions:
 
 @contextmanager
 def young_collections_only() -> Iterator[None]:
-    """No full (oldest-generation) collections inside: for reading a live state that is
-    frozen right after (`freeze_live_state`). A full collection rescans every record read so
-    far and frees nothing (the records stay; the HTTP stack leaves no cyclic garbage): 5-7 of
-    them per 10,000-device plan (`gc_collections_by_generation` in bench/bench_reconcile.py),
-    2 with this, both outside the read. Young collections still run, so short-lived cycles are
-    freed as before."""
+    """No full (oldest-generation) collections inside: for building objects that are all
+    kept, such as a live state that is frozen right after it is read (`freeze_live_state`) or
+    a plan (make_plan). A full collection there rescans everything built so far and frees
+    nothing (records and plans stay; the HTTP stack and the planner leave no cyclic garbage):
+    5-7 of them per 10,000-device read (`gc_collections_by_generation` in
+    bench/bench_reconcile.py), 2 with this, both outside the read. Young collections still
+    run, so short-lived cycles are freed as before."""
     young, middle, oldest = gc.get_threshold()
     gc.set_threshold(young, middle, 1 << 30)
     try:
@@ -248,7 +249,13 @@ async def make_plan(loaded: Loaded, session: Session, options: RunOptions) -> Pl
                 # with (`bench/bench_planner.py --devices 10000`): full collections rescanned
                 # the records.
                 gc.freeze()
-            parts.append(plan_target(target.provider, target.desired, live[name], popts))
+            # The planner keeps all it builds (the plan) and makes no cyclic garbage: a full
+            # collection while it runs rescans the plan built so far and frees nothing. At
+            # 10,000 devices a plan of creates ran 3-4 of them (`bench/bench_planner.py
+            # --create`: 67-78 us per device; 25-44 without them, and the one full collection
+            # that may follow later costs 15-19 either way).
+            with young_collections_only():
+                parts.append(plan_target(target.provider, target.desired, live[name], popts))
         lease_notes = await looking if looking is not None else []
     finally:
         if looking is not None:
