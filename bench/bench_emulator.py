@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ import aiohttp
 import httpx
 import uvloop
 import yarl
+from closed_loop import drive
 
 from reconciler.emulator.tts.config import generate_api_key
 
@@ -185,12 +185,6 @@ def _in_process_cost(root: Path, registries: list[str]) -> dict[str, float]:
     return figures
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 IDS = {"device_id": "bench-dev", "dev_eui": "70B3D57ED0000001", "join_eui": "70B3D57ED0000000"}
 SERVER = "tts.example.com"
 # Per registry: the device record written at setup, and the field mask of the GET (what a plan
@@ -285,42 +279,25 @@ async def _drive_one(
     for _ in range(50):  # warm up
         assert await send() == 200
 
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal errors
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            status = await send()
-            latencies.append(time.perf_counter() - started)
-            if status != 200:
-                errors += 1
-
-    cpu_before = _cpu_seconds(server_pid)
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    server_cpu = _cpu_seconds(server_pid) - cpu_before
-    latencies.sort()
-    rate = len(latencies) / elapsed
+    driven = await drive(send, seconds, concurrency, server_pid)
+    server_cpu = driven.server_cpu_s
+    rate = driven.requests / driven.seconds
     # The Python client needs more CPU per request than the server and has only the other core,
     # so the observed rate is client-bound; the server's own capacity on its one core is
     # requests per second of server CPU time. The slower the client, the more often the server
     # wakes up for a lone request, and each wake-up costs CPU: compare figures of one client.
-    capacity = len(latencies) / server_cpu if server_cpu > 0 else float("inf")
+    capacity = driven.requests / server_cpu if server_cpu > 0 else float("inf")
     return {
-        "seconds": round(elapsed, 3),
-        "requests": len(latencies),
-        "errors": errors,
+        "seconds": round(driven.seconds, 3),
+        "requests": driven.requests,
+        "errors": driven.errors,
         "gets_per_second": round(rate, 1),
         "server_cpu_seconds": round(server_cpu, 3),
         "server_gets_per_cpu_second": round(capacity, 1),
-        "server_cpu_us_per_get": round(1e6 * server_cpu / len(latencies), 1),
-        "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
-        "meets_target": max(rate, capacity) >= TARGET_PER_SECOND and errors == 0,
+        "server_cpu_us_per_get": round(1e6 * server_cpu / driven.requests, 1),
+        "p50_ms": driven.p50_ms,
+        "p99_ms": driven.p99_ms,
+        "meets_target": max(rate, capacity) >= TARGET_PER_SECOND and driven.errors == 0,
     }
 
 

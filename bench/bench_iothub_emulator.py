@@ -20,7 +20,6 @@ import hmac
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -30,18 +29,13 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import httpx
+from closed_loop import drive
 
 ROOT = Path(__file__).resolve().parent.parent
 API_VERSION = "2021-04-12"
 TWIN_GET_TARGET = 1000
 QUERY_PAGE_TARGET = 200
 PAGE_SIZE = 100
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _token(connection_string: str, ttl: int = 3600) -> str:
@@ -64,36 +58,19 @@ async def _measure(
     server_pid: int,
     one: Callable[[], Awaitable[int]],
 ) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal errors
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            status = await one()
-            latencies.append(time.perf_counter() - started)
-            if status != 200:
-                errors += 1
-
-    cpu_before = _cpu_seconds(server_pid)
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    server_cpu = _cpu_seconds(server_pid) - cpu_before
-    latencies.sort()
+    driven = await drive(one, seconds, concurrency, server_pid)
+    server_cpu = driven.server_cpu_s
     return {
-        "requests": len(latencies),
-        "errors": errors,
-        "seconds": round(elapsed, 3),
-        f"{name}_per_second": round(len(latencies) / elapsed, 1),
+        "requests": driven.requests,
+        "errors": driven.errors,
+        "seconds": round(driven.seconds, 3),
+        f"{name}_per_second": round(driven.requests / driven.seconds, 1),
         "server_cpu_seconds": round(server_cpu, 3),
-        f"server_{name}_per_cpu_second": round(len(latencies) / server_cpu, 1)
+        f"server_{name}_per_cpu_second": round(driven.requests / server_cpu, 1)
         if server_cpu > 0
         else None,
-        "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000, 2),
+        "p50_ms": driven.p50_ms,
+        "p99_ms": driven.p99_ms,
     }
 
 
