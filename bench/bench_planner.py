@@ -41,20 +41,24 @@ from reconciler.providers.registry import MANIFEST_KINDS, REGISTRY
 from reconciler.resources import LiveState
 
 
+def _options(manifests: Path, key: str, **kwargs: Any) -> RunOptions:
+    return RunOptions(
+        paths=[manifests],
+        providers=REGISTRY,
+        manifest_kinds=MANIFEST_KINDS,
+        url="http://emulator.test",
+        environ={"TTS_API_KEY": key},
+        **kwargs,
+    )
+
+
 async def live_state(manifests: Path, key: str) -> tuple[Any, Any, Any]:
     app = create_app(TTSConfig(api_key=key, user_id="admin-user", seed=1))
     # The history read's stream ends sooner than the client's half second of quiet.
     app.state.emulator.faults.event_stream_idle_s = 0.02
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(app.router.lifespan_context(app))
-        options = RunOptions(
-            paths=[manifests],
-            providers=REGISTRY,
-            manifest_kinds=MANIFEST_KINDS,
-            url="http://emulator.test",
-            environ={"TTS_API_KEY": key},
-            transport=httpx.ASGITransport(app=app),
-        )
+        options = _options(manifests, key, transport=httpx.ASGITransport(app=app))
         loaded = engine.load(options)
         session = engine.connect(loaded, options)
         try:
@@ -70,13 +74,7 @@ async def live_state(manifests: Path, key: str) -> tuple[Any, Any, Any]:
 
 def nothing_live(manifests: Path, key: str) -> tuple[Any, Any, Any]:
     """The target and plan options of the manifests, and an empty live state."""
-    options = RunOptions(
-        paths=[manifests],
-        providers=REGISTRY,
-        manifest_kinds=MANIFEST_KINDS,
-        url="http://emulator.test",
-        environ={"TTS_API_KEY": key},
-    )
+    options = _options(manifests, key)
     session = engine.connect(engine.load(options), options)
     target = session.targets[0]
     return target, LiveState(), engine.plan_options(target, options)
