@@ -657,6 +657,7 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
         "client_requests": client.stats.requests,
         "recorded_requests": recorder.count,
         "client_retries": client.stats.retries,
+        "client_unanswered_by_cause": dict(getattr(client.stats, "unanswered", {})),
         "client_rate_limited": client.stats.rate_limited,
         "client_by_status": {str(k): v for k, v in sorted(client.stats.by_status.items())},
         "client_mean_latency_ms": round(1000 * (client.stats.mean_latency or 0), 2),

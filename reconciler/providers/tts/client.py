@@ -133,6 +133,8 @@ class RequestStats:
     retries: int = 0
     rate_limited: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
+    # Requests that got no answer and were sent again, by the cause of the failure.
+    unanswered: dict[str, int] = field(default_factory=dict)
     latency_total: float = 0.0
     answered: int = 0
 
@@ -314,6 +316,9 @@ class TTSClient:
                         server=server, method=method, path=path, reason=f"{failure}{tries}"
                     ) from None
                 self.stats.retries += 1
+                self.stats.unanswered[failure.cause] = (
+                    self.stats.unanswered.get(failure.cause, 0) + 1
+                )
                 await self._sleep(self._backoff(attempt), server, method, path)
                 continue
             status = response.status_code
