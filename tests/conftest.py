@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +31,12 @@ import pytest
 
 from tests.emulator.support import ADMIN_USER, TtsApi, make_api_key
 from tests.shared_data import require_shared
+
+# A run started with SIGINT ignored (a background job of a non-interactive shell, as some CI
+# runners start theirs) hands that on to every CLI process the tests start, and the Ctrl-C
+# tests could not interrupt them. A handled signal is reset to its default in a new program.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 API_PREFIX = "/api/v3"
 ASGI_BASE_URL = f"http://emulator.test{API_PREFIX}"
