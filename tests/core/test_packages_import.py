@@ -39,15 +39,21 @@ async def associations(client: httpx.AsyncClient) -> list[object]:
     return found
 
 
+async def apply_source(tmp_path: Path, transport: httpx.ASGITransport, api_key: str) -> None:
+    """The tree the tests import from, applied into the emulator."""
+    _, report = await Engine(transport, api_key, environ_extra=dict(SECRETS)).apply(
+        [site(tmp_path / "source")]
+    )
+    assert not report.failed
+
+
 async def test_import_writes_associations_with_tokens_by_reference(
     tmp_path: Path,
     client: httpx.AsyncClient,
     emulator_transport: httpx.ASGITransport,
     admin_api_key: str,
 ) -> None:
-    source = Engine(emulator_transport, admin_api_key, environ_extra=dict(SECRETS))
-    _, report = await source.apply([site(tmp_path / "source")])
-    assert not report.failed
+    await apply_source(tmp_path, emulator_transport, admin_api_key)
     before = await associations(client)
     assert len(before) == 3
 
@@ -96,9 +102,7 @@ async def test_without_the_packages_right_associations_are_reported(
     emulator_transport: httpx.ASGITransport,
     admin_api_key: str,
 ) -> None:
-    source = Engine(emulator_transport, admin_api_key, environ_extra=dict(SECRETS))
-    _, report = await source.apply([site(tmp_path / "source")])
-    assert not report.failed
+    await apply_source(tmp_path, emulator_transport, admin_api_key)
     rights = [
         "RIGHT_APPLICATION_INFO",
         "RIGHT_APPLICATION_SETTINGS_BASIC",
@@ -129,9 +133,7 @@ async def test_device_associations_can_be_skipped_and_the_report_says_so(
     emulator_transport: httpx.ASGITransport,
     admin_api_key: str,
 ) -> None:
-    source = Engine(emulator_transport, admin_api_key, environ_extra=dict(SECRETS))
-    _, report = await source.apply([site(tmp_path / "source")])
-    assert not report.failed
+    await apply_source(tmp_path, emulator_transport, admin_api_key)
     out = tmp_path / "imported"
     options = import_options(
         out,
